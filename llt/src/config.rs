@@ -1,0 +1,68 @@
+//! What the llt core needs to know, already validated by the root crate's config loader.
+
+use crate::types::{ClusterId, NodeId};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Whether a link carries heartbeats at the fast rate and data at all times (`High`),
+/// or heartbeats at the slow rate and data only when no high-priority link is up (`Low`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkPriority {
+    High,
+    Low,
+}
+
+/// One link as the core sees it; its index in [`LltConfig::links`] is its `LinkId`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkSpec {
+    /// The link's name from the config, for statistics and logs.
+    pub name: String,
+    pub priority: LinkPriority,
+}
+
+/// The llt core's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LltConfig {
+    /// Frames carrying another cluster ID are dropped and counted.
+    pub cluster_id: ClusterId,
+    /// Every configured node, the local one included.
+    pub nodes: Vec<NodeId>,
+    /// The links, in config order; index = `LinkId`.
+    pub links: Vec<LinkSpec>,
+    /// Heartbeat interval on high-priority links.
+    pub heartbeat: Duration,
+    /// Heartbeat interval on low-priority links.
+    pub heartbeat_lowpri: Duration,
+    /// Silence after which a peer's link is in TROUBLE.
+    pub peer_trouble: Duration,
+    /// Silence after which a peer's link is DOWN.
+    pub peer_inactive: Duration,
+    /// Consecutive heartbeats (each within `peer_trouble` of the last) a DOWN link
+    /// needs before it is UP again: the hysteresis that keeps a flapping link quiet.
+    pub link_up_count: u32,
+    /// Shared key for frame authentication; `None` sends and accepts frames without a MAC.
+    pub key: Option<[u8; 32]>,
+    /// How long a starting node listens, sending nothing, to find a live node that
+    /// already uses its ID.
+    pub listen_window: Duration,
+}
+
+impl LltConfig {
+    /// A configuration with the default timers for `nodes` and `links`, for tests and
+    /// embedders that build one by hand.
+    pub fn with_defaults(cluster_id: ClusterId, nodes: Vec<NodeId>, links: Vec<LinkSpec>) -> Self {
+        LltConfig {
+            cluster_id,
+            nodes,
+            links,
+            heartbeat: Duration::from_millis(100),
+            heartbeat_lowpri: Duration::from_millis(250),
+            peer_trouble: Duration::from_millis(400),
+            peer_inactive: Duration::from_millis(800),
+            link_up_count: 3,
+            key: None,
+            listen_window: Duration::from_millis(300),
+        }
+    }
+}

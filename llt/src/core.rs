@@ -1,0 +1,908 @@
+//! The llt state machine.
+
+use crate::config::{LinkPriority, LltConfig};
+use crate::stats::{DropReason, LinkStats, PeerLinkStats};
+use crate::types::{Generation, Incarnation, Instant, LinkAddr, LinkId, NodeId, Port, MAX_LINKS};
+use crate::wire::{self, DecodeError, Header, Kind};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// Bound on queued outputs: a caller that never drains loses the oldest, never memory.
+const MAX_OUTPUTS: usize = 64 * 1024;
+/// Width of the per-peer, per-link replay window, in sequence numbers.
+const REPLAY_WINDOW: u64 = 64;
+
+/// State of one peer on one link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LinkState {
+    Up,
+    Trouble,
+    Down,
+}
+
+impl LinkState {
+    /// UP or TROUBLE: the link still counts for the peer.
+    pub fn is_alive(self) -> bool {
+        self != LinkState::Down
+    }
+}
+
+/// Something that happened, for the layer above and for the logs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// The start-up listening window passed without finding our ID in use.
+    Started,
+    LinkUp {
+        peer: NodeId,
+        link: LinkId,
+    },
+    LinkTrouble {
+        peer: NodeId,
+        link: LinkId,
+    },
+    LinkDown {
+        peer: NodeId,
+        link: LinkId,
+    },
+    PeerUp {
+        peer: NodeId,
+        incarnation: Incarnation,
+    },
+    PeerDown {
+        peer: NodeId,
+    },
+    /// A peer that was up is now heard with a newer incarnation: it restarted.
+    PeerRestarted {
+        peer: NodeId,
+        old: Incarnation,
+        new: Incarnation,
+    },
+    /// The peer is up over exactly one link.
+    JeopardyEntered {
+        peer: NodeId,
+        link: LinkId,
+    },
+    JeopardyCleared {
+        peer: NodeId,
+    },
+    /// Another live process uses our node ID. While starting up, the core refuses to
+    /// run on ([`Llt::refused`]); the driver must exit.
+    DuplicateNodeId {
+        link: LinkId,
+        incarnation: Incarnation,
+    },
+}
+
+/// A frame to put on a link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub link: LinkId,
+    pub to: NodeId,
+    /// The address the peer's frames last came from on this link, if any.
+    pub addr: Option<LinkAddr>,
+    pub bytes: Vec<u8>,
+}
+
+/// A port message received from a peer (after de-duplication across links).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deliver {
+    pub from: NodeId,
+    pub port: Port,
+    pub body: Vec<u8>,
+}
+
+/// One step's results, drained with [`Llt::poll_output`] in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Transmit(Transmit),
+    Deliver(Deliver),
+    Event(Event),
+}
+
+/// The configuration cannot run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for ConfigError {}
+
+/// Why a port message could not be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// No link to the peer is up.
+    PeerDown,
+    /// Not a peer in the configuration.
+    UnknownPeer,
+    /// Larger than [`wire::MAX_DATA_BODY`].
+    TooLarge,
+    /// Still listening for a duplicate node ID, or refused.
+    NotRunning,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Listening { until: Instant },
+    Running,
+    Refused,
+}
+
+/// Sliding window of seen sequence numbers (bit `i` = `highest - i` seen).
+#[derive(Clone, Copy, Debug, Default)]
+struct ReplayWindow {
+    highest: u64,
+    seen: u64,
+}
+
+impl ReplayWindow {
+    /// Records `seq`; false if it was seen before or is too old to tell.
+    fn accept(&mut self, seq: u64) -> bool {
+        if seq == 0 {
+            return false;
+        }
+        if seq > self.highest {
+            let shift = seq - self.highest;
+            self.seen = if shift >= REPLAY_WINDOW {
+                0
+            } else {
+                self.seen << shift
+            };
+            self.seen |= 1;
+            self.highest = seq;
+            return true;
+        }
+        let back = self.highest - seq;
+        if back >= REPLAY_WINDOW || self.seen & (1 << back) != 0 {
+            return false;
+        }
+        self.seen |= 1 << back;
+        true
+    }
+}
+
+#[derive(Clone, Debug)]
+struct PeerLink {
+    state: LinkState,
+    /// The link has been UP at least once.
+    ever_up: bool,
+    last_heard: Option<Instant>,
+    /// Consecutive frames counted toward bringing a DOWN link UP.
+    run: u32,
+    replay: ReplayWindow,
+    /// The peer's last `tx_time_us` on this link and when we got it, to echo back.
+    echo: Option<(u64, Instant)>,
+    rtt: Option<Duration>,
+    srtt: Option<Duration>,
+    addr: Option<LinkAddr>,
+    stats: PeerLinkStats,
+}
+
+impl PeerLink {
+    fn new() -> Self {
+        PeerLink {
+            state: LinkState::Down,
+            ever_up: false,
+            last_heard: None,
+            run: 0,
+            replay: ReplayWindow::default(),
+            echo: None,
+            rtt: None,
+            srtt: None,
+            addr: None,
+            stats: PeerLinkStats::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Peer {
+    incarnation: Option<Incarnation>,
+    up: bool,
+    /// When the peer last came up.
+    up_since: Option<Instant>,
+    jeopardy: bool,
+    generation: Generation,
+    links: Vec<PeerLink>,
+    data_seen: ReplayWindow,
+}
+
+#[derive(Clone, Debug)]
+struct Link {
+    next_heartbeat: Instant,
+    seq: u64,
+    stats: LinkStats,
+}
+
+/// Snapshot of one peer on one link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerLinkStatus {
+    pub link: LinkId,
+    pub name: String,
+    pub state: LinkState,
+    pub last_heard: Option<Instant>,
+    pub rtt_us: Option<u64>,
+    pub srtt_us: Option<u64>,
+    pub addr: Option<LinkAddr>,
+    pub stats: PeerLinkStats,
+}
+
+/// Snapshot of one peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub id: NodeId,
+    pub incarnation: Option<Incarnation>,
+    pub up: bool,
+    pub jeopardy: bool,
+    pub generation: Generation,
+    pub links: Vec<PeerLinkStatus>,
+}
+
+/// Snapshot of one link, all peers together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    pub link: LinkId,
+    pub name: String,
+    pub priority: LinkPriority,
+    pub stats: LinkStats,
+}
+
+/// A side-effect-free snapshot of the core, for `lltstat`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub me: NodeId,
+    pub incarnation: Incarnation,
+    /// `listening`, `running` or `refused`.
+    pub phase: String,
+    pub generation: Generation,
+    pub links: Vec<LinkStatus>,
+    pub peers: Vec<PeerStatus>,
+}
+
+/// The llt core: heartbeats, link and peer state, port data, statistics.
+#[derive(Clone, Debug)]
+pub struct Llt {
+    cfg: LltConfig,
+    me: NodeId,
+    incarnation: Incarnation,
+    phase: Phase,
+    generation: Generation,
+    links: Vec<Link>,
+    peers: BTreeMap<NodeId, Peer>,
+    next_msg_id: u64,
+    outputs: VecDeque<Output>,
+    duplicates_reported: Vec<Incarnation>,
+}
+
+impl Llt {
+    /// A core for node `me`, started at `now`. It listens for `listen_window` before it
+    /// sends anything. The core draws no randomness today; `rng_seed` keeps the common
+    /// constructor shape of vigil's cores.
+    pub fn new(
+        cfg: LltConfig,
+        me: NodeId,
+        incarnation: Incarnation,
+        now: Instant,
+        rng_seed: u64,
+    ) -> Result<Llt, ConfigError> {
+        let _ = rng_seed;
+        if cfg.links.is_empty() || cfg.links.len() > MAX_LINKS {
+            return Err(ConfigError(format!(
+                "need 1 to {MAX_LINKS} links, got {}",
+                cfg.links.len()
+            )));
+        }
+        if !cfg.nodes.contains(&me) {
+            return Err(ConfigError(format!(
+                "node {me} is not in the configuration"
+            )));
+        }
+        if cfg.heartbeat.is_zero()
+            || cfg.heartbeat_lowpri < cfg.heartbeat
+            || cfg.peer_trouble <= cfg.heartbeat_lowpri
+            || cfg.peer_inactive <= cfg.peer_trouble
+        {
+            return Err(ConfigError(
+                "timers must satisfy 0 < heartbeat <= heartbeat_lowpri < peer_trouble < peer_inactive"
+                    .into(),
+            ));
+        }
+        if incarnation.0 == 0 {
+            return Err(ConfigError("incarnation 0 is reserved".into()));
+        }
+        let peers = cfg
+            .nodes
+            .iter()
+            .filter(|n| **n != me)
+            .map(|n| {
+                let peer = Peer {
+                    incarnation: None,
+                    up: false,
+                    up_since: None,
+                    jeopardy: false,
+                    generation: Generation::default(),
+                    links: cfg.links.iter().map(|_| PeerLink::new()).collect(),
+                    data_seen: ReplayWindow::default(),
+                };
+                (*n, peer)
+            })
+            .collect();
+        let links = cfg
+            .links
+            .iter()
+            .map(|_| Link {
+                next_heartbeat: now + cfg.listen_window,
+                seq: 0,
+                stats: LinkStats::default(),
+            })
+            .collect();
+        let phase = if cfg.listen_window.is_zero() {
+            Phase::Running
+        } else {
+            Phase::Listening {
+                until: now + cfg.listen_window,
+            }
+        };
+        let mut llt = Llt {
+            cfg,
+            me,
+            incarnation,
+            phase,
+            generation: Generation::default(),
+            links,
+            peers,
+            next_msg_id: 0,
+            outputs: VecDeque::new(),
+            duplicates_reported: Vec::new(),
+        };
+        if llt.phase == Phase::Running {
+            llt.push(Output::Event(Event::Started));
+        }
+        Ok(llt)
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
+    pub fn config(&self) -> &LltConfig {
+        &self.cfg
+    }
+
+    /// True once a live duplicate of our node ID was found while starting: the core
+    /// sends nothing more and the driver must exit.
+    pub fn refused(&self) -> bool {
+        self.phase == Phase::Refused
+    }
+
+    /// Whether the peer is up (some link UP or TROUBLE).
+    pub fn peer_up(&self, peer: NodeId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.up)
+    }
+
+    /// The peers that are up, in ID order.
+    pub fn up_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.peers.iter().filter(|(_, p)| p.up).map(|(id, _)| *id)
+    }
+
+    /// The generation to advertise in every frame from now on.
+    pub fn set_generation(&mut self, generation: Generation) {
+        self.generation = generation;
+    }
+
+    fn push(&mut self, out: Output) {
+        if self.outputs.len() >= MAX_OUTPUTS {
+            self.outputs.pop_front();
+        }
+        self.outputs.push_back(out);
+    }
+
+    fn event(&mut self, e: Event) {
+        self.push(Output::Event(e));
+    }
+
+    /// Next output of the last steps, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When the core next needs [`Llt::handle_timeout`]: absolute, derived from state.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut take = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        match self.phase {
+            Phase::Refused => return None,
+            Phase::Listening { until } => take(until),
+            Phase::Running => {
+                for l in &self.links {
+                    take(l.next_heartbeat);
+                }
+            }
+        }
+        for p in self.peers.values() {
+            if let (false, Some(since)) = (p.jeopardy, p.up_since) {
+                let alive = p.links.iter().filter(|l| l.state.is_alive()).count();
+                let deadline = since + self.cfg.peer_inactive;
+                if alive == 1 && p.links.len() >= 2 {
+                    take(deadline);
+                }
+            }
+            for pl in &p.links {
+                let Some(last) = pl.last_heard else { continue };
+                match pl.state {
+                    LinkState::Up => take(last + self.cfg.peer_trouble),
+                    LinkState::Trouble => take(last + self.cfg.peer_inactive),
+                    LinkState::Down => {}
+                }
+            }
+        }
+        next
+    }
+
+    /// Advance timers: end of listening, heartbeats due, links going TROUBLE or DOWN.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Phase::Listening { until } = self.phase {
+            if now >= until {
+                self.phase = Phase::Running;
+                self.event(Event::Started);
+                for l in &mut self.links {
+                    l.next_heartbeat = now;
+                }
+            }
+        }
+        self.expire(now);
+        if self.phase != Phase::Running {
+            return;
+        }
+        for li in 0..self.links.len() {
+            if now < self.links[li].next_heartbeat {
+                continue;
+            }
+            let interval = match self.cfg.links[li].priority {
+                LinkPriority::High => self.cfg.heartbeat,
+                LinkPriority::Low => self.cfg.heartbeat_lowpri,
+            };
+            let peers: Vec<NodeId> = self.peers.keys().copied().collect();
+            for peer in peers {
+                self.send_frame(now, LinkId(li as u8), peer, Kind::Heartbeat, &[]);
+            }
+            // Keep the beat against the clock: the next deadline follows the previous
+            // one, and missed beats are skipped rather than sent in a burst.
+            let link = &mut self.links[li];
+            while link.next_heartbeat <= now {
+                link.next_heartbeat += interval;
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let trouble = self.cfg.peer_trouble;
+        let inactive = self.cfg.peer_inactive;
+        let ids: Vec<NodeId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let mut changes = Vec::new();
+            if let Some(p) = self.peers.get_mut(&id) {
+                for (li, pl) in p.links.iter_mut().enumerate() {
+                    let Some(last) = pl.last_heard else { continue };
+                    let link = LinkId(li as u8);
+                    if pl.state.is_alive() && now >= last + inactive {
+                        pl.state = LinkState::Down;
+                        pl.run = 0;
+                        pl.stats.state_changes += 1;
+                        changes.push(Event::LinkDown { peer: id, link });
+                    } else if pl.state == LinkState::Up && now >= last + trouble {
+                        pl.state = LinkState::Trouble;
+                        pl.stats.state_changes += 1;
+                        changes.push(Event::LinkTrouble { peer: id, link });
+                    }
+                }
+            }
+            for e in changes {
+                self.event(e);
+            }
+            self.update_peer(id, now);
+        }
+    }
+
+    /// Recompute peer up/down and jeopardy after its links changed; emit the events.
+    ///
+    /// Jeopardy is a peer up over exactly one of two or more links once the others
+    /// had their chance: another link has been UP before, or the peer has been up for
+    /// `peer_inactive`. Links coming up one after the other at start are no jeopardy.
+    fn update_peer(&mut self, id: NodeId, now: Instant) {
+        let nlinks = self.cfg.links.len();
+        let grace = self.cfg.peer_inactive;
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let alive: Vec<usize> = (0..nlinks)
+            .filter(|i| p.links[*i].state.is_alive())
+            .collect();
+        let up = !alive.is_empty();
+        let others_had_their_chance = alive.len() == 1
+            && ((0..nlinks).any(|i| i != alive[0] && p.links[i].ever_up)
+                || p.up_since.is_some_and(|t| now >= t + grace));
+        let jeopardy = up && nlinks >= 2 && others_had_their_chance;
+        let mut events = Vec::new();
+        if up && !p.up {
+            p.up = true;
+            p.up_since = Some(now);
+            if let Some(inc) = p.incarnation {
+                events.push(Event::PeerUp {
+                    peer: id,
+                    incarnation: inc,
+                });
+            }
+        }
+        if jeopardy != p.jeopardy {
+            p.jeopardy = jeopardy;
+            events.push(if jeopardy {
+                Event::JeopardyEntered {
+                    peer: id,
+                    link: LinkId(alive[0] as u8),
+                }
+            } else {
+                Event::JeopardyCleared { peer: id }
+            });
+        }
+        if !up && p.up {
+            p.up = false;
+            p.up_since = None;
+            events.push(Event::PeerDown { peer: id });
+        }
+        for e in events {
+            self.event(e);
+        }
+    }
+
+    fn drop_frame(&mut self, link: LinkId, reason: DropReason) {
+        if let Some(l) = self.links.get_mut(link.index()) {
+            l.stats.drops.bump(reason);
+        }
+    }
+
+    /// A frame arrived on `link` from `from` (when the driver knows). Bad frames of
+    /// every kind are counted and dropped; nothing here can panic on input.
+    pub fn handle_frame(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        from: Option<LinkAddr>,
+        bytes: &[u8],
+    ) {
+        let li = link.index();
+        let Some(l) = self.links.get_mut(li) else {
+            return;
+        };
+        l.stats.frames_in += 1;
+        l.stats.bytes_in += bytes.len() as u64;
+        let frame = match wire::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                let reason = match e {
+                    DecodeError::Truncated => DropReason::Truncated,
+                    DecodeError::BadMagic => DropReason::BadMagic,
+                    DecodeError::BadVersion(_) => DropReason::BadVersion,
+                    DecodeError::Malformed(_) => DropReason::Malformed,
+                };
+                return self.drop_frame(link, reason);
+            }
+        };
+        let h = frame.header;
+        if h.cluster != self.cfg.cluster_id {
+            return self.drop_frame(link, DropReason::WrongCluster);
+        }
+        let authentic = match &self.cfg.key {
+            Some(key) => wire::verify(&frame, key),
+            None => frame.mac.is_none(),
+        };
+        if !authentic {
+            return self.drop_frame(link, DropReason::Auth);
+        }
+        if h.link != link {
+            return self.drop_frame(link, DropReason::WrongLink);
+        }
+        if h.dst.is_some_and(|d| d != self.me) {
+            return self.drop_frame(link, DropReason::NotForUs);
+        }
+        if h.src == self.me {
+            if h.incarnation == self.incarnation {
+                return self.drop_frame(link, DropReason::OwnFrame);
+            }
+            self.drop_frame(link, DropReason::DuplicateNode);
+            if !self.duplicates_reported.contains(&h.incarnation)
+                && self.duplicates_reported.len() < 16
+            {
+                self.duplicates_reported.push(h.incarnation);
+                self.event(Event::DuplicateNodeId {
+                    link,
+                    incarnation: h.incarnation,
+                });
+            }
+            if matches!(self.phase, Phase::Listening { .. }) {
+                self.phase = Phase::Refused;
+            }
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&h.src) else {
+            return self.drop_frame(link, DropReason::UnknownNode);
+        };
+        // Incarnations only grow: older is stale, newer is a restart.
+        let mut restarted = None;
+        match peer.incarnation {
+            Some(known) if h.incarnation < known => {
+                peer.links[li].stats.replays += 1;
+                return self.drop_frame(link, DropReason::StaleIncarnation);
+            }
+            Some(known) if h.incarnation > known => {
+                // Only a frame that also passes the replay window of the new
+                // incarnation can get here; reset the per-incarnation state.
+                for pl in &mut peer.links {
+                    pl.replay = ReplayWindow::default();
+                    pl.echo = None;
+                }
+                peer.data_seen = ReplayWindow::default();
+                peer.incarnation = Some(h.incarnation);
+                if peer.up {
+                    restarted = Some(known);
+                }
+            }
+            Some(_) => {}
+            None => peer.incarnation = Some(h.incarnation),
+        }
+        let pl = &mut peer.links[li];
+        if !pl.replay.accept(h.seq) {
+            pl.stats.replays += 1;
+            return self.drop_frame(link, DropReason::Replay);
+        }
+        // Accepted.
+        pl.stats.frames_in += 1;
+        pl.stats.bytes_in += bytes.len() as u64;
+        if from.is_some() {
+            pl.addr = from;
+        }
+        if h.echo_incarnation == self.incarnation && h.echo_time_us != 0 {
+            let rtt_us = now
+                .as_micros()
+                .saturating_sub(h.echo_time_us)
+                .saturating_sub(u64::from(h.echo_hold_us));
+            let rtt = Duration::from_micros(rtt_us);
+            pl.rtt = Some(rtt);
+            pl.srtt = Some(match pl.srtt {
+                Some(s) => (s * 7 + rtt) / 8,
+                None => rtt,
+            });
+        }
+        pl.echo = Some((h.tx_time_us, now));
+        let previous = pl.last_heard.replace(now);
+        let mut events = Vec::new();
+        match pl.state {
+            LinkState::Up => {}
+            LinkState::Trouble => {
+                pl.state = LinkState::Up;
+                pl.stats.state_changes += 1;
+                events.push(Event::LinkUp { peer: h.src, link });
+            }
+            LinkState::Down => {
+                let in_run = previous.is_some_and(|p| now < p + self.cfg.peer_trouble);
+                pl.run = if in_run { pl.run + 1 } else { 1 };
+                if pl.run >= self.cfg.link_up_count {
+                    pl.state = LinkState::Up;
+                    pl.ever_up = true;
+                    pl.run = 0;
+                    pl.stats.state_changes += 1;
+                    events.push(Event::LinkUp { peer: h.src, link });
+                }
+            }
+        }
+        peer.generation = h.generation;
+        let mut deliver = None;
+        if h.kind == Kind::Data {
+            if let Ok(msg) = wire::decode_data(frame.payload) {
+                if peer.data_seen.accept(msg.msg_id) {
+                    deliver = Some(Deliver {
+                        from: h.src,
+                        port: msg.port,
+                        body: msg.body.to_vec(),
+                    });
+                } else {
+                    pl.stats.data_duplicates += 1;
+                }
+            }
+        }
+        self.links[li].stats.frames_accepted += 1;
+        if let Some(old) = restarted {
+            self.event(Event::PeerRestarted {
+                peer: h.src,
+                old,
+                new: h.incarnation,
+            });
+        }
+        let changed = !events.is_empty();
+        for e in events {
+            self.event(e);
+        }
+        if changed {
+            self.update_peer(h.src, now);
+        }
+        if let Some(d) = deliver {
+            self.push(Output::Deliver(d));
+        }
+    }
+
+    fn send_frame(&mut self, now: Instant, link: LinkId, to: NodeId, kind: Kind, payload: &[u8]) {
+        let li = link.index();
+        let Some(peer) = self.peers.get_mut(&to) else {
+            return;
+        };
+        let pl = &mut peer.links[li];
+        let (echo_time_us, echo_hold_us) = match pl.echo {
+            Some((t, at)) => (
+                t,
+                u32::try_from(now.saturating_since(at).as_micros()).unwrap_or(u32::MAX),
+            ),
+            None => (0, 0),
+        };
+        let l = &mut self.links[li];
+        l.seq += 1;
+        let header = Header {
+            kind,
+            link,
+            src: self.me,
+            dst: Some(to),
+            cluster: self.cfg.cluster_id,
+            incarnation: self.incarnation,
+            seq: l.seq,
+            generation: self.generation,
+            // Never 0: 0 means "nothing to echo".
+            tx_time_us: now.as_micros().max(1),
+            echo_time_us,
+            echo_hold_us,
+            echo_incarnation: peer.incarnation.unwrap_or(Incarnation(0)),
+        };
+        let bytes = wire::encode(&header, payload, self.cfg.key.as_ref());
+        l.stats.frames_out += 1;
+        l.stats.bytes_out += bytes.len() as u64;
+        match kind {
+            Kind::Heartbeat => l.stats.heartbeats_out += 1,
+            Kind::Data => l.stats.data_out += 1,
+        }
+        pl.stats.frames_out += 1;
+        pl.stats.bytes_out += bytes.len() as u64;
+        let addr = pl.addr;
+        self.push(Output::Transmit(Transmit {
+            link,
+            to,
+            addr,
+            bytes,
+        }));
+    }
+
+    /// The links a port message to `peer` goes over: every live high-priority link, or,
+    /// when none is up, every live low-priority link.
+    fn data_links(&self, peer: NodeId) -> Vec<LinkId> {
+        let Some(p) = self.peers.get(&peer) else {
+            return Vec::new();
+        };
+        let alive = |prio: LinkPriority| -> Vec<LinkId> {
+            (0..self.cfg.links.len())
+                .filter(|i| self.cfg.links[*i].priority == prio && p.links[*i].state.is_alive())
+                .map(|i| LinkId(i as u8))
+                .collect()
+        };
+        let high = alive(LinkPriority::High);
+        if high.is_empty() {
+            alive(LinkPriority::Low)
+        } else {
+            high
+        }
+    }
+
+    /// Send a port message to `peer` over every live link of the best priority; the
+    /// receiver de-duplicates, so one lossy link does not slow a decision.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        port: Port,
+        body: &[u8],
+    ) -> Result<(), SendError> {
+        if self.phase != Phase::Running {
+            return Err(SendError::NotRunning);
+        }
+        if body.len() > wire::MAX_DATA_BODY {
+            return Err(SendError::TooLarge);
+        }
+        if !self.peers.contains_key(&peer) {
+            return Err(SendError::UnknownPeer);
+        }
+        let links = self.data_links(peer);
+        if links.is_empty() {
+            return Err(SendError::PeerDown);
+        }
+        self.next_msg_id += 1;
+        let payload = wire::encode_data(port, self.next_msg_id, body);
+        for link in links {
+            self.send_frame(now, link, peer, Kind::Data, &payload);
+        }
+        Ok(())
+    }
+
+    /// Send a port message to every peer that is up. Returns how many it went to.
+    pub fn broadcast(&mut self, now: Instant, port: Port, body: &[u8]) -> Result<usize, SendError> {
+        let peers: Vec<NodeId> = self.up_peers().collect();
+        let mut sent = 0;
+        for p in peers {
+            match self.send(now, p, port, body) {
+                Ok(()) => sent += 1,
+                Err(SendError::PeerDown) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
+    }
+
+    /// A snapshot for `lltstat`; no side effects.
+    pub fn status(&self) -> Status {
+        let links = self
+            .cfg
+            .links
+            .iter()
+            .zip(&self.links)
+            .enumerate()
+            .map(|(i, (spec, l))| LinkStatus {
+                link: LinkId(i as u8),
+                name: spec.name.clone(),
+                priority: spec.priority,
+                stats: l.stats,
+            })
+            .collect();
+        let peers = self
+            .peers
+            .iter()
+            .map(|(id, p)| PeerStatus {
+                id: *id,
+                incarnation: p.incarnation,
+                up: p.up,
+                jeopardy: p.jeopardy,
+                generation: p.generation,
+                links: p
+                    .links
+                    .iter()
+                    .enumerate()
+                    .map(|(i, pl)| PeerLinkStatus {
+                        link: LinkId(i as u8),
+                        name: self.cfg.links[i].name.clone(),
+                        state: pl.state,
+                        last_heard: pl.last_heard,
+                        rtt_us: pl.rtt.map(|d| d.as_micros() as u64),
+                        srtt_us: pl.srtt.map(|d| d.as_micros() as u64),
+                        addr: pl.addr,
+                        stats: pl.stats,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Status {
+            me: self.me,
+            incarnation: self.incarnation,
+            phase: match self.phase {
+                Phase::Listening { .. } => "listening",
+                Phase::Running => "running",
+                Phase::Refused => "refused",
+            }
+            .to_string(),
+            generation: self.generation,
+            links,
+            peers,
+        }
+    }
+}

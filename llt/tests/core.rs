@@ -1,0 +1,540 @@
+//! The llt core driven in virtual time through a small test network.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+use vigil_llt::types::{ClusterId, Incarnation, Instant, LinkId, NodeId, Port};
+use vigil_llt::wire::{self, Kind};
+use vigil_llt::{DropReason, Event, LinkPriority, LinkSpec, LinkState, Llt, LltConfig, Output};
+
+const HB: Duration = Duration::from_millis(100);
+const TROUBLE: Duration = Duration::from_millis(400);
+const INACTIVE: Duration = Duration::from_millis(800);
+const DELAY: Duration = Duration::from_millis(1);
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+fn at(d: Duration) -> Instant {
+    Instant::ZERO + d
+}
+fn n(i: u8) -> NodeId {
+    NodeId(i)
+}
+fn l(i: u8) -> LinkId {
+    LinkId(i)
+}
+
+fn config(nodes: u8, key: Option<[u8; 32]>) -> LltConfig {
+    let links = vec![
+        LinkSpec {
+            name: "a".into(),
+            priority: LinkPriority::High,
+        },
+        LinkSpec {
+            name: "b".into(),
+            priority: LinkPriority::High,
+        },
+    ];
+    let mut cfg = LltConfig::with_defaults(ClusterId(7), (0..nodes).map(NodeId).collect(), links);
+    cfg.heartbeat = HB;
+    cfg.heartbeat_lowpri = ms(250);
+    cfg.peer_trouble = TROUBLE;
+    cfg.peer_inactive = INACTIVE;
+    cfg.link_up_count = 3;
+    cfg.listen_window = ms(300);
+    cfg.key = key;
+    cfg
+}
+
+/// A frame in flight.
+struct Flight {
+    due: Instant,
+    to: usize,
+    from: usize,
+    link: LinkId,
+    bytes: Vec<u8>,
+}
+
+/// Nodes joined by two links with a fixed one-way delay. Any (from, to, link) may be
+/// cut; a node may be stopped (it neither runs nor receives).
+struct Net {
+    nodes: Vec<Llt>,
+    stopped: BTreeSet<usize>,
+    cut: BTreeSet<(usize, usize, u8)>,
+    now: Instant,
+    flights: Vec<Flight>,
+    events: Vec<(Instant, usize, Event)>,
+    delivered: Vec<(usize, NodeId, Port, Vec<u8>)>,
+    /// Every frame sent, for replay tests: (from, to, link, bytes).
+    sent: Vec<(usize, usize, LinkId, Vec<u8>)>,
+}
+
+impl Net {
+    fn new(count: u8, key: Option<[u8; 32]>) -> Net {
+        let cfg = config(count, key);
+        let nodes = (0..count)
+            .map(|i| {
+                let inc = Incarnation(1000 + u64::from(i));
+                Llt::new(cfg.clone(), n(i), inc, Instant::ZERO, u64::from(i)).unwrap()
+            })
+            .collect();
+        Net {
+            nodes,
+            stopped: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            now: Instant::ZERO,
+            flights: Vec::new(),
+            events: Vec::new(),
+            delivered: Vec::new(),
+            sent: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self, i: usize) {
+        while let Some(out) = self.nodes[i].poll_output() {
+            match out {
+                Output::Transmit(tx) => {
+                    let to = tx.to.index();
+                    self.sent.push((i, to, tx.link, tx.bytes.clone()));
+                    if !self.cut.contains(&(i, to, tx.link.0)) {
+                        self.flights.push(Flight {
+                            due: self.now + DELAY,
+                            to,
+                            from: i,
+                            link: tx.link,
+                            bytes: tx.bytes,
+                        });
+                    }
+                }
+                Output::Event(e) => self.events.push((self.now, i, e)),
+                Output::Deliver(d) => self.delivered.push((i, d.from, d.port, d.body)),
+            }
+        }
+    }
+
+    /// Run every node until `until`, jumping from one deadline or delivery to the next.
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            for i in 0..self.nodes.len() {
+                self.drain(i);
+            }
+            let mut next: Option<Instant> = self.flights.iter().map(|f| f.due).min();
+            for (i, node) in self.nodes.iter().enumerate() {
+                if self.stopped.contains(&i) {
+                    continue;
+                }
+                if let Some(t) = node.poll_timeout() {
+                    next = Some(next.map_or(t, |x| x.min(t)));
+                }
+            }
+            let Some(next) = next.filter(|t| *t <= until) else {
+                self.now = until;
+                return;
+            };
+            self.now = self.now.max(next);
+            let now = self.now;
+            let (due, rest): (Vec<Flight>, Vec<Flight>) = std::mem::take(&mut self.flights)
+                .into_iter()
+                .partition(|f| f.due <= now);
+            self.flights = rest;
+            for f in due {
+                if !self.stopped.contains(&f.to) && !self.cut.contains(&(f.from, f.to, f.link.0)) {
+                    self.nodes[f.to].handle_frame(now, f.link, None, &f.bytes);
+                }
+            }
+            for i in 0..self.nodes.len() {
+                if self.stopped.contains(&i) {
+                    continue;
+                }
+                if self.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
+                    self.nodes[i].handle_timeout(now);
+                }
+            }
+        }
+    }
+
+    fn cut_both(&mut self, a: usize, b: usize, link: u8) {
+        self.cut.insert((a, b, link));
+        self.cut.insert((b, a, link));
+    }
+    fn heal_both(&mut self, a: usize, b: usize, link: u8) {
+        self.cut.remove(&(a, b, link));
+        self.cut.remove(&(b, a, link));
+    }
+
+    fn events_of(&self, node: usize, pred: impl Fn(&Event) -> bool) -> Vec<Instant> {
+        self.events
+            .iter()
+            .filter(|(_, i, e)| *i == node && pred(e))
+            .map(|(t, _, _)| *t)
+            .collect()
+    }
+
+    fn link_state(&self, node: usize, peer: u8, link: u8) -> LinkState {
+        let st = self.nodes[node].status();
+        let p = st.peers.iter().find(|p| p.id == n(peer)).unwrap();
+        p.links[link as usize].state
+    }
+
+    fn drops(&self, node: usize, link: u8, reason: DropReason) -> u64 {
+        self.nodes[node].status().links[link as usize]
+            .stats
+            .drops
+            .get(reason)
+    }
+
+    fn capture(&self, from: usize, to: usize, link: u8) -> Vec<u8> {
+        self.sent
+            .iter()
+            .rev()
+            .find(|(f, t, li, _)| *f == from && *t == to && li.0 == link)
+            .map(|(_, _, _, b)| b.clone())
+            .unwrap()
+    }
+}
+
+fn all_up(net: &Net) -> bool {
+    net.nodes
+        .iter()
+        .all(|node| node.status().peers.iter().all(|p| p.up && !p.jeopardy))
+}
+
+#[test]
+fn cluster_comes_up_after_listening_and_hysteresis() {
+    let mut net = Net::new(3, None);
+    net.run_until(at(ms(250)));
+    assert!(net.sent.is_empty(), "nothing may be sent while listening");
+    net.run_until(at(ms(1000)));
+    assert!(all_up(&net));
+    // Each link needs 3 heartbeats: the first beat at 300 ms, the third at 500 ms.
+    let ups = net.events_of(
+        0,
+        |e| matches!(e, Event::PeerUp { peer, .. } if *peer == n(1)),
+    );
+    assert_eq!(ups, vec![at(ms(500) + DELAY)]);
+}
+
+#[test]
+fn silent_peer_goes_trouble_then_down_on_time() {
+    let mut net = Net::new(3, None);
+    net.run_until(at(ms(2000)));
+    assert!(all_up(&net));
+    let stop = at(ms(2000));
+    net.stopped.insert(2);
+    net.run_until(at(ms(4000)));
+    for observer in [0usize, 1] {
+        let trouble = net.events_of(
+            observer,
+            |e| matches!(e, Event::LinkTrouble { peer, .. } if *peer == n(2)),
+        );
+        let down = net.events_of(
+            observer,
+            |e| matches!(e, Event::LinkDown { peer, .. } if *peer == n(2)),
+        );
+        let peer_down = net.events_of(observer, |e| *e == Event::PeerDown { peer: n(2) });
+        assert_eq!(trouble.len(), 2, "both links go TROUBLE");
+        assert_eq!(down.len(), 2, "both links go DOWN");
+        assert_eq!(peer_down.len(), 1);
+        // Last heard at most one heartbeat before the stop: TROUBLE and DOWN come
+        // exactly peer_trouble and peer_inactive after that, so within one heartbeat.
+        for t in &trouble {
+            assert!(
+                *t >= stop + (TROUBLE - HB) && *t <= stop + TROUBLE + DELAY,
+                "TROUBLE at {t:?}"
+            );
+        }
+        for t in down.iter().chain(&peer_down) {
+            assert!(
+                *t >= stop + (INACTIVE - HB) && *t <= stop + INACTIVE + DELAY,
+                "DOWN at {t:?}"
+            );
+        }
+        assert!(!net.nodes[observer].peer_up(n(2)));
+        assert!(net.nodes[observer].peer_up(n(1 - observer as u8)));
+    }
+}
+
+#[test]
+fn losing_one_of_two_links_is_jeopardy_not_down() {
+    let mut net = Net::new(3, None);
+    net.run_until(at(ms(2000)));
+    // Links coming up one after the other at start is no jeopardy.
+    assert!(net
+        .events_of(0, |e| matches!(e, Event::JeopardyEntered { .. }))
+        .is_empty());
+    net.cut_both(0, 1, 1);
+    net.run_until(at(ms(4000)));
+    assert_eq!(net.link_state(0, 1, 1), LinkState::Down);
+    assert_eq!(net.link_state(0, 1, 0), LinkState::Up);
+    assert!(net.nodes[0].peer_up(n(1)));
+    assert!(net.nodes[1].peer_up(n(0)));
+    let link_down = net.events_of(0, |e| matches!(e, Event::LinkDown { .. }));
+    let jeopardy = net.events_of(0, |e| {
+        *e == Event::JeopardyEntered {
+            peer: n(1),
+            link: l(0),
+        }
+    });
+    assert_eq!(link_down.len(), 1);
+    assert_eq!(jeopardy, link_down);
+    assert!(net
+        .events_of(0, |e| matches!(e, Event::PeerDown { .. }))
+        .is_empty());
+    // Node 2 still has both links to everyone.
+    assert!(net.nodes[2].status().peers.iter().all(|p| !p.jeopardy));
+    // Losing the last link makes the peer down.
+    net.cut_both(0, 1, 0);
+    net.run_until(at(ms(6000)));
+    assert_eq!(
+        net.events_of(0, |e| *e == Event::PeerDown { peer: n(1) })
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_returning_link_needs_the_hysteresis_count() {
+    let mut net = Net::new(2, None);
+    net.run_until(at(ms(2000)));
+    net.events.clear();
+    net.cut_both(0, 1, 1);
+    net.run_until(at(ms(3000)));
+    assert_eq!(net.link_state(0, 1, 1), LinkState::Down);
+    // Let exactly one heartbeat through, then cut again: not enough to come up.
+    net.heal_both(0, 1, 1);
+    net.run_until(at(ms(3050)));
+    net.cut_both(0, 1, 1);
+    net.run_until(at(ms(3600)));
+    assert_eq!(net.link_state(0, 1, 1), LinkState::Down);
+    let link1_up = |e: &Event| matches!(e, Event::LinkUp { link, .. } if *link == l(1));
+    assert!(net.events_of(0, link1_up).is_empty());
+    // Healed for good: UP only after 3 consecutive heartbeats.
+    let healed = at(ms(4000));
+    net.run_until(healed);
+    net.heal_both(0, 1, 1);
+    net.run_until(at(ms(5000)));
+    let ups = net.events_of(0, link1_up);
+    assert_eq!(ups.len(), 1);
+    assert!(
+        ups[0] >= healed + HB * 2,
+        "came up at {:?}, before 3 heartbeats",
+        ups[0]
+    );
+    assert!(ups[0] <= healed + HB * 3 + DELAY);
+    assert_eq!(
+        net.events_of(0, |e| matches!(e, Event::JeopardyCleared { .. })),
+        ups
+    );
+}
+
+#[test]
+fn heartbeats_keep_the_clock_when_woken_late() {
+    let mut cfg = config(2, None);
+    cfg.listen_window = Duration::ZERO;
+    let mut node = Llt::new(cfg, n(0), Incarnation(5), Instant::ZERO, 0).unwrap();
+    let mut beats = Vec::new();
+    // Wake up late every time (37 ms after each deadline).
+    for _ in 0..10 {
+        let due = node.poll_timeout().unwrap();
+        let now = due + ms(37);
+        node.handle_timeout(now);
+        while let Some(o) = node.poll_output() {
+            if let Output::Transmit(t) = o {
+                if t.link == l(0) {
+                    beats.push(now);
+                }
+            }
+        }
+    }
+    // Deadlines stay on the 100 ms grid: 0, 100, 200, ... (each woken 37 ms late).
+    let expect: Vec<Instant> = (0..10).map(|k| at(HB * k + ms(37))).collect();
+    assert_eq!(beats, expect);
+}
+
+#[test]
+fn bad_frames_are_dropped_and_counted() {
+    let key = wire::derive_key(b"the cluster key, 32 bytes or so");
+    let mut net = Net::new(3, Some(key));
+    // Half-way between beats, so the captured frame has been delivered.
+    net.run_until(at(ms(2050)));
+    assert!(all_up(&net));
+    let now = net.now;
+    let real = net.capture(1, 0, 0);
+    let accepted_before = net.nodes[0].status().links[0].stats.frames_accepted;
+
+    // Replay: a frame node 0 already accepted.
+    net.nodes[0].handle_frame(now, l(0), None, &real);
+    assert_eq!(net.drops(0, 0, DropReason::Replay), 1);
+
+    // Truncated at several points.
+    for cut in [0, 3, 10, 65, real.len() - 1] {
+        net.nodes[0].handle_frame(now, l(0), None, &real[..cut]);
+    }
+    assert_eq!(net.drops(0, 0, DropReason::Truncated), 5);
+
+    // Garbage.
+    net.nodes[0].handle_frame(
+        now,
+        l(0),
+        None,
+        b"GET / HTTP/1.1\r\n\r\nnot a frame, really",
+    );
+    assert_eq!(net.drops(0, 0, DropReason::BadMagic), 1);
+
+    let mut h = wire::decode(&real).unwrap().header;
+    h.seq += 1_000;
+    // Forged: right everything, wrong key; and unsigned in a keyed cluster.
+    let forged = wire::encode(&h, &[], Some(&wire::derive_key(b"not the cluster key")));
+    net.nodes[0].handle_frame(now, l(0), None, &forged);
+    net.nodes[0].handle_frame(now, l(0), None, &wire::encode(&h, &[], None));
+    assert_eq!(net.drops(0, 0, DropReason::Auth), 2);
+
+    // Another cluster.
+    let mut other = h;
+    other.cluster = ClusterId(8);
+    net.nodes[0].handle_frame(now, l(0), None, &wire::encode(&other, &[], Some(&key)));
+    assert_eq!(net.drops(0, 0, DropReason::WrongCluster), 1);
+
+    // Stale incarnation of node 1, correctly signed.
+    let mut stale = h;
+    stale.incarnation = Incarnation(h.incarnation.0 - 1);
+    net.nodes[0].handle_frame(now, l(0), None, &wire::encode(&stale, &[], Some(&key)));
+    assert_eq!(net.drops(0, 0, DropReason::StaleIncarnation), 1);
+
+    // Claims link 1 while arriving on link 0.
+    let mut wrong_link = h;
+    wrong_link.link = l(1);
+    let bytes = wire::encode(&wrong_link, &[], Some(&key));
+    net.nodes[0].handle_frame(now, l(0), None, &bytes);
+    assert_eq!(net.drops(0, 0, DropReason::WrongLink), 1);
+
+    // Unknown node; a version from the future; a reserved flag bit set.
+    let mut unknown = h;
+    unknown.src = n(9);
+    net.nodes[0].handle_frame(now, l(0), None, &wire::encode(&unknown, &[], Some(&key)));
+    assert_eq!(net.drops(0, 0, DropReason::UnknownNode), 1);
+    let mut v2 = real.clone();
+    v2[2] = 2;
+    net.nodes[0].handle_frame(now, l(0), None, &v2);
+    assert_eq!(net.drops(0, 0, DropReason::BadVersion), 1);
+    let mut flags = real.clone();
+    flags[4] |= 0x80;
+    net.nodes[0].handle_frame(now, l(0), None, &flags);
+    assert_eq!(net.drops(0, 0, DropReason::Malformed), 1);
+
+    let st = net.nodes[0].status();
+    assert_eq!(st.links[0].stats.drops.total(), 15);
+    assert_eq!(
+        st.links[0].stats.frames_accepted, accepted_before,
+        "no bad frame accepted"
+    );
+    // And nothing was disturbed.
+    net.run_until(at(ms(4000)));
+    assert!(all_up(&net));
+    assert!(net
+        .events_of(0, |e| matches!(
+            e,
+            Event::PeerDown { .. } | Event::LinkDown { .. }
+        ))
+        .is_empty());
+}
+
+#[test]
+fn a_restarted_peer_is_a_new_incarnation_and_old_frames_are_stale() {
+    let mut net = Net::new(2, None);
+    net.run_until(at(ms(2000)));
+    let old_frame = net.capture(1, 0, 0);
+    // Node 1 restarts quickly with a higher incarnation.
+    net.nodes[1] = Llt::new(config(2, None), n(1), Incarnation(5000), net.now, 9).unwrap();
+    net.run_until(at(ms(3000)));
+    let restarted: Vec<&Event> = net
+        .events
+        .iter()
+        .filter(|(_, i, e)| *i == 0 && matches!(e, Event::PeerRestarted { .. }))
+        .map(|(_, _, e)| e)
+        .collect();
+    assert_eq!(
+        restarted,
+        vec![&Event::PeerRestarted {
+            peer: n(1),
+            old: Incarnation(1001),
+            new: Incarnation(5000)
+        }]
+    );
+    assert!(net
+        .events_of(0, |e| matches!(e, Event::PeerDown { .. }))
+        .is_empty());
+    let now = net.now;
+    net.nodes[0].handle_frame(now, l(0), None, &old_frame);
+    assert_eq!(net.drops(0, 0, DropReason::StaleIncarnation), 1);
+}
+
+#[test]
+fn a_second_process_with_a_live_node_id_refuses_to_start() {
+    let mut net = Net::new(3, None);
+    net.run_until(at(ms(2000)));
+    // An impostor for node 1 with its own incarnation, on a segment where it hears
+    // node 1's broadcast frames.
+    let mut impostor = Llt::new(config(3, None), n(1), Incarnation(9999), net.now, 3).unwrap();
+    let mut h = wire::decode(&net.capture(1, 0, 0)).unwrap().header;
+    h.dst = None;
+    impostor.handle_frame(net.now, l(0), None, &wire::encode(&h, &[], None));
+    assert!(impostor.refused());
+    let mut out = Vec::new();
+    impostor.handle_timeout(net.now + ms(500));
+    while let Some(o) = impostor.poll_output() {
+        out.push(o);
+    }
+    assert_eq!(
+        out,
+        vec![Output::Event(Event::DuplicateNodeId {
+            link: l(0),
+            incarnation: Incarnation(1001)
+        })]
+    );
+    assert_eq!(impostor.poll_timeout(), None);
+}
+
+#[test]
+fn port_data_goes_over_every_link_and_is_delivered_once() {
+    let mut net = Net::new(2, None);
+    net.run_until(at(ms(2000)));
+    let now = net.now;
+    net.nodes[0].send(now, n(1), Port(b'c'), b"hello").unwrap();
+    let before = net.sent.len();
+    net.drain(0);
+    let data_frames = net.sent[before..]
+        .iter()
+        .filter(|(_, _, _, b)| wire::decode(b).unwrap().header.kind == Kind::Data)
+        .count();
+    assert_eq!(data_frames, 2);
+    net.run_until(at(ms(2100)));
+    assert_eq!(
+        net.delivered,
+        vec![(1, n(0), Port(b'c'), b"hello".to_vec())]
+    );
+    let dups: u64 = net.nodes[1].status().peers[0]
+        .links
+        .iter()
+        .map(|l| l.stats.data_duplicates)
+        .sum();
+    assert_eq!(dups, 1);
+    // With one link cut the message still arrives, once.
+    net.cut_both(0, 1, 0);
+    net.nodes[0]
+        .send(net.now, n(1), Port(b'c'), b"again")
+        .unwrap();
+    net.run_until(at(ms(2200)));
+    assert_eq!(net.delivered.len(), 2);
+}
+
+#[test]
+fn rtt_is_measured_per_link() {
+    let mut net = Net::new(2, None);
+    net.run_until(at(ms(2000)));
+    let st = net.nodes[0].status();
+    for link in &st.peers[0].links {
+        // One-way delay 1 ms each way; the echo's hold time is subtracted.
+        assert_eq!(link.rtt_us, Some(2000), "link {}", link.name);
+    }
+}
