@@ -19,6 +19,11 @@ pub struct LinkSpec {
     /// The link's name from the config, for statistics and logs.
     pub name: String,
     pub priority: LinkPriority,
+    /// The link reaches every node with one frame (Ethernet). On such links every
+    /// other heartbeat round also sends one broadcast heartbeat, so that a node
+    /// starting with a node ID already in use hears the live owner of that ID.
+    #[serde(default)]
+    pub broadcast: bool,
 }
 
 /// The llt core's configuration.

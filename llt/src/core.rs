@@ -79,7 +79,8 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
     pub link: LinkId,
-    pub to: NodeId,
+    /// The receiver, or `None` for one frame to every node (broadcast links only).
+    pub to: Option<NodeId>,
     /// The address the peer's frames last came from on this link, if any.
     pub addr: Option<LinkAddr>,
     pub bytes: Vec<u8>,
@@ -173,6 +174,8 @@ struct PeerLink {
     last_heard: Option<Instant>,
     /// Consecutive frames counted toward bringing a DOWN link UP.
     run: u32,
+    /// When the last frame counted toward `run` arrived.
+    run_counted: Option<Instant>,
     replay: ReplayWindow,
     /// The peer's last `tx_time_us` on this link and when we got it, to echo back.
     echo: Option<(u64, Instant)>,
@@ -189,6 +192,7 @@ impl PeerLink {
             ever_up: false,
             last_heard: None,
             run: 0,
+            run_counted: None,
             replay: ReplayWindow::default(),
             echo: None,
             rtt: None,
@@ -214,6 +218,8 @@ struct Peer {
 #[derive(Clone, Debug)]
 struct Link {
     next_heartbeat: Instant,
+    /// Heartbeat rounds sent, to pace broadcast announcements.
+    rounds: u64,
     seq: u64,
     stats: LinkStats,
 }
@@ -336,6 +342,7 @@ impl Llt {
             .iter()
             .map(|_| Link {
                 next_heartbeat: now + cfg.listen_window,
+                rounds: 0,
                 seq: 0,
                 stats: LinkStats::default(),
             })
@@ -391,6 +398,11 @@ impl Llt {
     /// The peers that are up, in ID order.
     pub fn up_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.peers.iter().filter(|(_, p)| p.up).map(|(id, _)| *id)
+    }
+
+    /// The generation advertised in every frame.
+    pub fn generation(&self) -> Generation {
+        self.generation
     }
 
     /// The generation to advertise in every frame from now on.
@@ -472,7 +484,11 @@ impl Llt {
             };
             let peers: Vec<NodeId> = self.peers.keys().copied().collect();
             for peer in peers {
-                self.send_frame(now, LinkId(li as u8), peer, Kind::Heartbeat, &[]);
+                self.send_frame(now, LinkId(li as u8), Some(peer), Kind::Heartbeat, &[]);
+            }
+            self.links[li].rounds += 1;
+            if self.cfg.links[li].broadcast && self.links[li].rounds % 2 == 1 {
+                self.send_frame(now, LinkId(li as u8), None, Kind::Heartbeat, &[]);
             }
             // Keep the beat against the clock: the next deadline follows the previous
             // one, and missed beats are skipped rather than sent in a burst.
@@ -692,8 +708,19 @@ impl Llt {
                 events.push(Event::LinkUp { peer: h.src, link });
             }
             LinkState::Down => {
+                // Frames closer together than half a heartbeat (a broadcast and a
+                // unicast of the same round, a duplicate) count once.
                 let in_run = previous.is_some_and(|p| now < p + self.cfg.peer_trouble);
-                pl.run = if in_run { pl.run + 1 } else { 1 };
+                let spaced = pl
+                    .run_counted
+                    .is_none_or(|c| now >= c + self.cfg.heartbeat / 2);
+                if !in_run {
+                    pl.run = 1;
+                    pl.run_counted = Some(now);
+                } else if spaced {
+                    pl.run += 1;
+                    pl.run_counted = Some(now);
+                }
                 if pl.run >= self.cfg.link_up_count {
                     pl.state = LinkState::Up;
                     pl.ever_up = true;
@@ -738,13 +765,23 @@ impl Llt {
         }
     }
 
-    fn send_frame(&mut self, now: Instant, link: LinkId, to: NodeId, kind: Kind, payload: &[u8]) {
+    fn send_frame(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        to: Option<NodeId>,
+        kind: Kind,
+        payload: &[u8],
+    ) {
         let li = link.index();
-        let Some(peer) = self.peers.get_mut(&to) else {
-            return;
+        let (echo, echo_incarnation) = match to {
+            Some(id) => match self.peers.get(&id) {
+                Some(p) => (p.links[li].echo, p.incarnation),
+                None => return,
+            },
+            None => (None, None),
         };
-        let pl = &mut peer.links[li];
-        let (echo_time_us, echo_hold_us) = match pl.echo {
+        let (echo_time_us, echo_hold_us) = match echo {
             Some((t, at)) => (
                 t,
                 u32::try_from(now.saturating_since(at).as_micros()).unwrap_or(u32::MAX),
@@ -757,7 +794,7 @@ impl Llt {
             kind,
             link,
             src: self.me,
-            dst: Some(to),
+            dst: to,
             cluster: self.cfg.cluster_id,
             incarnation: self.incarnation,
             seq: l.seq,
@@ -766,7 +803,7 @@ impl Llt {
             tx_time_us: now.as_micros().max(1),
             echo_time_us,
             echo_hold_us,
-            echo_incarnation: peer.incarnation.unwrap_or(Incarnation(0)),
+            echo_incarnation: echo_incarnation.unwrap_or(Incarnation(0)),
         };
         let bytes = wire::encode(&header, payload, self.cfg.key.as_ref());
         l.stats.frames_out += 1;
@@ -775,9 +812,14 @@ impl Llt {
             Kind::Heartbeat => l.stats.heartbeats_out += 1,
             Kind::Data => l.stats.data_out += 1,
         }
-        pl.stats.frames_out += 1;
-        pl.stats.bytes_out += bytes.len() as u64;
-        let addr = pl.addr;
+        let mut addr = None;
+        if let Some(id) = to {
+            if let Some(pl) = self.peers.get_mut(&id).map(|p| &mut p.links[li]) {
+                pl.stats.frames_out += 1;
+                pl.stats.bytes_out += bytes.len() as u64;
+                addr = pl.addr;
+            }
+        }
         self.push(Output::Transmit(Transmit {
             link,
             to,
@@ -831,7 +873,7 @@ impl Llt {
         self.next_msg_id += 1;
         let payload = wire::encode_data(port, self.next_msg_id, body);
         for link in links {
-            self.send_frame(now, link, peer, Kind::Data, &payload);
+            self.send_frame(now, link, Some(peer), Kind::Data, &payload);
         }
         Ok(())
     }

@@ -14,7 +14,7 @@
 //! use vigil_llt::{Llt, LltConfig, LinkSpec, LinkPriority, Output, Event};
 //! use vigil_llt::types::{ClusterId, Incarnation, Instant, LinkId, NodeId};
 //!
-//! let links = vec![LinkSpec { name: "a".into(), priority: LinkPriority::High }];
+//! let links = vec![LinkSpec { name: "a".into(), priority: LinkPriority::High, broadcast: false }];
 //! let cfg = LltConfig::with_defaults(ClusterId(7), vec![NodeId(0), NodeId(1)], links);
 //! let t0 = Instant::ZERO;
 //! let mut nodes = [

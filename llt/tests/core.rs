@@ -29,10 +29,12 @@ fn config(nodes: u8, key: Option<[u8; 32]>) -> LltConfig {
         LinkSpec {
             name: "a".into(),
             priority: LinkPriority::High,
+            broadcast: false,
         },
         LinkSpec {
             name: "b".into(),
             priority: LinkPriority::High,
+            broadcast: true,
         },
     ];
     let mut cfg = LltConfig::with_defaults(ClusterId(7), (0..nodes).map(NodeId).collect(), links);
@@ -94,16 +96,21 @@ impl Net {
         while let Some(out) = self.nodes[i].poll_output() {
             match out {
                 Output::Transmit(tx) => {
-                    let to = tx.to.index();
-                    self.sent.push((i, to, tx.link, tx.bytes.clone()));
-                    if !self.cut.contains(&(i, to, tx.link.0)) {
-                        self.flights.push(Flight {
-                            due: self.now + DELAY,
-                            to,
-                            from: i,
-                            link: tx.link,
-                            bytes: tx.bytes,
-                        });
+                    let receivers: Vec<usize> = match tx.to {
+                        Some(to) => vec![to.index()],
+                        None => (0..self.nodes.len()).filter(|j| *j != i).collect(),
+                    };
+                    for to in receivers {
+                        self.sent.push((i, to, tx.link, tx.bytes.clone()));
+                        if !self.cut.contains(&(i, to, tx.link.0)) {
+                            self.flights.push(Flight {
+                                due: self.now + DELAY,
+                                to,
+                                from: i,
+                                link: tx.link,
+                                bytes: tx.bytes.clone(),
+                            });
+                        }
                     }
                 }
                 Output::Event(e) => self.events.push((self.now, i, e)),
@@ -493,6 +500,34 @@ fn a_second_process_with_a_live_node_id_refuses_to_start() {
         })]
     );
     assert_eq!(impostor.poll_timeout(), None);
+}
+
+#[test]
+fn broadcast_heartbeats_let_a_silent_starter_find_its_twin() {
+    let mut net = Net::new(3, None);
+    net.run_until(at(ms(2000)));
+    // Listening for its window, the impostor hears what goes to every node on the
+    // broadcast link (b), and nothing addressed to others.
+    let mut impostor = Llt::new(config(3, None), n(1), Incarnation(9999), net.now, 3).unwrap();
+    let from = net.sent.len();
+    net.run_until(at(ms(2300)));
+    let heard: Vec<Vec<u8>> = net.sent[from..]
+        .iter()
+        .filter(|(f, to, link, b)| {
+            *f == 1 && *to == 0 && link.0 == 1 && wire::decode(b).unwrap().header.dst.is_none()
+        })
+        .map(|(_, _, _, b)| b.clone())
+        .collect();
+    assert!(
+        !heard.is_empty(),
+        "node 1 broadcast within the listening window"
+    );
+    for b in &heard {
+        impostor.handle_frame(net.now, l(1), None, b);
+    }
+    assert!(impostor.refused());
+    // The live nodes accept broadcast heartbeats as liveness and are not disturbed.
+    assert!(all_up(&net));
 }
 
 #[test]
