@@ -1,0 +1,1891 @@
+//! The cluster configuration: one TOML file, parsed and validated once.
+//!
+//! [`ClusterConfig::load`] reads the file (default [`DEFAULT_CONFIG_PATH`]), checks every
+//! rule and hands back plain data the daemon, the commands and the simulator share.
+//! Every refusal is a [`ConfigError`] naming the file, the field (as a path such as
+//! `nodes[1].links.a`) and the reason.
+//!
+//! ```toml
+//! [cluster]
+//! name = "demo"
+//! id = 7
+//!
+//! [[links]]
+//! name = "a"
+//! kind = "udp"
+//! port = 5101
+//!
+//! [[nodes]]
+//! id = 0
+//! name = "n0"
+//! links = { a = "127.0.0.1" }
+//!
+//! [[nodes]]
+//! id = 1
+//! name = "n1"
+//! links = { a = "127.0.0.1:5102" }
+//! ```
+//!
+//! Every table denies unknown keys, all timers are in milliseconds, and relative paths
+//! (`key_file`, `self_fence_hook`, `state_dir`, `run_dir`, a node's `socket`) are taken
+//! relative to the directory of the config file. `examples/cluster.toml` is a complete,
+//! commented example.
+//!
+//! Rules checked beyond the types: `0 < heartbeat <= heartbeat_lowpri < peer_trouble <
+//! peer_inactive`; unique node IDs, node names, link names and UDP addresses; every node
+//! gives an address for every link and for no other; the address family matches the
+//! link kind; Ethernet links have an interface; a seed count above half the nodes; a key
+//! file of at least 16 bytes that neither group nor others may access.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vigil_llt::config::{LinkPriority, LinkSpec, LltConfig};
+use vigil_llt::types::{ClusterId, LinkId, NodeId, MAX_LINKS, MAX_NODE_ID};
+
+/// Where the commands look for the config when no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/vigil/cluster.toml";
+/// Default of `cluster.state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/vigil";
+/// Default of `cluster.run_dir`.
+pub const DEFAULT_RUN_DIR: &str = "/run/vigil";
+/// Default EtherType of Ethernet links (an IEEE "local experimental" value).
+pub const DEFAULT_ETHERTYPE: u16 = 0xCAFE;
+/// Smallest EtherType; lower values are 802.3 length fields, not types.
+pub const MIN_ETHERTYPE: u16 = 0x0600;
+/// Fewest bytes a key file must hold.
+pub const MIN_KEY_LEN: usize = 16;
+/// The blake3 `derive_key` context that turns the key file into the llt frame-MAC key.
+pub const KEY_CONTEXT: &str = "vigil llt frame mac v1";
+/// Largest accepted value of any timer, in milliseconds (one hour): anything longer is
+/// surely a unit mistake.
+pub const MAX_TIMER_MS: u64 = 3_600_000;
+/// Longest link name (and longest interface name: Linux' `IFNAMSIZ` less the NUL).
+pub const MAX_LINK_NAME_LEN: usize = 15;
+/// Longest node name.
+pub const MAX_NODE_NAME_LEN: usize = 32;
+
+/// Why a config was refused: which file, which field, what is wrong.
+///
+/// `field` is a path into the file such as `timers.peer_inactive`, `nodes[2].id` or
+/// `nodes[1].links.b`; for TOML syntax errors it is `line L, column C`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The config file (as given to [`ClusterConfig::load`] or [`ClusterConfig::parse`]).
+    pub file: PathBuf,
+    /// The offending field's path, or the position of a syntax error.
+    pub field: String,
+    /// What is wrong, in one line.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(file: &Path, field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: file.to_path_buf(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.file.display(),
+            self.field,
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A validated cluster configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterConfig {
+    /// The file it was read from; relative paths in it were resolved against its
+    /// directory.
+    pub source: PathBuf,
+    /// The `[cluster]` table.
+    pub cluster: ClusterSection,
+    /// The `[timers]` table, defaults filled in.
+    pub timers: Timers,
+    /// The `[[links]]`, in file order: a link's index is its [`LinkId`].
+    pub links: Vec<LinkConfig>,
+    /// The `[[nodes]]`, in file order.
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// The `[cluster]` table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterSection {
+    /// `name`: the cluster's name, for logs and the commands. Required, non-empty.
+    pub name: String,
+    /// `id`: the cluster ID carried in every frame; frames from another cluster are
+    /// dropped. Required, any `u32`.
+    pub id: ClusterId,
+    /// `seed`: how many nodes must see each other before the first membership forms.
+    /// Default: the number of nodes. Must be `1..=nodes` and more than half the nodes,
+    /// so that two halves of a partitioned cluster can never both seed.
+    pub seed: usize,
+    /// `fencing`: `"majority"` (default) races for the majority on a split;
+    /// `"disabled"` never fences (test clusters only).
+    pub fencing: FencingMode,
+    /// `self_fence`: what a node does when it loses a race or its authority:
+    /// `"exit"` (default), `"hook"`, `"reboot"` or `"halt"`. For `"hook"` the program
+    /// comes from `self_fence_hook`, required then and refused otherwise.
+    pub self_fence: SelfFence,
+    /// `key_file`: the shared secret that authenticates llt frames; `None` (default)
+    /// sends and accepts frames without a MAC. The file must be a regular file of at
+    /// least 16 bytes that neither group nor others may access (`chmod 600`).
+    pub key_file: Option<PathBuf>,
+    /// The frame-MAC key, `blake3::derive_key("vigil llt frame mac v1", file bytes)`.
+    /// Never serialized.
+    #[serde(skip)]
+    pub key: Option<[u8; 32]>,
+    /// `state_dir`: where a node keeps state across restarts. Default `/var/lib/vigil`.
+    pub state_dir: PathBuf,
+    /// `run_dir`: where control sockets live: `{run_dir}/{node name}.sock` unless the
+    /// node sets `socket`. Default `/run/vigil`.
+    pub run_dir: PathBuf,
+    /// `fault_injection`: reserved for a later testing tool. Default `false`.
+    pub fault_injection: bool,
+}
+
+/// `cluster.fencing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FencingMode {
+    /// On a split, the side with a strict majority (or that wins the race for it) goes
+    /// on; the others self-fence.
+    #[default]
+    Majority,
+    /// Never fence. Safe only where nothing shared can be corrupted.
+    Disabled,
+}
+
+/// `cluster.self_fence`: what a node does to take itself out of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SelfFence {
+    /// Stop the daemon (default); whatever supervises it decides what follows.
+    Exit,
+    /// Run this program (`cluster.self_fence_hook`), then stop.
+    Hook(PathBuf),
+    /// Reboot the machine.
+    Reboot,
+    /// Halt the machine.
+    Halt,
+}
+
+/// The `[timers]` table. Every value is given in milliseconds, at most one hour, and
+/// they must satisfy `0 < heartbeat <= heartbeat_lowpri < peer_trouble < peer_inactive`.
+/// Serialized as `*_ms` integers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Timers {
+    /// `heartbeat`: heartbeat interval on high-priority links. Default 100 ms.
+    #[serde(rename = "heartbeat_ms", serialize_with = "ser_ms")]
+    pub heartbeat: Duration,
+    /// `heartbeat_lowpri`: heartbeat interval on low-priority links. Default 250 ms.
+    #[serde(rename = "heartbeat_lowpri_ms", serialize_with = "ser_ms")]
+    pub heartbeat_lowpri: Duration,
+    /// `peer_trouble`: silence after which a peer's link is in TROUBLE. Default 400 ms.
+    #[serde(rename = "peer_trouble_ms", serialize_with = "ser_ms")]
+    pub peer_trouble: Duration,
+    /// `peer_inactive`: silence after which a peer's link is DOWN, and a peer with every
+    /// link down is gone. Default 800 ms.
+    #[serde(rename = "peer_inactive_ms", serialize_with = "ser_ms")]
+    pub peer_inactive: Duration,
+    /// `link_up_count`: consecutive heartbeats a DOWN link needs before it is UP again.
+    /// Default 3, `1..=100`.
+    pub link_up_count: u32,
+}
+
+impl Default for Timers {
+    fn default() -> Timers {
+        Timers {
+            heartbeat: Duration::from_millis(100),
+            heartbeat_lowpri: Duration::from_millis(250),
+            peer_trouble: Duration::from_millis(400),
+            peer_inactive: Duration::from_millis(800),
+            link_up_count: 3,
+        }
+    }
+}
+
+fn ser_ms<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One `[[links]]` entry: a network every node is attached to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkConfig {
+    /// The link's index in the file, `0..8`; frames carry it.
+    pub id: LinkId,
+    /// `name`: how nodes refer to the link and how logs name it. Required, unique,
+    /// 1 to 15 characters of `[A-Za-z0-9_-]`.
+    pub name: String,
+    /// `kind`: `"udp"` (IPv4), `"udp6"` (IPv6) or `"ether"` (raw Ethernet frames).
+    /// Required.
+    pub kind: LinkKind,
+    /// `priority`: `"high"` (default) carries fast heartbeats and data; `"low"` slow
+    /// heartbeats, and data only when no high-priority link is up.
+    pub priority: LinkPriority,
+    /// `port`: UDP only, the port of node addresses that give none. Optional, `1..`;
+    /// refused on Ethernet links.
+    pub port: Option<u16>,
+    /// `ethertype`: Ethernet only, the frames' EtherType. Default `0xCAFE`, at least
+    /// `0x0600`; refused on UDP links, where this field is 0.
+    pub ethertype: u16,
+    /// `interface`: the default interface of the nodes on this link: bind-to-device for
+    /// UDP, the interface for Ethernet. Optional; a node may override it.
+    pub interface: Option<String>,
+    /// `dscp`: UDP only, the DSCP value set on outgoing packets, `0..=63`. Optional.
+    pub dscp: Option<u8>,
+}
+
+/// `links[].kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkKind {
+    /// UDP over IPv4.
+    Udp,
+    /// UDP over IPv6.
+    Udp6,
+    /// Raw Ethernet frames with the link's EtherType.
+    Ether,
+}
+
+impl LinkKind {
+    fn is_udp(self) -> bool {
+        matches!(self, LinkKind::Udp | LinkKind::Udp6)
+    }
+}
+
+impl fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LinkKind::Udp => "udp",
+            LinkKind::Udp6 => "udp6",
+            LinkKind::Ether => "ether",
+        })
+    }
+}
+
+/// One `[[nodes]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeConfig {
+    /// `id`: the node ID, `0..=63`, unique. Required.
+    pub id: NodeId,
+    /// `name`: unique, 1 to 32 characters of `[A-Za-z0-9_.-]`; `vigil daemon --node`
+    /// picks the local node by it. Required.
+    pub name: String,
+    /// `socket`: the control socket's path. Optional; default
+    /// `{cluster.run_dir}/{name}.sock` (see [`ClusterConfig::socket_path`]).
+    pub socket: Option<PathBuf>,
+    /// `links`: the node's address on every link, indexed by [`LinkId`] (same order as
+    /// [`ClusterConfig::links`]). In the file a table keyed by link name that must name
+    /// every link and nothing else.
+    pub links: Vec<NodeLinkAddr>,
+}
+
+/// A node's attachment to one link.
+///
+/// In the file, for a UDP link: `"IP"` or `"IP:PORT"` (`"[::1]:5001"` or `"::1"` on
+/// udp6; without a port the link's `port` is used), or `{ address = "...", interface =
+/// "eth1" }` to bind to a device. For an Ethernet link: the interface name as a string,
+/// or `{ interface = "veth0" }` (`{}` takes the link's `interface`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeLinkAddr {
+    /// A UDP link: the address the node binds and peers send to.
+    Udp {
+        addr: SocketAddr,
+        /// Bind-to-device: the node's own `interface`, else the link's.
+        interface: Option<String>,
+    },
+    /// An Ethernet link: the interface the node sends and receives on.
+    Ether { interface: String },
+}
+
+impl ClusterConfig {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, "(file)", format!("cannot read: {e}")))?;
+        ClusterConfig::parse(&text, path)
+    }
+
+    /// Parses and validates `text`. `source` names the file in errors, and relative
+    /// paths in the config are resolved against its directory. A `key_file` is read.
+    pub fn parse(text: &str, source: &Path) -> Result<ClusterConfig, ConfigError> {
+        let raw: RawFile = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| toml_error(text, source, e))?;
+        let cfg = build(raw, source)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every rule that does not need the file system: counts and ranges, the
+    /// timer ordering, unique IDs, names and addresses, address families, interfaces
+    /// and the seed count. [`parse`](Self::parse) calls it; embedders that build a
+    /// config by hand can too. The first broken rule is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err =
+            |field: String, reason: String| Err(ConfigError::new(&self.source, field, reason));
+        let c = &self.cluster;
+        if c.name.is_empty() {
+            return err("cluster.name".into(), "must not be empty".into());
+        }
+        if let SelfFence::Hook(p) = &c.self_fence {
+            if p.as_os_str().is_empty() {
+                return err("cluster.self_fence_hook".into(), "must not be empty".into());
+            }
+        }
+        self.validate_timers()?;
+
+        check_links(&self.source, &self.links)?;
+
+        // Nodes.
+        let n = self.nodes.len();
+        if n == 0 || n > usize::from(MAX_NODE_ID) + 1 {
+            return err(
+                "nodes".into(),
+                format!(
+                    "need 1 to {} [[nodes]], got {n}",
+                    usize::from(MAX_NODE_ID) + 1
+                ),
+            );
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            let f = |name: &str| format!("nodes[{i}].{name}");
+            if node.id.get() > MAX_NODE_ID {
+                return err(
+                    f("id"),
+                    format!("must be 0..={MAX_NODE_ID}, got {}", node.id),
+                );
+            }
+            if let Some(j) = self.nodes[..i].iter().position(|o| o.id == node.id) {
+                return err(
+                    f("id"),
+                    format!(
+                        "duplicate node ID {}, also used by nodes[{j}] ({})",
+                        node.id, self.nodes[j].name
+                    ),
+                );
+            }
+            if let Err(why) = check_name(&node.name, MAX_NODE_NAME_LEN, |ch| {
+                ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.'
+            }) {
+                return err(
+                    f("name"),
+                    format!("{why}; use 1 to {MAX_NODE_NAME_LEN} of A-Z a-z 0-9 _ . -"),
+                );
+            }
+            if let Some(j) = self.nodes[..i].iter().position(|o| o.name == node.name) {
+                return err(
+                    f("name"),
+                    format!(
+                        "duplicate node name {}, also used by nodes[{j}] (ID {})",
+                        node.name, self.nodes[j].id
+                    ),
+                );
+            }
+            if node
+                .socket
+                .as_ref()
+                .is_some_and(|s| s.as_os_str().is_empty())
+            {
+                return err(f("socket"), "must not be empty".into());
+            }
+            if node.links.len() != self.links.len() {
+                return err(
+                    f("links"),
+                    format!(
+                        "has {} link addresses but {} links are configured",
+                        node.links.len(),
+                        self.links.len()
+                    ),
+                );
+            }
+            for (l, addr) in self.links.iter().zip(&node.links) {
+                let field = format!("nodes[{i}].links.{}", l.name);
+                match (l.kind, addr) {
+                    (LinkKind::Udp | LinkKind::Udp6, NodeLinkAddr::Udp { addr, interface }) => {
+                        if let Err(why) = check_udp_addr(l, *addr) {
+                            return err(field, why);
+                        }
+                        if let Some(Err(why)) = interface.as_deref().map(check_ifname) {
+                            return err(field, why);
+                        }
+                        // One socket address is one socket: it can serve only one
+                        // node on one link.
+                        for (j, other) in self.nodes[..=i].iter().enumerate() {
+                            for (ol, oa) in self.links.iter().zip(&other.links) {
+                                if j == i && ol.id >= l.id {
+                                    break;
+                                }
+                                if matches!(oa, NodeLinkAddr::Udp { addr: o, .. } if o == addr) {
+                                    return err(
+                                        field,
+                                        format!(
+                                            "duplicate address {addr}, also used by nodes[{j}] ({}) on link {}",
+                                            other.name, ol.name
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    (LinkKind::Ether, NodeLinkAddr::Ether { interface }) => {
+                        if let Err(why) = check_ifname(interface) {
+                            return err(field, format!("ether link {}: {why}", l.name));
+                        }
+                    }
+                    (kind, _) => {
+                        return err(
+                            field,
+                            format!("link {} is {kind} but the address is not", l.name),
+                        );
+                    }
+                }
+            }
+        }
+
+        // Seed count.
+        if c.seed == 0 || c.seed > n {
+            return err(
+                "cluster.seed".into(),
+                format!(
+                    "must be between 1 and the number of nodes ({n}), got {}",
+                    c.seed
+                ),
+            );
+        }
+        if 2 * c.seed <= n {
+            return err(
+                "cluster.seed".into(),
+                format!(
+                    "a seed count of half the configured nodes or fewer lets two halves seed apart: with {n} nodes it must be at least {}, got {}",
+                    n / 2 + 1,
+                    c.seed
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_timers(&self) -> Result<(), ConfigError> {
+        let t = &self.timers;
+        let ms = |d: Duration| d.as_millis();
+        let err = |field: &str, reason: String| {
+            Err(ConfigError::new(
+                &self.source,
+                format!("timers.{field}"),
+                reason,
+            ))
+        };
+        for (name, d) in [
+            ("heartbeat", t.heartbeat),
+            ("heartbeat_lowpri", t.heartbeat_lowpri),
+            ("peer_trouble", t.peer_trouble),
+            ("peer_inactive", t.peer_inactive),
+        ] {
+            if ms(d) > u128::from(MAX_TIMER_MS) {
+                return err(
+                    name,
+                    format!(
+                        "must be at most {MAX_TIMER_MS} ms (timers are in milliseconds), got {} ms",
+                        ms(d)
+                    ),
+                );
+            }
+        }
+        if t.heartbeat.is_zero() {
+            return err("heartbeat", "must be greater than 0 ms".into());
+        }
+        if t.heartbeat_lowpri < t.heartbeat {
+            return err(
+                "heartbeat_lowpri",
+                format!(
+                    "must be at least timers.heartbeat ({} ms), got {} ms",
+                    ms(t.heartbeat),
+                    ms(t.heartbeat_lowpri)
+                ),
+            );
+        }
+        for (name, d, prev_name, prev) in [
+            (
+                "peer_trouble",
+                t.peer_trouble,
+                "heartbeat_lowpri",
+                t.heartbeat_lowpri,
+            ),
+            (
+                "peer_inactive",
+                t.peer_inactive,
+                "peer_trouble",
+                t.peer_trouble,
+            ),
+        ] {
+            if d <= prev {
+                return err(
+                    name,
+                    format!(
+                        "must be greater than timers.{prev_name} ({} ms), got {} ms",
+                        ms(prev),
+                        ms(d)
+                    ),
+                );
+            }
+        }
+        if !(1..=100).contains(&t.link_up_count) {
+            return err(
+                "link_up_count",
+                format!("must be 1..=100, got {}", t.link_up_count),
+            );
+        }
+        Ok(())
+    }
+
+    /// The node named `name`.
+    pub fn node_by_name(&self, name: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The node with ID `id`.
+    pub fn node(&self, id: NodeId) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The control socket of `node`: its `socket`, else `{run_dir}/{name}.sock`.
+    pub fn socket_path(&self, node: &NodeConfig) -> PathBuf {
+        node.socket
+            .clone()
+            .unwrap_or_else(|| self.cluster.run_dir.join(format!("{}.sock", node.name)))
+    }
+
+    /// What the llt core needs. Ethernet links are broadcast links. The listening window
+    /// is three heartbeat intervals of the fastest link: `3 * heartbeat`, or
+    /// `3 * heartbeat_lowpri` when every link is low-priority.
+    pub fn llt_config(&self) -> LltConfig {
+        let all_low = self.links.iter().all(|l| l.priority == LinkPriority::Low);
+        let interval = if all_low {
+            self.timers.heartbeat_lowpri
+        } else {
+            self.timers.heartbeat
+        };
+        LltConfig {
+            cluster_id: self.cluster.id,
+            nodes: self.nodes.iter().map(|n| n.id).collect(),
+            links: self
+                .links
+                .iter()
+                .map(|l| LinkSpec {
+                    name: l.name.clone(),
+                    priority: l.priority,
+                    broadcast: l.kind == LinkKind::Ether,
+                })
+                .collect(),
+            heartbeat: self.timers.heartbeat,
+            heartbeat_lowpri: self.timers.heartbeat_lowpri,
+            peer_trouble: self.timers.peer_trouble,
+            peer_inactive: self.timers.peer_inactive,
+            link_up_count: self.timers.link_up_count,
+            key: self.cluster.key,
+            listen_window: interval.saturating_mul(3),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The file as written, before validation.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    cluster: RawCluster,
+    #[serde(default)]
+    timers: RawTimers,
+    #[serde(default)]
+    links: Vec<RawLink>,
+    #[serde(default)]
+    nodes: Vec<RawNode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: String,
+    id: u32,
+    seed: Option<usize>,
+    #[serde(default)]
+    fencing: FencingMode,
+    #[serde(default)]
+    self_fence: RawSelfFence,
+    self_fence_hook: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    run_dir: Option<PathBuf>,
+    #[serde(default)]
+    fault_injection: bool,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+enum RawSelfFence {
+    #[default]
+    Exit,
+    Hook,
+    Reboot,
+    Halt,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimers {
+    heartbeat: Option<u64>,
+    heartbeat_lowpri: Option<u64>,
+    peer_trouble: Option<u64>,
+    peer_inactive: Option<u64>,
+    link_up_count: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    name: String,
+    kind: LinkKind,
+    priority: Option<LinkPriority>,
+    port: Option<u16>,
+    ethertype: Option<u16>,
+    interface: Option<String>,
+    dscp: Option<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: u8,
+    name: String,
+    socket: Option<PathBuf>,
+    #[serde(default)]
+    links: BTreeMap<String, RawNodeLink>,
+}
+
+/// A node's entry for one link: a string (address, or interface on Ethernet) or a table.
+enum RawNodeLink {
+    Short(String),
+    Table(RawNodeLinkTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNodeLinkTable {
+    address: Option<String>,
+    interface: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawNodeLink {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawNodeLink, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawNodeLink;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string (the address; the interface on ether links) or a table { address, interface }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawNodeLink, E> {
+                Ok(RawNodeLink::Short(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawNodeLink, A::Error> {
+                RawNodeLinkTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawNodeLink::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn toml_error(
+    text: &str,
+    source: &Path,
+    e: serde_path_to_error::Error<toml::de::Error>,
+) -> ConfigError {
+    let path = e.path().to_string();
+    let inner = e.inner();
+    let message = inner
+        .message()
+        .lines()
+        .next()
+        .unwrap_or("invalid TOML")
+        .trim();
+    let position = inner.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    });
+    match (path.as_str(), position) {
+        // Syntax errors, and errors about the document as a whole.
+        (".", Some((line, column))) => {
+            ConfigError::new(source, format!("line {line}, column {column}"), message)
+        }
+        (".", None) => ConfigError::new(source, "(document)", message),
+        (_, Some((line, _))) => ConfigError::new(source, path, format!("{message} (line {line})")),
+        (_, None) => ConfigError::new(source, path, message),
+    }
+}
+
+/// Turns the raw file into a [`ClusterConfig`]: defaults, relative paths, the key, and
+/// the checks that need the raw form (kind-specific keys, link names in node tables,
+/// address syntax). [`ClusterConfig::validate`] does the rest.
+fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
+    let err = |field: String, reason: String| ConfigError::new(source, field, reason);
+    let base = source.parent().unwrap_or(Path::new(""));
+    let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+    let rc = raw.cluster;
+
+    let self_fence = match (rc.self_fence, rc.self_fence_hook) {
+        (RawSelfFence::Hook, Some(hook)) => SelfFence::Hook(if hook.as_os_str().is_empty() {
+            hook
+        } else {
+            resolve(hook)
+        }),
+        (RawSelfFence::Hook, None) => {
+            return Err(err(
+                "cluster.self_fence".into(),
+                "self_fence = \"hook\" needs cluster.self_fence_hook, the program to run".into(),
+            ))
+        }
+        (other, Some(_)) => {
+            return Err(err(
+                "cluster.self_fence_hook".into(),
+                format!(
+                    "is only used with self_fence = \"hook\", but self_fence is \"{}\"",
+                    format!("{other:?}").to_lowercase()
+                ),
+            ))
+        }
+        (RawSelfFence::Exit, None) => SelfFence::Exit,
+        (RawSelfFence::Reboot, None) => SelfFence::Reboot,
+        (RawSelfFence::Halt, None) => SelfFence::Halt,
+    };
+
+    let (key_file, key) = match rc.key_file {
+        Some(p) => {
+            let p = resolve(p);
+            let key = read_key(&p).map_err(|why| err("cluster.key_file".into(), why))?;
+            (Some(p), Some(key))
+        }
+        None => (None, None),
+    };
+
+    let defaults = Timers::default();
+    let t = raw.timers;
+    let timers = Timers {
+        heartbeat: t
+            .heartbeat
+            .map_or(defaults.heartbeat, Duration::from_millis),
+        heartbeat_lowpri: t
+            .heartbeat_lowpri
+            .map_or(defaults.heartbeat_lowpri, Duration::from_millis),
+        peer_trouble: t
+            .peer_trouble
+            .map_or(defaults.peer_trouble, Duration::from_millis),
+        peer_inactive: t
+            .peer_inactive
+            .map_or(defaults.peer_inactive, Duration::from_millis),
+        link_up_count: t.link_up_count.unwrap_or(defaults.link_up_count),
+    };
+
+    let mut links = Vec::with_capacity(raw.links.len());
+    for (i, l) in raw.links.into_iter().enumerate() {
+        let f = |name: &str| format!("links[{i}].{name}");
+        let udp = l.kind.is_udp();
+        if !udp && l.port.is_some() {
+            return Err(err(f("port"), "is only used on udp and udp6 links".into()));
+        }
+        if !udp && l.dscp.is_some() {
+            return Err(err(f("dscp"), "is only used on udp and udp6 links".into()));
+        }
+        if udp && l.ethertype.is_some() {
+            return Err(err(f("ethertype"), "is only used on ether links".into()));
+        }
+        links.push(LinkConfig {
+            // More than MAX_LINKS links are refused by check_links below.
+            id: LinkId(u8::try_from(i).unwrap_or(u8::MAX)),
+            name: l.name,
+            kind: l.kind,
+            priority: l.priority.unwrap_or(LinkPriority::High),
+            port: l.port,
+            ethertype: if udp {
+                0
+            } else {
+                l.ethertype.unwrap_or(DEFAULT_ETHERTYPE)
+            },
+            interface: l.interface,
+            dscp: l.dscp,
+        });
+    }
+
+    check_links(source, &links)?;
+
+    let mut nodes = Vec::with_capacity(raw.nodes.len());
+    for (i, n) in raw.nodes.into_iter().enumerate() {
+        if let Some(unknown) = n
+            .links
+            .keys()
+            .find(|k| !links.iter().any(|l| &l.name == *k))
+        {
+            let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+            return Err(err(
+                format!("nodes[{i}].links.{unknown}"),
+                format!(
+                    "no link named {unknown} (the links are: {})",
+                    names.join(", ")
+                ),
+            ));
+        }
+        let mut addrs = Vec::with_capacity(links.len());
+        for l in &links {
+            let field = format!("nodes[{i}].links.{}", l.name);
+            let Some(entry) = n.links.get(&l.name) else {
+                return Err(err(field, format!("missing address for link {}", l.name)));
+            };
+            let addr = node_link(l, entry).map_err(|why| err(field, why))?;
+            addrs.push(addr);
+        }
+        nodes.push(NodeConfig {
+            id: NodeId(n.id),
+            name: n.name,
+            socket: n.socket.map(resolve),
+            links: addrs,
+        });
+    }
+
+    Ok(ClusterConfig {
+        source: source.to_path_buf(),
+        cluster: ClusterSection {
+            name: rc.name,
+            id: ClusterId(rc.id),
+            seed: rc.seed.unwrap_or(nodes.len()),
+            fencing: rc.fencing,
+            self_fence,
+            key_file,
+            key,
+            state_dir: resolve(rc.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into())),
+            run_dir: resolve(rc.run_dir.unwrap_or_else(|| DEFAULT_RUN_DIR.into())),
+            fault_injection: rc.fault_injection,
+        },
+        timers,
+        links,
+        nodes,
+    })
+}
+
+/// The rules about the links alone; checked before the nodes' link tables are read,
+/// so that a bad link is reported as such rather than as a bad node entry.
+fn check_links(source: &Path, links: &[LinkConfig]) -> Result<(), ConfigError> {
+    let err = |field: String, reason: String| Err(ConfigError::new(source, field, reason));
+    if links.is_empty() || links.len() > MAX_LINKS {
+        return err(
+            "links".into(),
+            format!("need 1 to {MAX_LINKS} [[links]], got {}", links.len()),
+        );
+    }
+    for (i, l) in links.iter().enumerate() {
+        let f = |name: &str| format!("links[{i}].{name}");
+        if l.id.index() != i {
+            return err(f("id"), format!("link at index {i} has ID {}", l.id));
+        }
+        if let Err(why) = check_name(&l.name, MAX_LINK_NAME_LEN, |ch| {
+            ch.is_ascii_alphanumeric() || ch == '_' || ch == '-'
+        }) {
+            return err(
+                f("name"),
+                format!("{why}; use 1 to {MAX_LINK_NAME_LEN} of A-Z a-z 0-9 _ -"),
+            );
+        }
+        if let Some(j) = links[..i].iter().position(|o| o.name == l.name) {
+            return err(
+                f("name"),
+                format!("duplicate link name {}, also used by links[{j}]", l.name),
+            );
+        }
+        if let Some(ifname) = &l.interface {
+            if let Err(why) = check_ifname(ifname) {
+                return err(f("interface"), why);
+            }
+        }
+        if let Some(d) = l.dscp {
+            if d > 63 {
+                return err(f("dscp"), format!("must be 0..=63, got {d}"));
+            }
+        }
+        if l.port == Some(0) {
+            return err(f("port"), "port 0 is not a usable port".into());
+        }
+        if l.kind == LinkKind::Ether && l.ethertype < MIN_ETHERTYPE {
+            return err(
+                f("ethertype"),
+                format!(
+                    "must be at least 0x{MIN_ETHERTYPE:04X} (lower values are 802.3 lengths), got 0x{:04X}",
+                    l.ethertype
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One node's entry for link `l`, as data.
+fn node_link(l: &LinkConfig, entry: &RawNodeLink) -> Result<NodeLinkAddr, String> {
+    match l.kind {
+        LinkKind::Udp | LinkKind::Udp6 => {
+            let (address, interface) = match entry {
+                RawNodeLink::Short(a) => (a.as_str(), None),
+                RawNodeLink::Table(t) => match &t.address {
+                    Some(a) => (a.as_str(), t.interface.clone()),
+                    None => return Err(format!("missing address for link {}", l.name)),
+                },
+            };
+            let addr = parse_udp_addr(address, l)?;
+            Ok(NodeLinkAddr::Udp {
+                addr,
+                interface: interface.or_else(|| l.interface.clone()),
+            })
+        }
+        LinkKind::Ether => {
+            let interface = match entry {
+                RawNodeLink::Short(i) => Some(i.clone()),
+                RawNodeLink::Table(t) => {
+                    if t.address.is_some() {
+                        return Err(format!(
+                            "ether link {} takes no address, only the node's interface",
+                            l.name
+                        ));
+                    }
+                    t.interface.clone().or_else(|| l.interface.clone())
+                }
+            };
+            match interface {
+                Some(interface) => Ok(NodeLinkAddr::Ether { interface }),
+                None => Err(format!(
+                    "ether link {} needs an interface: give it here or as links[{}].interface",
+                    l.name, l.id
+                )),
+            }
+        }
+    }
+}
+
+/// `"IP:PORT"`, `"[IPv6]:PORT"`, `"IP"`, `"IPv6"` or `"[IPv6]"`; the port defaults to
+/// the link's.
+fn parse_udp_addr(s: &str, l: &LinkConfig) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    let ip: IpAddr = bare
+        .parse()
+        .map_err(|_| format!("{s:?} is not an address; write IP, IP:PORT or [IPv6]:PORT"))?;
+    match l.port {
+        Some(port) => Ok(SocketAddr::new(ip, port)),
+        None => Err(format!(
+            "{s} has no port; write IP:PORT or set links[{}].port",
+            l.id
+        )),
+    }
+}
+
+fn check_udp_addr(l: &LinkConfig, addr: SocketAddr) -> Result<(), String> {
+    match (l.kind, addr) {
+        (LinkKind::Udp, SocketAddr::V6(_)) => {
+            return Err(format!(
+                "link {} is udp (IPv4) but {addr} is an IPv6 address; use kind = \"udp6\"",
+                l.name
+            ))
+        }
+        (LinkKind::Udp6, SocketAddr::V4(_)) => {
+            return Err(format!(
+                "link {} is udp6 (IPv6) but {addr} is an IPv4 address; use kind = \"udp\"",
+                l.name
+            ))
+        }
+        _ => {}
+    }
+    if addr.port() == 0 {
+        return Err(format!("{addr}: port 0 is not a usable port"));
+    }
+    if addr.ip().is_unspecified() || addr.ip().is_multicast() {
+        return Err(format!(
+            "{addr} cannot be a node's address (peers send to it)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(name: &str, max: usize, ok: impl Fn(char) -> bool) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.chars().count() > max {
+        return Err(format!("{name:?} is longer than {max} characters"));
+    }
+    if let Some(bad) = name.chars().find(|c| !ok(*c)) {
+        return Err(format!("{name:?} contains {bad:?}"));
+    }
+    Ok(())
+}
+
+fn check_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("interface name must not be empty".into());
+    }
+    if name.len() > MAX_LINK_NAME_LEN {
+        return Err(format!(
+            "interface name {name:?} is longer than {MAX_LINK_NAME_LEN} bytes"
+        ));
+    }
+    if name == "." || name == ".." || name.chars().any(|c| c == '/' || c.is_whitespace()) {
+        return Err(format!("{name:?} is not a valid interface name"));
+    }
+    Ok(())
+}
+
+/// Reads the key file and derives the frame-MAC key from it.
+fn read_key(path: &Path) -> Result<[u8; 32], String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read key file {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("key file {shown} is not a regular file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "key file {shown} has mode {mode:04o}; it must not be accessible by group or others (chmod 600)"
+            ));
+        }
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read key file {shown}: {e}"))?;
+    if bytes.len() < MIN_KEY_LEN {
+        return Err(format!(
+            "key file {shown} holds {} bytes; it needs at least {MIN_KEY_LEN} (e.g. head -c 32 /dev/urandom > {shown})",
+            bytes.len()
+        ));
+    }
+    Ok(blake3::derive_key(KEY_CONTEXT, &bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[cluster]
+name = "demo"
+id = 7
+seed = 2
+fencing = "majority"
+self_fence = "hook"
+self_fence_hook = "hooks/fence.sh"
+state_dir = "/var/lib/demo"
+run_dir = "run"
+fault_injection = true
+
+[timers]
+heartbeat = 50
+heartbeat_lowpri = 200
+peer_trouble = 300
+peer_inactive = 900
+link_up_count = 5
+
+[[links]]
+name = "a"
+kind = "udp"
+port = 5001
+interface = "lo"
+dscp = 46
+
+[[links]]
+name = "b6"
+kind = "udp6"
+priority = "low"
+
+[[links]]
+name = "e"
+kind = "ether"
+ethertype = 0x88B5
+interface = "eth9"
+
+[[nodes]]
+id = 0
+name = "n0"
+socket = "/tmp/n0.sock"
+[nodes.links]
+a = "127.0.0.1"
+b6 = "[::1]:6001"
+e = "veth0"
+
+[[nodes]]
+id = 5
+name = "n5.example"
+links = { a = { address = "127.0.0.2:5002", interface = "eth1" }, b6 = "[::1]:6002", e = {} }
+
+[[nodes]]
+id = 63
+name = "n-63"
+links = { a = "127.0.0.3:5003", b6 = "[::1]:6003", e = { interface = "veth63" } }
+"#;
+
+    const MINIMAL: &str = r#"
+[cluster]
+name = "demo"
+id = 1
+
+[[links]]
+name = "a"
+kind = "udp"
+port = 5001
+
+[[nodes]]
+id = 0
+name = "n0"
+links = { a = "127.0.0.1" }
+
+[[nodes]]
+id = 1
+name = "n1"
+links = { a = "127.0.0.1:5002" }
+"#;
+
+    fn src() -> PathBuf {
+        PathBuf::from("/etc/vigil/cluster.toml")
+    }
+
+    fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+        ClusterConfig::parse(text, &src())
+    }
+
+    /// Asserts `text` is refused at `field` with a reason containing `reason`.
+    #[track_caller]
+    fn refused(text: &str, field: &str, reason: &str) {
+        let e = parse(text).expect_err("config should be refused");
+        assert_eq!(e.file, src());
+        assert_eq!(e.field, field, "wrong field in {e}");
+        assert!(
+            e.reason.contains(reason),
+            "reason {:?} lacks {reason:?}",
+            e.reason
+        );
+    }
+
+    /// MINIMAL with `from` replaced by `to` (which must occur).
+    fn edit(from: &str, to: &str) -> String {
+        assert!(MINIMAL.contains(from), "{from:?} not in MINIMAL");
+        MINIMAL.replacen(from, to, 1)
+    }
+
+    fn nodes_text(n: usize, seed: Option<usize>) -> String {
+        let mut s = String::from("[cluster]\nname = \"x\"\nid = 1\n");
+        if let Some(seed) = seed {
+            s += &format!("seed = {seed}\n");
+        }
+        s += "[[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5000\n";
+        for i in 0..n {
+            s += &format!(
+                "[[nodes]]\nid = {i}\nname = \"n{i}\"\nlinks = {{ a = \"10.0.0.{}\" }}\n",
+                i + 1
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.source, src());
+        assert_eq!(c.cluster.name, "demo");
+        assert_eq!(c.cluster.id, ClusterId(7));
+        assert_eq!(c.cluster.seed, 2);
+        assert_eq!(c.cluster.fencing, FencingMode::Majority);
+        assert_eq!(
+            c.cluster.self_fence,
+            SelfFence::Hook("/etc/vigil/hooks/fence.sh".into())
+        );
+        assert_eq!(c.cluster.state_dir, PathBuf::from("/var/lib/demo"));
+        assert_eq!(c.cluster.run_dir, PathBuf::from("/etc/vigil/run"));
+        assert!(c.cluster.fault_injection);
+        assert_eq!(c.cluster.key, None);
+        assert_eq!(
+            c.timers,
+            Timers {
+                heartbeat: Duration::from_millis(50),
+                heartbeat_lowpri: Duration::from_millis(200),
+                peer_trouble: Duration::from_millis(300),
+                peer_inactive: Duration::from_millis(900),
+                link_up_count: 5,
+            }
+        );
+        assert_eq!(c.links.len(), 3);
+        assert_eq!(c.links[0].id, LinkId(0));
+        assert_eq!(c.links[0].kind, LinkKind::Udp);
+        assert_eq!(c.links[0].priority, LinkPriority::High);
+        assert_eq!(c.links[0].dscp, Some(46));
+        assert_eq!(c.links[0].ethertype, 0);
+        assert_eq!(c.links[1].kind, LinkKind::Udp6);
+        assert_eq!(c.links[1].priority, LinkPriority::Low);
+        assert_eq!(c.links[2].id, LinkId(2));
+        assert_eq!(c.links[2].ethertype, 0x88B5);
+        assert_eq!(c.links[2].kind.to_string(), "ether");
+
+        let n0 = c.node_by_name("n0").unwrap();
+        assert_eq!(n0.id, NodeId(0));
+        assert_eq!(
+            n0.links,
+            vec![
+                NodeLinkAddr::Udp {
+                    addr: "127.0.0.1:5001".parse().unwrap(),
+                    interface: Some("lo".into())
+                },
+                NodeLinkAddr::Udp {
+                    addr: "[::1]:6001".parse().unwrap(),
+                    interface: None
+                },
+                NodeLinkAddr::Ether {
+                    interface: "veth0".into()
+                },
+            ]
+        );
+        assert_eq!(c.socket_path(n0), PathBuf::from("/tmp/n0.sock"));
+        let n5 = c.node(NodeId(5)).unwrap();
+        assert_eq!(n5.name, "n5.example");
+        assert_eq!(
+            n5.links[0],
+            NodeLinkAddr::Udp {
+                addr: "127.0.0.2:5002".parse().unwrap(),
+                interface: Some("eth1".into())
+            }
+        );
+        assert_eq!(
+            n5.links[2],
+            NodeLinkAddr::Ether {
+                interface: "eth9".into()
+            }
+        );
+        assert_eq!(
+            c.socket_path(n5),
+            PathBuf::from("/etc/vigil/run/n5.example.sock")
+        );
+        assert_eq!(
+            c.node(NodeId(63)).unwrap().links[2],
+            NodeLinkAddr::Ether {
+                interface: "veth63".into()
+            }
+        );
+        assert!(c.node(NodeId(1)).is_none());
+        assert!(c.node_by_name("n1").is_none());
+
+        let llt = c.llt_config();
+        assert_eq!(llt.cluster_id, ClusterId(7));
+        assert_eq!(llt.nodes, vec![NodeId(0), NodeId(5), NodeId(63)]);
+        assert_eq!(llt.links.len(), 3);
+        assert!(!llt.links[0].broadcast);
+        assert!(llt.links[2].broadcast);
+        assert_eq!(llt.links[1].priority, LinkPriority::Low);
+        assert_eq!(llt.heartbeat, Duration::from_millis(50));
+        assert_eq!(llt.link_up_count, 5);
+        assert_eq!(llt.listen_window, Duration::from_millis(150));
+        assert_eq!(llt.key, None);
+
+        // Serializable for `lltstat -c --json`.
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["timers"]["peer_inactive_ms"], 900);
+        assert_eq!(json["links"][1]["kind"], "udp6");
+        assert_eq!(
+            json["cluster"]["self_fence"]["hook"],
+            "/etc/vigil/hooks/fence.sh"
+        );
+        assert!(json["cluster"].get("key").is_none());
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.cluster.seed, 2);
+        assert_eq!(c.cluster.fencing, FencingMode::Majority);
+        assert_eq!(c.cluster.self_fence, SelfFence::Exit);
+        assert_eq!(c.cluster.key_file, None);
+        assert_eq!(c.cluster.key, None);
+        assert_eq!(c.cluster.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(c.cluster.run_dir, PathBuf::from(DEFAULT_RUN_DIR));
+        assert!(!c.cluster.fault_injection);
+        assert_eq!(c.timers, Timers::default());
+        assert_eq!(c.timers.heartbeat, Duration::from_millis(100));
+        assert_eq!(c.timers.heartbeat_lowpri, Duration::from_millis(250));
+        assert_eq!(c.timers.peer_trouble, Duration::from_millis(400));
+        assert_eq!(c.timers.peer_inactive, Duration::from_millis(800));
+        assert_eq!(c.timers.link_up_count, 3);
+        assert_eq!(c.links[0].priority, LinkPriority::High);
+        assert_eq!(c.links[0].interface, None);
+        assert_eq!(
+            c.nodes[0].links[0],
+            NodeLinkAddr::Udp {
+                addr: "127.0.0.1:5001".parse().unwrap(),
+                interface: None
+            }
+        );
+        assert_eq!(
+            c.socket_path(&c.nodes[1]),
+            PathBuf::from("/run/vigil/n1.sock")
+        );
+        assert_eq!(c.llt_config().listen_window, Duration::from_millis(300));
+
+        let ether = "[[links]]\nname = \"e\"\nkind = \"ether\"\n";
+        let text = edit("[[nodes]]", &format!("{ether}\n[[nodes]]"))
+            .replace(
+                "links = { a = \"127.0.0.1\" }",
+                "links = { a = \"127.0.0.1\", e = \"eth0\" }",
+            )
+            .replace(
+                "links = { a = \"127.0.0.1:5002\" }",
+                "links = { a = \"127.0.0.1:5002\", e = \"eth0\" }",
+            );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.links[1].ethertype, DEFAULT_ETHERTYPE);
+    }
+
+    #[test]
+    fn all_low_links_listen_three_slow_heartbeats() {
+        let c = parse(&edit("port = 5001", "port = 5001\npriority = \"low\"")).unwrap();
+        assert_eq!(c.llt_config().listen_window, Duration::from_millis(750));
+    }
+
+    #[test]
+    fn display_names_file_field_reason() {
+        let e = parse(&edit("id = 1\n", "id = 1\nseed = 9\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/vigil/cluster.toml: cluster.seed: must be between 1 and the number of nodes (2), got 9"
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        refused(
+            &edit("[[links]]", "[timers]\nbogus = 1\n\n[[links]]"),
+            "timers.bogus",
+            "bogus",
+        );
+        refused(
+            &edit("kind = \"udp\"", "kind = \"udp\"\ncolour = \"red\""),
+            "links[0].colour",
+            "colour",
+        );
+        refused(
+            &edit(
+                "a = \"127.0.0.1:5002\"",
+                "a = { address = \"127.0.0.1:5002\", ifname = \"x\" }",
+            ),
+            "nodes[1].links.a.ifname",
+            "ifname",
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_path() {
+        refused(
+            &edit("id = 1\nname = \"n1\"", "id = \"one\"\nname = \"n1\""),
+            "nodes[1].id",
+            "invalid type",
+        );
+        refused(
+            &edit("id = 1\nname = \"n1\"", "id = 300\nname = \"n1\""),
+            "nodes[1].id",
+            "300",
+        );
+        refused(
+            &edit("kind = \"udp\"", "kind = \"tcp\""),
+            "links[0].kind",
+            "tcp",
+        );
+        refused(
+            &edit("port = 5001", "port = 70000"),
+            "links[0].port",
+            "70000",
+        );
+        refused(
+            &edit("a = \"127.0.0.1:5002\"", "a = 5"),
+            "nodes[1].links.a",
+            "a string",
+        );
+    }
+
+    #[test]
+    fn missing_required_field() {
+        refused(&edit("name = \"demo\"\n", ""), "cluster", "name");
+    }
+
+    #[test]
+    fn bad_toml_syntax_gives_a_line() {
+        let e = parse("[cluster]\nname = \"demo\"\nid = = 7\n").unwrap_err();
+        assert!(e.field.starts_with("line 3, column"), "{e}");
+        assert!(!e.reason.is_empty() && !e.reason.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn duplicate_node_id() {
+        let text = nodes_text(3, None).replace("id = 2\nname = \"n2\"", "id = 1\nname = \"n2\"");
+        refused(
+            &text,
+            "nodes[2].id",
+            "duplicate node ID 1, also used by nodes[1] (n1)",
+        );
+    }
+
+    #[test]
+    fn node_id_out_of_range() {
+        refused(
+            &edit("id = 1\nname = \"n1\"", "id = 64\nname = \"n1\""),
+            "nodes[1].id",
+            "0..=63",
+        );
+    }
+
+    #[test]
+    fn duplicate_node_name() {
+        refused(
+            &edit("name = \"n1\"", "name = \"n0\""),
+            "nodes[1].name",
+            "duplicate node name n0",
+        );
+    }
+
+    #[test]
+    fn bad_names() {
+        refused(
+            &edit("name = \"n1\"", "name = \"n 1\""),
+            "nodes[1].name",
+            "contains",
+        );
+        refused(
+            &edit("name = \"n1\"", "name = \"\""),
+            "nodes[1].name",
+            "empty",
+        );
+        refused(
+            &edit("name = \"demo\"", "name = \"\""),
+            "cluster.name",
+            "empty",
+        );
+        refused(
+            &edit("name = \"a\"", "name = \"a.b\""),
+            "links[0].name",
+            "contains",
+        );
+        refused(
+            &edit("name = \"a\"", "name = \"abcdefghijklmnop\""),
+            "links[0].name",
+            "longer than 15",
+        );
+    }
+
+    #[test]
+    fn duplicate_link_name() {
+        let text = edit(
+            "[[nodes]]",
+            "[[links]]\nname = \"a\"\nkind = \"udp\"\n\n[[nodes]]",
+        );
+        refused(&text, "links[1].name", "duplicate link name a");
+    }
+
+    #[test]
+    fn link_and_node_counts() {
+        let mut text = MINIMAL.to_string();
+        for i in 0..8 {
+            text = text.replacen(
+                "[[nodes]]",
+                &format!("[[links]]\nname = \"l{i}\"\nkind = \"udp\"\n\n[[nodes]]"),
+                1,
+            );
+        }
+        refused(&text, "links", "1 to 8");
+        let no_links = "[cluster]\nname = \"x\"\nid = 1\n[[nodes]]\nid = 0\nname = \"n0\"\n";
+        refused(no_links, "links", "1 to 8");
+        refused(
+            "[cluster]\nname = \"x\"\nid = 1\n[[links]]\nname = \"a\"\nkind = \"udp\"\n",
+            "nodes",
+            "1 to 64",
+        );
+    }
+
+    #[test]
+    fn timers_must_be_ordered() {
+        refused(
+            &edit("[[links]]", "[timers]\npeer_inactive = 400\n\n[[links]]"),
+            "timers.peer_inactive",
+            "must be greater than timers.peer_trouble (400 ms), got 400 ms",
+        );
+        refused(
+            &edit(
+                "[[links]]",
+                "[timers]\nheartbeat = 400\nheartbeat_lowpri = 400\n\n[[links]]",
+            ),
+            "timers.peer_trouble",
+            "must be greater than timers.heartbeat_lowpri (400 ms), got 400 ms",
+        );
+        refused(
+            &edit("[[links]]", "[timers]\nheartbeat = 500\n\n[[links]]"),
+            "timers.heartbeat_lowpri",
+            "must be at least timers.heartbeat (500 ms), got 250 ms",
+        );
+        refused(
+            &edit("[[links]]", "[timers]\nheartbeat = 0\n\n[[links]]"),
+            "timers.heartbeat",
+            "greater than 0",
+        );
+        refused(
+            &edit("[[links]]", "[timers]\nlink_up_count = 0\n\n[[links]]"),
+            "timers.link_up_count",
+            "1..=100",
+        );
+        refused(
+            &edit(
+                "[[links]]",
+                "[timers]\npeer_inactive = 3600001\n\n[[links]]",
+            ),
+            "timers.peer_inactive",
+            "at most",
+        );
+    }
+
+    #[test]
+    fn seed_must_exceed_half() {
+        refused(
+            &nodes_text(4, Some(2)),
+            "cluster.seed",
+            "lets two halves seed apart",
+        );
+        refused(&nodes_text(4, Some(0)), "cluster.seed", "between 1 and");
+        refused(&nodes_text(4, Some(5)), "cluster.seed", "between 1 and");
+        assert_eq!(parse(&nodes_text(4, Some(3))).unwrap().cluster.seed, 3);
+        assert_eq!(parse(&nodes_text(4, None)).unwrap().cluster.seed, 4);
+        assert_eq!(parse(&nodes_text(1, None)).unwrap().cluster.seed, 1);
+        assert_eq!(parse(&nodes_text(3, Some(2))).unwrap().cluster.seed, 2);
+    }
+
+    #[test]
+    fn missing_link_address() {
+        let text = edit(
+            "[[nodes]]",
+            "[[links]]\nname = \"b\"\nkind = \"udp\"\nport = 6000\n\n[[nodes]]",
+        )
+        .replace(
+            "{ a = \"127.0.0.1\" }",
+            "{ a = \"127.0.0.1\", b = \"127.0.0.1\" }",
+        );
+        refused(&text, "nodes[1].links.b", "missing address for link b");
+        refused(
+            &edit("a = \"127.0.0.1:5002\"", "a = { interface = \"lo\" }"),
+            "nodes[1].links.a",
+            "missing address for link a",
+        );
+    }
+
+    #[test]
+    fn unknown_link_name() {
+        refused(
+            &edit(
+                "a = \"127.0.0.1:5002\"",
+                "a = \"127.0.0.1:5002\", zz = \"127.0.0.1:5003\"",
+            ),
+            "nodes[1].links.zz",
+            "no link named zz",
+        );
+    }
+
+    #[test]
+    fn address_family_must_match() {
+        refused(
+            &edit("a = \"127.0.0.1:5002\"", "a = \"[::1]:5002\""),
+            "nodes[1].links.a",
+            "is an IPv6 address",
+        );
+        refused(
+            &edit("a = \"127.0.0.1:5002\"", "a = \"::1\""),
+            "nodes[1].links.a",
+            "udp (IPv4)",
+        );
+        let six = MINIMAL
+            .replace("kind = \"udp\"", "kind = \"udp6\"")
+            .replace("\"127.0.0.1\"", "\"::1\"");
+        refused(&six, "nodes[1].links.a", "is an IPv4 address");
+        let six = six.replace("\"127.0.0.1:5002\"", "\"[::1]:5002\"");
+        let c = parse(&six).unwrap();
+        assert_eq!(
+            c.nodes[0].links[0],
+            NodeLinkAddr::Udp {
+                addr: "[::1]:5001".parse().unwrap(),
+                interface: None
+            }
+        );
+    }
+
+    #[test]
+    fn bad_udp_addresses() {
+        refused(
+            &edit("a = \"127.0.0.1:5002\"", "a = \"localhost:5002\""),
+            "nodes[1].links.a",
+            "not an address",
+        );
+        refused(
+            &edit("port = 5001\n", ""),
+            "nodes[0].links.a",
+            "has no port",
+        );
+        refused(
+            &edit("a = \"127.0.0.1:5002\"", "a = \"0.0.0.0:5002\""),
+            "nodes[1].links.a",
+            "cannot be a node's address",
+        );
+        refused(
+            &edit("a = \"127.0.0.1:5002\"", "a = \"127.0.0.1:0\""),
+            "nodes[1].links.a",
+            "port 0",
+        );
+    }
+
+    #[test]
+    fn duplicate_udp_address() {
+        refused(
+            &edit("a = \"127.0.0.1:5002\"", "a = \"127.0.0.1:5001\""),
+            "nodes[1].links.a",
+            "duplicate address 127.0.0.1:5001, also used by nodes[0] (n0) on link a",
+        );
+        // The same address on two links is one socket too.
+        let text = edit(
+            "[[nodes]]",
+            "[[links]]\nname = \"b\"\nkind = \"udp\"\nport = 5001\n\n[[nodes]]",
+        )
+        .replace(
+            "{ a = \"127.0.0.1\" }",
+            "{ a = \"127.0.0.1\", b = \"127.0.0.1:5009\" }",
+        )
+        .replace(
+            "{ a = \"127.0.0.1:5002\" }",
+            "{ a = \"127.0.0.1:5002\", b = \"127.0.0.1:5001\" }",
+        );
+        refused(
+            &text,
+            "nodes[1].links.b",
+            "also used by nodes[0] (n0) on link a",
+        );
+    }
+
+    fn ether_text(link_extra: &str, n0: &str, n1: &str) -> String {
+        format!(
+            "[cluster]\nname = \"x\"\nid = 1\n[[links]]\nname = \"e\"\nkind = \"ether\"\n{link_extra}\n\
+             [[nodes]]\nid = 0\nname = \"n0\"\nlinks = {{ e = {n0} }}\n\
+             [[nodes]]\nid = 1\nname = \"n1\"\nlinks = {{ e = {n1} }}\n"
+        )
+    }
+
+    #[test]
+    fn ether_links() {
+        let c = parse(&ether_text("", "\"eth0\"", "{ interface = \"eth1\" }")).unwrap();
+        assert_eq!(
+            c.nodes[1].links[0],
+            NodeLinkAddr::Ether {
+                interface: "eth1".into()
+            }
+        );
+        refused(
+            &ether_text("", "\"eth0\"", "{}"),
+            "nodes[1].links.e",
+            "needs an interface",
+        );
+        refused(
+            &ether_text("", "\"eth0\"", "\"\""),
+            "nodes[1].links.e",
+            "must not be empty",
+        );
+        refused(
+            &ether_text("", "\"eth0\"", "\"a/b\""),
+            "nodes[1].links.e",
+            "not a valid interface",
+        );
+        refused(
+            &ether_text("", "\"eth0\"", "{ address = \"1.2.3.4\" }"),
+            "nodes[1].links.e",
+            "takes no address",
+        );
+        refused(
+            &ether_text("ethertype = 0x05FF", "\"eth0\"", "\"eth1\""),
+            "links[0].ethertype",
+            "at least 0x0600",
+        );
+        refused(
+            &ether_text("port = 5000", "\"eth0\"", "\"eth1\""),
+            "links[0].port",
+            "only used on udp",
+        );
+        refused(
+            &ether_text("dscp = 5", "\"eth0\"", "\"eth1\""),
+            "links[0].dscp",
+            "only used on udp",
+        );
+        refused(
+            &edit("port = 5001", "port = 5001\nethertype = 0xCAFE"),
+            "links[0].ethertype",
+            "only used on ether",
+        );
+        refused(
+            &edit("port = 5001", "port = 5001\ndscp = 64"),
+            "links[0].dscp",
+            "0..=63",
+        );
+    }
+
+    #[test]
+    fn self_fence_hook_rules() {
+        refused(
+            &edit("id = 1\n", "id = 1\nself_fence = \"hook\"\n"),
+            "cluster.self_fence",
+            "needs cluster.self_fence_hook",
+        );
+        refused(
+            &edit("id = 1\n", "id = 1\nself_fence_hook = \"/bin/true\"\n"),
+            "cluster.self_fence_hook",
+            "only used with self_fence = \"hook\"",
+        );
+        let c = parse(&edit(
+            "id = 1\n",
+            "id = 1\nself_fence = \"reboot\"\nfencing = \"disabled\"\n",
+        ))
+        .unwrap();
+        assert_eq!(c.cluster.self_fence, SelfFence::Reboot);
+        assert_eq!(c.cluster.fencing, FencingMode::Disabled);
+        refused(
+            &edit("id = 1\n", "id = 1\nself_fence = \"explode\"\n"),
+            "cluster.self_fence",
+            "explode",
+        );
+    }
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "vigil-config-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[cfg(unix)]
+    fn write_key(dir: &Path, bytes: &[u8], mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("key");
+        std::fs::write(&p, bytes).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_rules() {
+        let dir = TempDir::new("key");
+        let cfg_path = dir.0.join("cluster.toml");
+        let text = edit("id = 1\n", "id = 1\nkey_file = \"key\"\n");
+        let bytes = b"0123456789abcdef0123456789abcdef";
+
+        let key_path = write_key(&dir.0, bytes, 0o644);
+        let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
+        assert_eq!(e.field, "cluster.key_file");
+        assert!(
+            e.reason.contains(&format!(
+                "key file {} has mode 0644; it must not be accessible by group or others (chmod 600)",
+                key_path.display()
+            )),
+            "{e}"
+        );
+
+        write_key(&dir.0, bytes, 0o600);
+        std::fs::write(&cfg_path, &text).unwrap();
+        let c = ClusterConfig::load(&cfg_path).unwrap();
+        assert_eq!(c.cluster.key_file.as_deref(), Some(key_path.as_path()));
+        assert_eq!(
+            c.cluster.key,
+            Some(blake3::derive_key("vigil llt frame mac v1", bytes))
+        );
+        assert_eq!(c.llt_config().key, c.cluster.key);
+
+        write_key(&dir.0, b"too short", 0o600);
+        let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
+        assert_eq!(e.field, "cluster.key_file");
+        assert!(e.reason.contains("holds 9 bytes"), "{e}");
+
+        let text = edit("id = 1\n", "id = 1\nkey_file = \"nope\"\n");
+        let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
+        assert!(e.reason.contains("cannot read key file"), "{e}");
+
+        let text = edit(
+            "id = 1\n",
+            &format!("id = 1\nkey_file = {:?}\n", dir.0.display().to_string()),
+        );
+        let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
+        assert!(e.reason.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let e = ClusterConfig::load(Path::new("/nonexistent/vigil/cluster.toml")).unwrap_err();
+        assert!(e.reason.contains("cannot read"), "{e}");
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cluster.toml");
+        let c = ClusterConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.nodes.len(), 3);
+        assert_eq!(c.links.len(), 2);
+        assert_eq!(c.cluster.seed, 2);
+        let ports: Vec<u16> = c
+            .nodes
+            .iter()
+            .flat_map(|n| n.links.iter())
+            .map(|a| match a {
+                NodeLinkAddr::Udp { addr, .. } => addr.port(),
+                NodeLinkAddr::Ether { .. } => 0,
+            })
+            .collect();
+        assert!(ports.iter().all(|p| (5101..=5106).contains(p)), "{ports:?}");
+    }
+}

@@ -1,0 +1,262 @@
+//! Harness for the workspace integration tests: real `vigil` daemon processes, their
+//! control sockets, their JSON logs, and network namespaces for multi-host tests.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `vigil` binary of this build (target/<profile>/vigil).
+pub fn vigil_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("vigil");
+    assert!(
+        bin.exists(),
+        "{} not found: build the workspace first (cargo build --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// A scratch directory, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("vigil-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("VIGIL_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Free UDP ports on 127.0.0.1 (all held until chosen, so none repeats).
+pub fn free_udp_ports(count: usize) -> Vec<u16> {
+    let socks: Vec<std::net::UdpSocket> = (0..count)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    socks
+        .iter()
+        .map(|s| s.local_addr().expect("addr").port())
+        .collect()
+}
+
+/// A running daemon; killed when dropped.
+pub struct Daemon {
+    pub name: String,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Daemon {
+    /// Start `vigil daemon` for `node`, optionally inside network namespace `netns`.
+    pub fn start(config: &Path, node: &str, socket: &Path, log: &Path, netns: Option<&str>) -> Daemon {
+        let logf = std::fs::File::create(log).expect("log file");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(vigil_bin());
+                c
+            }
+            None => Command::new(vigil_bin()),
+        };
+        cmd.args(["daemon", "--log-format", "json", "--node", node, "--config"])
+            .arg(config)
+            .arg("--socket")
+            .arg(socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(logf);
+        let child = cmd.spawn().expect("spawn vigil daemon");
+        Daemon {
+            name: node.to_string(),
+            socket: socket.to_path_buf(),
+            log: log.to_path_buf(),
+            child: Some(child),
+        }
+    }
+
+    /// SIGKILL the daemon and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Still running?
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Wait for the daemon to exit by itself; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    self.child = None;
+                    return st.code();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The JSON log lines written so far.
+    pub fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Run `vigil` with `args`; its output.
+pub fn vigil(args: &[&str]) -> Output {
+    Command::new(vigil_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vigil")
+}
+
+/// `vigil lltstat <flags> --json --socket S`, parsed; `None` if the daemon does not answer.
+pub fn lltstat_json(socket: &Path, flags: &[&str]) -> Option<Value> {
+    let mut args: Vec<&str> = vec!["lltstat"];
+    args.extend_from_slice(flags);
+    args.push("--json");
+    args.push("--socket");
+    let s = socket.to_str().expect("utf-8 path");
+    args.push(s);
+    let out = vigil(&args);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Poll `f` every 20 ms until it holds; panic naming `what` after `timeout`.
+pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// In `lltstat -nvv --json` output, the entry for node `id`.
+pub fn node_entry(nvv: &Value, id: u64) -> Option<&Value> {
+    nvv["nodes"].as_array()?.iter().find(|n| n["id"].as_u64() == Some(id))
+}
+
+/// Every other node is OPEN with every link UP.
+pub fn all_peers_up(nvv: &Value) -> bool {
+    let local = nvv["local"].as_u64();
+    let Some(nodes) = nvv["nodes"].as_array() else { return false };
+    nodes.iter().filter(|n| n["id"].as_u64() != local).all(|n| {
+        n["state"] == "OPEN"
+            && n["links"]
+                .as_array()
+                .is_some_and(|ls| !ls.is_empty() && ls.iter().all(|l| l["state"] == "UP"))
+    })
+}
+
+/// Wall-clock microseconds now.
+pub fn wall_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Whether we run as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// For tests that need root: true to go on. Without root they skip with a printed
+/// reason, except under `CI=true`, where CI runs as root and skipping would hide a
+/// failure.
+pub fn root_or_skip(what: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what} needs root, and CI=true runs as root: refusing to skip"
+    );
+    eprintln!("skipping {what}: needs root (network namespaces, veth, raw sockets)");
+    false
+}
+
+/// Run a command; panic with its stderr if it fails.
+pub fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace, deleted when dropped.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(name: String) -> Netns {
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Netns(name)
+    }
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+    /// `ip -n NS <args>`.
+    pub fn ip(&self, args: &[&str]) {
+        let mut v = vec!["ip", "-n", self.0.as_str()];
+        v.extend_from_slice(args);
+        sh(&v);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
