@@ -61,7 +61,12 @@ impl Cluster {
                 )
             })
             .collect();
-        Cluster { dir, config, ports, daemons }
+        Cluster {
+            dir,
+            config,
+            ports,
+            daemons,
+        }
     }
 
     fn nvv(&self, i: usize) -> Option<Value> {
@@ -69,9 +74,11 @@ impl Cluster {
     }
 
     fn wait_all_up(&self) {
-        wait_for(Duration::from_secs(20), "every node to see every peer UP on both links", || {
-            (0..self.daemons.len()).all(|i| self.nvv(i).is_some_and(|v| all_peers_up(&v)))
-        });
+        wait_for(
+            Duration::from_secs(20),
+            "every node to see every peer UP on both links",
+            || (0..self.daemons.len()).all(|i| self.nvv(i).is_some_and(|v| all_peers_up(&v))),
+        );
     }
 }
 
@@ -89,8 +96,14 @@ fn three_daemons_see_each_other_and_report_a_killed_one_down() {
             assert_eq!(e["name"], format!("n{peer}"));
             let links = e["links"].as_array().unwrap();
             assert_eq!(links.len(), 2);
-            assert_eq!(links[0]["address"], format!("127.0.0.1:{}", c.ports[2 * peer]));
-            assert!(links.iter().all(|l| l["rtt_us"].as_u64().is_some()), "RTT missing: {e}");
+            assert_eq!(
+                links[0]["address"],
+                format!("127.0.0.1:{}", c.ports[2 * peer])
+            );
+            assert!(
+                links.iter().all(|l| l["rtt_us"].as_u64().is_some()),
+                "RTT missing: {e}"
+            );
         }
     }
     let killed_at = wall_us();
@@ -99,7 +112,12 @@ fn three_daemons_see_each_other_and_report_a_killed_one_down() {
         wait_for(Duration::from_secs(5), "n2 reported DOWN", || {
             c.nvv(i).is_some_and(|v| {
                 let e = node_entry(&v, 2).unwrap().clone();
-                e["state"] == "CONNWAIT" && e["links"].as_array().unwrap().iter().all(|l| l["state"] == "DOWN")
+                e["state"] == "CONNWAIT"
+                    && e["links"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|l| l["state"] == "DOWN")
             })
         });
         // The daemon's own decision time, from its log: within peer_inactive plus
@@ -115,14 +133,19 @@ fn three_daemons_see_each_other_and_report_a_killed_one_down() {
         let bound = (PEER_INACTIVE_MS + 2 * HEARTBEAT_MS) as f64;
         eprintln!("n{i}: n2 DOWN {after_ms:.1} ms after the kill (bound {bound} ms)");
         assert!(after_ms <= bound, "n{i} took {after_ms} ms");
-        assert!(after_ms >= (PEER_INACTIVE_MS / 2) as f64, "suspiciously early: {after_ms} ms");
+        assert!(
+            after_ms >= (PEER_INACTIVE_MS / 2) as f64,
+            "suspiciously early: {after_ms} ms"
+        );
         // The survivors still see each other.
         let v = c.nvv(i).unwrap();
         assert_eq!(node_entry(&v, 1 - i as u64).unwrap()["state"], "OPEN");
     }
     // The log carries the stable event names for links too.
     let ev = c.daemons[0].events();
-    assert!(ev.iter().any(|e| e["event"] == "link.down" && e["peer"] == 2));
+    assert!(ev
+        .iter()
+        .any(|e| e["event"] == "link.down" && e["peer"] == 2));
     assert!(ev.iter().any(|e| e["event"] == "peer.up" && e["peer"] == 1));
 }
 
@@ -135,15 +158,21 @@ fn bad_frames_are_counted_and_change_nothing() {
     let key = b"a cluster key of enough bytes for the test";
     let mut c = Cluster::start("bad", 3, Some(key));
     c.wait_all_up();
-    let sock = &c.daemons[0].socket;
+    let sock = &c.daemons[0].socket.clone();
     // Let node 1's sequence numbers run well past the 64-frame replay window, so an
     // old sequence number is a replay and not a frame that never arrived.
-    wait_for(Duration::from_secs(20), "node 1 to send 200 frames on link a", || {
-        lltstat_json(&c.daemons[1].socket, &[])
-            .is_some_and(|s| s["links"][0]["frames_out"].as_u64().unwrap_or(0) > 200)
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "node 1 to send 200 frames on link a",
+        || {
+            lltstat_json(&c.daemons[1].socket, &[])
+                .is_some_and(|s| s["links"][0]["frames_out"].as_u64().unwrap_or(0) > 200)
+        },
+    );
     let before = lltstat_json(sock, &[]).unwrap();
-    let inc1 = node_entry(&c.nvv(0).unwrap(), 1).unwrap()["incarnation"].as_u64().unwrap();
+    let inc1 = node_entry(&c.nvv(0).unwrap(), 1).unwrap()["incarnation"]
+        .as_u64()
+        .unwrap();
     let frame_key = wire::derive_key(key);
     let header = Header {
         kind: Kind::Heartbeat,
@@ -187,7 +216,11 @@ fn bad_frames_are_counted_and_change_nothing() {
         // Wrong key.
         let mut forged = header;
         forged.seq = u64::MAX - k;
-        send(&wire::encode(&forged, &[], Some(&wire::derive_key(b"not the key"))));
+        send(&wire::encode(
+            &forged,
+            &[],
+            Some(&wire::derive_key(b"not the key")),
+        ));
     }
     let expect = [
         ("bad_magic", N),
@@ -199,7 +232,9 @@ fn bad_frames_are_counted_and_change_nothing() {
     ];
     wait_for(Duration::from_secs(5), "every bad frame counted", || {
         let now = lltstat_json(sock, &[]).unwrap();
-        expect.iter().all(|(r, n)| drops(&now, 0, r) - drops(&before, 0, r) == *n)
+        expect
+            .iter()
+            .all(|(r, n)| drops(&now, 0, r) - drops(&before, 0, r) == *n)
     });
     // Let a few hundred ms pass: the node keeps running and keeps its peers.
     std::thread::sleep(Duration::from_millis(4 * HEARTBEAT_MS));
@@ -207,9 +242,16 @@ fn bad_frames_are_counted_and_change_nothing() {
     for (r, n) in expect {
         assert_eq!(drops(&after, 0, r) - drops(&before, 0, r), n, "{r}");
     }
-    assert!(c.daemons[0].running(), "daemon died: {}", c.daemons[0].log_text());
+    assert!(
+        c.daemons[0].running(),
+        "daemon died: {}",
+        c.daemons[0].log_text()
+    );
     assert!(all_peers_up(&c.nvv(0).unwrap()));
-    assert!(c.daemons[0].events().iter().all(|e| e["event"] != "peer.down" && e["event"] != "link.down"));
+    assert!(c.daemons[0]
+        .events()
+        .iter()
+        .all(|e| e["event"] != "peer.down" && e["event"] != "link.down"));
     // The text view shows them too.
     let text = vigil(&["lltstat", "--socket", sock.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&text.stdout);
@@ -231,7 +273,10 @@ fn a_second_daemon_for_the_same_node_is_refused_with_a_clear_error() {
     let code = twin.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(1), "{}", twin.log_text());
     let log = twin.log_text();
-    assert!(log.contains(&format!("127.0.0.1:{}", c.ports[2])) && log.contains("in use"), "{log}");
+    assert!(
+        log.contains(&format!("127.0.0.1:{}", c.ports[2])) && log.contains("in use"),
+        "{log}"
+    );
     assert!(all_peers_up(&c.nvv(0).unwrap()));
 }
 
@@ -246,20 +291,38 @@ fn lltstat_answers_to_its_own_name_and_prints_the_veritas_layout() {
         .arg(&c.daemons[0].socket)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("LLT node information:"), "{text}");
     let local = text.lines().find(|l| l.contains(" n0")).unwrap();
-    assert!(local.trim_start().starts_with("* 0 n0"), "local node not starred: {local}");
-    assert!(text.lines().any(|l| l.contains("UP") && l.contains(&format!("127.0.0.1:{}", c.ports[2]))), "{text}");
+    assert!(
+        local.trim_start().starts_with("* 0 n0"),
+        "local node not starred: {local}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("UP") && l.contains(&format!("127.0.0.1:{}", c.ports[2]))),
+        "{text}"
+    );
     let n = std::process::Command::new(&link)
         .args(["-n", "--socket"])
         .arg(&c.daemons[1].socket)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&n.stdout);
-    assert!(text.lines().any(|l| l.trim_start().starts_with("* 1 n1")), "{text}");
-    assert!(text.lines().any(|l| l.contains("0 n0") && l.contains("OPEN")), "{text}");
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("* 1 n1")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("0 n0") && l.contains("OPEN")),
+        "{text}"
+    );
     let cfg = lltstat_json(&c.daemons[0].socket, &["-c"]).unwrap();
     assert_eq!(cfg["timers"]["peer_inactive_ms"], PEER_INACTIVE_MS);
     assert_eq!(cfg["cluster"]["id"], 4711);

@@ -94,7 +94,10 @@ pub fn request(socket: &Path, req: &Request) -> Result<Response, String> {
         .read_line(&mut answer)
         .map_err(|e| format!("{}: {e}", socket.display()))?;
     if answer.is_empty() {
-        return Err(format!("{}: the daemon closed the connection", socket.display()));
+        return Err(format!(
+            "{}: the daemon closed the connection",
+            socket.display()
+        ));
     }
     serde_json::from_str(&answer).map_err(|e| format!("{}: bad response: {e}", socket.display()))
 }

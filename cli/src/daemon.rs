@@ -116,7 +116,10 @@ impl Running {
     }
 
     fn link_name(&self, link: vigil_llt::types::LinkId) -> &str {
-        self.cfg.links.get(link.index()).map_or("?", |l| l.name.as_str())
+        self.cfg
+            .links
+            .get(link.index())
+            .map_or("?", |l| l.name.as_str())
     }
 
     /// Carry out everything the node produced.
@@ -130,11 +133,13 @@ impl Running {
                     let to = match tx.to {
                         // One frame to every node: broadcast links only.
                         None => None,
-                        Some(to) => match self.cfg.node(to).and_then(|n| n.links.get(tx.link.index())) {
-                            Some(NodeLinkAddr::Udp { addr, .. }) => Some(LinkAddr::Udp(*addr)),
-                            Some(NodeLinkAddr::Ether { .. }) => tx.addr,
-                            None => continue,
-                        },
+                        Some(to) => {
+                            match self.cfg.node(to).and_then(|n| n.links.get(tx.link.index())) {
+                                Some(NodeLinkAddr::Udp { addr, .. }) => Some(LinkAddr::Udp(*addr)),
+                                Some(NodeLinkAddr::Ether { .. }) => tx.addr,
+                                None => continue,
+                            }
+                        }
                     };
                     if let Err(e) = link.send(to, &tx.bytes) {
                         tracing::debug!(link = %tx.link, error = %e, "send failed");
@@ -149,16 +154,64 @@ impl Running {
     fn log_event(&self, e: LltEvent) {
         let ts = wall_us();
         match e {
-            LltEvent::Started => info!(event = "llt.started", ts_us = ts, node = %self.me.id, incarnation = %self.node.incarnation(), "listening window passed; sending heartbeats"),
-            LltEvent::LinkUp { peer, link } => info!(event = "link.up", ts_us = ts, peer = peer.0, peer_name = self.peer_name(peer), link = self.link_name(link), "link UP"),
-            LltEvent::LinkTrouble { peer, link } => warn!(event = "link.trouble", ts_us = ts, peer = peer.0, peer_name = self.peer_name(peer), link = self.link_name(link), "link TROUBLE"),
-            LltEvent::LinkDown { peer, link } => warn!(event = "link.down", ts_us = ts, peer = peer.0, peer_name = self.peer_name(peer), link = self.link_name(link), "link DOWN"),
-            LltEvent::PeerUp { peer, incarnation } => info!(event = "peer.up", ts_us = ts, peer = peer.0, peer_name = self.peer_name(peer), incarnation = %incarnation, "peer UP"),
-            LltEvent::PeerDown { peer } => warn!(event = "peer.down", ts_us = ts, peer = peer.0, peer_name = self.peer_name(peer), "peer DOWN: every link silent"),
-            LltEvent::PeerRestarted { peer, old, new } => info!(event = "peer.restarted", ts_us = ts, peer = peer.0, peer_name = self.peer_name(peer), old = %old, new = %new, "peer restarted with a new incarnation"),
-            LltEvent::JeopardyEntered { peer, link } => warn!(event = "jeopardy.entered", ts_us = ts, peer = peer.0, peer_name = self.peer_name(peer), link = self.link_name(link), "peer in jeopardy: one link left"),
-            LltEvent::JeopardyCleared { peer } => info!(event = "jeopardy.cleared", ts_us = ts, peer = peer.0, peer_name = self.peer_name(peer), "peer out of jeopardy"),
-            LltEvent::DuplicateNodeId { link, incarnation } => error!(event = "node.duplicate_id", ts_us = ts, node = self.me.id.0, link = self.link_name(link), other_incarnation = %incarnation, "another live process uses node ID {}", self.me.id),
+            LltEvent::Started => {
+                info!(event = "llt.started", ts_us = ts, node = %self.me.id, incarnation = %self.node.incarnation(), "listening window passed; sending heartbeats")
+            }
+            LltEvent::LinkUp { peer, link } => info!(
+                event = "link.up",
+                ts_us = ts,
+                peer = peer.0,
+                peer_name = self.peer_name(peer),
+                link = self.link_name(link),
+                "link UP"
+            ),
+            LltEvent::LinkTrouble { peer, link } => warn!(
+                event = "link.trouble",
+                ts_us = ts,
+                peer = peer.0,
+                peer_name = self.peer_name(peer),
+                link = self.link_name(link),
+                "link TROUBLE"
+            ),
+            LltEvent::LinkDown { peer, link } => warn!(
+                event = "link.down",
+                ts_us = ts,
+                peer = peer.0,
+                peer_name = self.peer_name(peer),
+                link = self.link_name(link),
+                "link DOWN"
+            ),
+            LltEvent::PeerUp { peer, incarnation } => {
+                info!(event = "peer.up", ts_us = ts, peer = peer.0, peer_name = self.peer_name(peer), incarnation = %incarnation, "peer UP")
+            }
+            LltEvent::PeerDown { peer } => warn!(
+                event = "peer.down",
+                ts_us = ts,
+                peer = peer.0,
+                peer_name = self.peer_name(peer),
+                "peer DOWN: every link silent"
+            ),
+            LltEvent::PeerRestarted { peer, old, new } => {
+                info!(event = "peer.restarted", ts_us = ts, peer = peer.0, peer_name = self.peer_name(peer), old = %old, new = %new, "peer restarted with a new incarnation")
+            }
+            LltEvent::JeopardyEntered { peer, link } => warn!(
+                event = "jeopardy.entered",
+                ts_us = ts,
+                peer = peer.0,
+                peer_name = self.peer_name(peer),
+                link = self.link_name(link),
+                "peer in jeopardy: one link left"
+            ),
+            LltEvent::JeopardyCleared { peer } => info!(
+                event = "jeopardy.cleared",
+                ts_us = ts,
+                peer = peer.0,
+                peer_name = self.peer_name(peer),
+                "peer out of jeopardy"
+            ),
+            LltEvent::DuplicateNodeId { link, incarnation } => {
+                error!(event = "node.duplicate_id", ts_us = ts, node = self.me.id.0, link = self.link_name(link), other_incarnation = %incarnation, "another live process uses node ID {}", self.me.id)
+            }
         }
     }
 
@@ -223,12 +276,17 @@ impl Running {
     }
 }
 
-fn open_links(cfg: &ClusterConfig, me: &NodeConfig, rx: &mpsc::Sender<RxFrame>) -> Result<Vec<Link>, String> {
+fn open_links(
+    cfg: &ClusterConfig,
+    me: &NodeConfig,
+    rx: &mpsc::Sender<RxFrame>,
+) -> Result<Vec<Link>, String> {
     let mut links = Vec::new();
     for lc in &cfg.links {
         let link = match (&me.links[lc.id.index()], lc.kind) {
             (NodeLinkAddr::Udp { addr, interface }, LinkKind::Udp | LinkKind::Udp6) => {
-                UdpLink::open(lc.id, *addr, interface.as_deref(), lc.dscp, rx.clone()).map(Link::Udp)
+                UdpLink::open(lc.id, *addr, interface.as_deref(), lc.dscp, rx.clone())
+                    .map(Link::Udp)
             }
             (NodeLinkAddr::Ether { interface }, LinkKind::Ether) => {
                 EtherLink::open(lc.id, interface, lc.ethertype, rx.clone()).map(Link::Ether)
@@ -237,7 +295,10 @@ fn open_links(cfg: &ClusterConfig, me: &NodeConfig, rx: &mpsc::Sender<RxFrame>) 
         };
         let link = link.map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-                format!("; is another vigil daemon already running as node {}?", me.name)
+                format!(
+                    "; is another vigil daemon already running as node {}?",
+                    me.name
+                )
             } else {
                 String::new()
             };
@@ -283,11 +344,13 @@ async fn control_conn(stream: UnixStream, ctl: mpsc::Sender<Ctl>) {
     let (rd, mut wr) = stream.into_split();
     let response = if !allowed {
         Response::Error {
-            message: "permission denied: only root or the daemon's user may use the control socket".into(),
+            message: "permission denied: only root or the daemon's user may use the control socket"
+                .into(),
         }
     } else {
         let mut line = String::new();
-        let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(rd, control::MAX_LINE as u64));
+        let mut reader =
+            BufReader::new(tokio::io::AsyncReadExt::take(rd, control::MAX_LINE as u64));
         match tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await {
             Ok(Ok(n)) if n > 0 => match serde_json::from_str::<Request>(&line) {
                 Ok(req) => {
@@ -313,15 +376,26 @@ async fn control_conn(stream: UnixStream, ctl: mpsc::Sender<Ctl>) {
     }
 }
 
-async fn serve(cfg: ClusterConfig, me: NodeConfig, config_file: PathBuf, socket: PathBuf) -> Result<u8, String> {
+async fn serve(
+    cfg: ClusterConfig,
+    me: NodeConfig,
+    config_file: PathBuf,
+    socket: PathBuf,
+) -> Result<u8, String> {
     let origin = std::time::Instant::now();
     let incarnation = fresh_incarnation();
     let (rx_tx, mut rx) = mpsc::channel::<RxFrame>(RX_QUEUE);
     let listener = bind_control(&socket)?;
     let links = open_links(&cfg, &me, &rx_tx)?;
     drop(rx_tx);
-    let node = Node::new(cfg.llt_config(), me.id, incarnation, Instant::ZERO, rand::random())
-        .map_err(|e| e.to_string())?;
+    let node = Node::new(
+        cfg.llt_config(),
+        me.id,
+        incarnation,
+        Instant::ZERO,
+        rand::random(),
+    )
+    .map_err(|e| e.to_string())?;
     info!(
         event = "daemon.started",
         ts_us = wall_us(),
@@ -376,9 +450,10 @@ async fn serve(cfg: ClusterConfig, me: NodeConfig, config_file: PathBuf, socket:
             );
             break exit::DUPLICATE_NODE;
         }
-        let deadline = run.node.poll_timeout().map(|t| {
-            run.origin + Duration::from_nanos(t.as_nanos())
-        });
+        let deadline = run
+            .node
+            .poll_timeout()
+            .map(|t| run.origin + Duration::from_nanos(t.as_nanos()));
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
@@ -415,6 +490,12 @@ async fn serve(cfg: ClusterConfig, me: NodeConfig, config_file: PathBuf, socket:
     };
     accept.abort();
     let _ = std::fs::remove_file(&socket);
-    info!(event = "daemon.stopped", ts_us = wall_us(), node = run.me.id.0, code, "daemon stopped");
+    info!(
+        event = "daemon.stopped",
+        ts_us = wall_us(),
+        node = run.me.id.0,
+        code,
+        "daemon stopped"
+    );
     Ok(code)
 }

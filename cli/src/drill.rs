@@ -84,7 +84,11 @@ fn all_up(dir: &Path, n: u8) -> bool {
     (0..n).all(|i| {
         control::status(&socket(dir, i)).is_ok_and(|s| {
             s.node.llt.peers.len() == n as usize - 1
-                && s.node.llt.peers.iter().all(|p| p.up && p.links.iter().all(|l| l.state == vigil_llt::LinkState::Up))
+                && s.node
+                    .llt
+                    .peers
+                    .iter()
+                    .all(|p| p.up && p.links.iter().all(|l| l.state == vigil_llt::LinkState::Up))
         })
     })
 }
@@ -105,14 +109,31 @@ fn drill(args: &DrillArgs) -> Result<bool, String> {
     let dir = std::env::temp_dir().join(format!("vigil-drill-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = dir.join("cluster.toml");
-    let mut cluster = Cluster { dir: dir.clone(), config: config.clone(), children: Vec::new(), keep: args.keep };
-    std::fs::write(&config, loopback_config(&dir, n)?).map_err(|e| format!("{}: {e}", config.display()))?;
+    let mut cluster = Cluster {
+        dir: dir.clone(),
+        config: config.clone(),
+        children: Vec::new(),
+        keep: args.keep,
+    };
+    std::fs::write(&config, loopback_config(&dir, n)?)
+        .map_err(|e| format!("{}: {e}", config.display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
-    println!("vigil drill: starting {n} daemons on 127.0.0.1, two UDP links each (config {})", config.display());
+    println!(
+        "vigil drill: starting {n} daemons on 127.0.0.1, two UDP links each (config {})",
+        config.display()
+    );
     for i in 0..n {
-        let log = std::fs::File::create(dir.join(format!("n{i}.log"))).map_err(|e| e.to_string())?;
+        let log =
+            std::fs::File::create(dir.join(format!("n{i}.log"))).map_err(|e| e.to_string())?;
         let child = Command::new(&exe)
-            .args(["daemon", "--log-format", "json", "--node", &format!("n{i}"), "--config"])
+            .args([
+                "daemon",
+                "--log-format",
+                "json",
+                "--node",
+                &format!("n{i}"),
+                "--config",
+            ])
             .arg(&cluster.config)
             .stdout(Stdio::null())
             .stderr(log)
@@ -123,11 +144,17 @@ fn drill(args: &DrillArgs) -> Result<bool, String> {
     let t0 = Instant::now();
     while !all_up(&dir, n) {
         if t0.elapsed() > Duration::from_secs(15) {
-            return Err(format!("the cluster did not come up within 15 s; logs in {}", dir.display()));
+            return Err(format!(
+                "the cluster did not come up within 15 s; logs in {}",
+                dir.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    println!("all {n} nodes see each other on both links after {} ms\n", t0.elapsed().as_millis());
+    println!(
+        "all {n} nodes see each other on both links after {} ms\n",
+        t0.elapsed().as_millis()
+    );
     for i in 0..n {
         let s = control::status(&socket(&dir, i))?;
         println!("$ vigil lltstat -nvv   # on n{i}");
@@ -149,7 +176,10 @@ fn drill(args: &DrillArgs) -> Result<bool, String> {
             let down = control::status(&socket(&dir, *i))
                 .is_ok_and(|s| s.node.llt.peers.iter().any(|p| p.id.0 == victim && !p.up));
             if down {
-                println!("  n{i}: n{victim} DOWN after {} ms", killed.elapsed().as_millis());
+                println!(
+                    "  n{i}: n{victim} DOWN after {} ms",
+                    killed.elapsed().as_millis()
+                );
             }
             !down
         });

@@ -20,7 +20,7 @@ pub struct LltstatArgs {
     pub verbose: u8,
     /// Configuration information.
     #[arg(short = 'c', conflicts_with = "nodes")]
-    pub config: bool,
+    pub show_config: bool,
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -36,8 +36,12 @@ pub fn run(args: LltstatArgs) -> u8 {
             return exit::FAILURE;
         }
     };
-    let out = if args.config {
-        if args.json { config_json(&status).to_string() } else { config_text(&status) }
+    let out = if args.show_config {
+        if args.json {
+            config_json(&status).to_string()
+        } else {
+            config_text(&status)
+        }
     } else if args.nodes {
         if args.json {
             nodes_json(&status).to_string()
@@ -70,7 +74,7 @@ fn peer_state(p: &PeerStatus) -> &'static str {
     }
 }
 
-fn peer<'a>(s: &'a DaemonStatus, id: vigil_llt::types::NodeId) -> Option<&'a PeerStatus> {
+fn peer(s: &DaemonStatus, id: vigil_llt::types::NodeId) -> Option<&PeerStatus> {
     s.node.llt.peers.iter().find(|p| p.id == id)
 }
 
@@ -121,31 +125,50 @@ fn fmt_rtt(us: Option<u64>) -> String {
 pub fn nodes_text(s: &DaemonStatus, links: bool) -> String {
     let mut out = String::from("LLT node information:\n");
     if links {
-        let _ = writeln!(out, "    {:<24} {:<9} {:<8} {:<8} {:<24} {}", "Node", "State", "Link", "Status", "Address", "RTT");
+        out.push_str(&format!(
+            "    {:<24} {:<9} {:<8} {:<8} {:<24} RTT\n",
+            "Node", "State", "Link", "Status", "Address"
+        ));
     } else {
-        let _ = writeln!(out, "    {:<24} {:<9} {}", "Node", "State", "Links");
+        out.push_str(&format!("    {:<24} {:<9} Links\n", "Node", "State"));
     }
     for n in &s.nodes {
         let local = n.id == s.local;
         let mark = if local { '*' } else { ' ' };
         let label = format!("{:>2} {}", n.id, n.name);
         let p = peer(s, n.id);
-        let state = if local { "OPEN" } else { p.map_or("CONNWAIT", peer_state) };
+        let state = if local {
+            "OPEN"
+        } else {
+            p.map_or("CONNWAIT", peer_state)
+        };
         if !links {
             let up = if local {
                 s.links.len()
             } else {
                 p.map_or(0, |p| p.links.iter().filter(|l| l.state.is_alive()).count())
             };
-            let jeop = if p.is_some_and(|p| p.jeopardy) { "  (jeopardy)" } else { "" };
+            let jeop = if p.is_some_and(|p| p.jeopardy) {
+                "  (jeopardy)"
+            } else {
+                ""
+            };
             let _ = writeln!(out, "  {mark} {label:<24} {state:<9} {up}{jeop}");
             continue;
         }
-        let jeop = if p.is_some_and(|p| p.jeopardy) { " jeopardy" } else { "" };
+        let jeop = if p.is_some_and(|p| p.jeopardy) {
+            " jeopardy"
+        } else {
+            ""
+        };
         let _ = writeln!(out, "  {mark} {label:<24} {state}{jeop}");
         if local {
             for l in &s.links {
-                let _ = writeln!(out, "    {:<24} {:<9} {:<8} {:<8} {:<24} {}", "", "", l.name, "UP", l.local_address, "-");
+                let _ = writeln!(
+                    out,
+                    "    {:<24} {:<9} {:<8} {:<8} {:<24} -",
+                    "", "", l.name, "UP", l.local_address
+                );
             }
         } else if let Some(p) = p {
             for l in &p.links {
@@ -218,7 +241,11 @@ pub fn stats_text(s: &DaemonStatus) -> String {
     let mut out = String::from("LLT statistics:\n");
     for (l, info) in s.node.llt.links.iter().zip(&s.links) {
         let st = &l.stats;
-        let _ = writeln!(out, "  Link {} ({}, {} priority, {}):", l.name, info.kind, info.priority, info.local_address);
+        let _ = writeln!(
+            out,
+            "  Link {} ({}, {} priority, {}):",
+            l.name, info.kind, info.priority, info.local_address
+        );
         for (v, what) in [
             (st.frames_out, "frames sent"),
             (st.heartbeats_out, "heartbeats sent"),
@@ -248,8 +275,19 @@ pub fn stats_text(s: &DaemonStatus) -> String {
     }
     out.push_str("  Peers:\n");
     for p in &s.node.llt.peers {
-        let name = s.nodes.iter().find(|n| n.id == p.id).map_or("?", |n| n.name.as_str());
-        let _ = writeln!(out, "    {:>2} {:<16} {}{}", p.id, name, peer_state(p), if p.jeopardy { " jeopardy" } else { "" });
+        let name = s
+            .nodes
+            .iter()
+            .find(|n| n.id == p.id)
+            .map_or("?", |n| n.name.as_str());
+        let _ = writeln!(
+            out,
+            "    {:>2} {:<16} {}{}",
+            p.id,
+            name,
+            peer_state(p),
+            if p.jeopardy { " jeopardy" } else { "" }
+        );
         for l in &p.links {
             let _ = writeln!(
                 out,
@@ -281,15 +319,40 @@ pub fn config_text(s: &DaemonStatus) -> String {
     let _ = writeln!(out, "    node: {} ({})", s.local, s.node_name);
     let _ = writeln!(out, "    cluster: {} (id {})", s.cluster_name, s.cluster_id);
     let _ = writeln!(out, "    config file: {}", s.config_file.display());
-    let _ = writeln!(out, "    incarnation: {}  pid: {}", s.node.llt.incarnation, s.pid);
-    let _ = writeln!(out, "    authentication: {}", if s.authenticated { "keyed MAC on every frame" } else { "none" });
-    let _ = writeln!(out, "    nodes: {} configured (IDs {})", s.nodes.len(), s.nodes.iter().map(|n| n.id.to_string()).collect::<Vec<_>>().join(","));
+    let _ = writeln!(
+        out,
+        "    incarnation: {}  pid: {}",
+        s.node.llt.incarnation, s.pid
+    );
+    let _ = writeln!(
+        out,
+        "    authentication: {}",
+        if s.authenticated {
+            "keyed MAC on every frame"
+        } else {
+            "none"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "    nodes: {} configured (IDs {})",
+        s.nodes.len(),
+        s.nodes
+            .iter()
+            .map(|n| n.id.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let _ = writeln!(out, "    max nodes: 64, max links: 8");
     let _ = writeln!(out, "    timers (ms): heartbeat {} heartbeat_lowpri {} peer_trouble {} peer_inactive {} link_up_count {}",
         t.heartbeat_ms, t.heartbeat_lowpri_ms, t.peer_trouble_ms, t.peer_inactive_ms, t.link_up_count);
     out.push_str("    links:\n");
     for l in &s.links {
-        let _ = writeln!(out, "      {} {:<8} {:<6} {:<5} {}", l.id, l.name, l.kind, l.priority, l.local_address);
+        let _ = writeln!(
+            out,
+            "      {} {:<8} {:<6} {:<5} {}",
+            l.id, l.name, l.kind, l.priority, l.local_address
+        );
     }
     out
 }

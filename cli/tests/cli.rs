@@ -55,8 +55,12 @@ a = "127.0.0.1:5003"
 fn check(name: &str, text: &str) -> (bool, String) {
     let p = temp(name, text);
     let out = vigil(&["config", "check", p.to_str().unwrap()]);
-    let msg = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(msg.contains(p.to_str().unwrap()), "message names the file: {msg}");
+    let msg =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        msg.contains(p.to_str().unwrap()),
+        "message names the file: {msg}"
+    );
     (out.status.success(), msg)
 }
 
@@ -69,7 +73,13 @@ fn a_good_config_passes() {
 
 #[test]
 fn an_unknown_field_is_refused_by_name() {
-    let (ok, msg) = check("unknown.toml", &GOOD.replace("peer_inactive = 800", "peer_inactive = 800\npeer_inactve = 900"));
+    let (ok, msg) = check(
+        "unknown.toml",
+        &GOOD.replace(
+            "peer_inactive = 800",
+            "peer_inactive = 800\npeer_inactve = 900",
+        ),
+    );
     assert!(!ok);
     assert!(msg.contains("peer_inactve"), "{msg}");
     assert!(msg.contains("timers"), "{msg}");
@@ -85,7 +95,10 @@ fn a_duplicate_node_id_is_refused_by_name() {
 
 #[test]
 fn peer_inactive_not_above_peer_trouble_is_refused_by_name() {
-    let (ok, msg) = check("timers.toml", &GOOD.replace("peer_inactive = 800", "peer_inactive = 400"));
+    let (ok, msg) = check(
+        "timers.toml",
+        &GOOD.replace("peer_inactive = 800", "peer_inactive = 400"),
+    );
     assert!(!ok);
     assert!(msg.contains("timers.peer_inactive"), "{msg}");
 }
@@ -110,7 +123,13 @@ fn a_missing_file_is_refused() {
 
 #[test]
 fn a_bad_command_line_prints_usage() {
-    for args in [&["--frobnicate"][..], &["lltstat", "-q"], &["daemon"], &["config"], &[]] {
+    for args in [
+        &["--frobnicate"][..],
+        &["lltstat", "-q"],
+        &["daemon"],
+        &["config"],
+        &[],
+    ] {
         let out = vigil(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -125,10 +144,16 @@ fn the_binary_answers_to_the_name_lltstat() {
     let link = dir.join("lltstat");
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vigil"), &link).unwrap();
-    let out = Command::new(&link).args(["-nvv", "--socket", "/nonexistent.sock"]).output().unwrap();
+    let out = Command::new(&link)
+        .args(["-nvv", "--socket", "/nonexistent.sock"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("lltstat: cannot reach the vigil daemon at /nonexistent.sock"), "{err}");
+    assert!(
+        err.starts_with("lltstat: cannot reach the vigil daemon at /nonexistent.sock"),
+        "{err}"
+    );
     let out = Command::new(&link).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: vigil lltstat"));

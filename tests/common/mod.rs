@@ -65,7 +65,13 @@ pub struct Daemon {
 
 impl Daemon {
     /// Start `vigil daemon` for `node`, optionally inside network namespace `netns`.
-    pub fn start(config: &Path, node: &str, socket: &Path, log: &Path, netns: Option<&str>) -> Daemon {
+    pub fn start(
+        config: &Path,
+        node: &str,
+        socket: &Path,
+        log: &Path,
+        netns: Option<&str>,
+    ) -> Daemon {
         let logf = std::fs::File::create(log).expect("log file");
         let mut cmd = match netns {
             Some(ns) => {
@@ -173,20 +179,28 @@ pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) -> D
         if f() {
             return start.elapsed();
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// In `lltstat -nvv --json` output, the entry for node `id`.
 pub fn node_entry(nvv: &Value, id: u64) -> Option<&Value> {
-    nvv["nodes"].as_array()?.iter().find(|n| n["id"].as_u64() == Some(id))
+    nvv["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["id"].as_u64() == Some(id))
 }
 
 /// Every other node is OPEN with every link UP.
 pub fn all_peers_up(nvv: &Value) -> bool {
     let local = nvv["local"].as_u64();
-    let Some(nodes) = nvv["nodes"].as_array() else { return false };
+    let Some(nodes) = nvv["nodes"].as_array() else {
+        return false;
+    };
     nodes.iter().filter(|n| n["id"].as_u64() != local).all(|n| {
         n["state"] == "OPEN"
             && n["links"]
@@ -226,7 +240,10 @@ pub fn root_or_skip(what: &str) -> bool {
 
 /// Run a command; panic with its stderr if it fails.
 pub fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     assert!(
         out.status.success(),
         "{args:?} failed: {}",
