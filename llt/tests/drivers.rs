@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // driver tests do IO
 //! The link drivers against real sockets: UDP over loopback (v4 and v6), and raw
 //! Ethernet over a veth pair in a throwaway network namespace (root only).
 //!
