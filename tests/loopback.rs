@@ -327,3 +327,35 @@ fn lltstat_answers_to_its_own_name_and_prints_the_veritas_layout() {
     assert_eq!(cfg["timers"]["peer_inactive_ms"], PEER_INACTIVE_MS);
     assert_eq!(cfg["cluster"]["id"], 4711);
 }
+
+#[test]
+fn the_control_socket_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Cluster::start("ctl", 2, None);
+    c.wait_all_up();
+    let sock = &c.daemons[0].socket;
+    let mode = std::fs::metadata(sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "control socket mode {mode:o}");
+    if !root_or_skip("the SO_PEERCRED caller check") {
+        return;
+    }
+    // Even with the file mode opened up, another user is refused by the daemon's
+    // SO_PEERCRED check. Run a copy of the binary that user can execute.
+    std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let bin = c.dir.path().join("vigil-copy");
+    std::fs::copy(vigil_bin(), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(c.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["lltstat", "-n", "--socket"])
+        .arg(sock)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    // Root still gets an answer.
+    assert!(lltstat_json(sock, &["-n"]).is_some());
+}

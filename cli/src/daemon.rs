@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 use vigil::config::{ClusterConfig, LinkKind, NodeConfig, NodeLinkAddr};
 use vigil::node::{LltEvent, Node, Output};
 use vigil_llt::driver::{EtherLink, Link, RxFrame, UdpLink};
-use vigil_llt::types::{Incarnation, Instant, LinkAddr, NodeId};
+use vigil_llt::types::{Incarnation, Instant, LinkAddr, LinkId, NodeId};
 
 /// Bound on frames queued between the link readers and the node.
 const RX_QUEUE: usize = 4096;
@@ -115,7 +115,7 @@ impl Running {
         self.cfg.node(id).map_or("?", |n| n.name.as_str())
     }
 
-    fn link_name(&self, link: vigil_llt::types::LinkId) -> &str {
+    fn link_name(&self, link: LinkId) -> &str {
         self.cfg
             .links
             .get(link.index())
@@ -151,36 +151,50 @@ impl Running {
         }
     }
 
+    /// A link state change: one line with the stable event name, peer and link.
+    fn log_link(
+        &self,
+        warning: bool,
+        event: &'static str,
+        peer: NodeId,
+        link: LinkId,
+        state: &str,
+    ) {
+        let (ts, peer_name, link) = (wall_us(), self.peer_name(peer), self.link_name(link));
+        if warning {
+            warn!(
+                event,
+                ts_us = ts,
+                peer = peer.0,
+                peer_name,
+                link,
+                "link {state}"
+            );
+        } else {
+            info!(
+                event,
+                ts_us = ts,
+                peer = peer.0,
+                peer_name,
+                link,
+                "link {state}"
+            );
+        }
+    }
+
     fn log_event(&self, e: LltEvent) {
         let ts = wall_us();
         match e {
             LltEvent::Started => {
                 info!(event = "llt.started", ts_us = ts, node = %self.me.id, incarnation = %self.node.incarnation(), "listening window passed; sending heartbeats")
             }
-            LltEvent::LinkUp { peer, link } => info!(
-                event = "link.up",
-                ts_us = ts,
-                peer = peer.0,
-                peer_name = self.peer_name(peer),
-                link = self.link_name(link),
-                "link UP"
-            ),
-            LltEvent::LinkTrouble { peer, link } => warn!(
-                event = "link.trouble",
-                ts_us = ts,
-                peer = peer.0,
-                peer_name = self.peer_name(peer),
-                link = self.link_name(link),
-                "link TROUBLE"
-            ),
-            LltEvent::LinkDown { peer, link } => warn!(
-                event = "link.down",
-                ts_us = ts,
-                peer = peer.0,
-                peer_name = self.peer_name(peer),
-                link = self.link_name(link),
-                "link DOWN"
-            ),
+            LltEvent::LinkUp { peer, link } => self.log_link(false, "link.up", peer, link, "UP"),
+            LltEvent::LinkTrouble { peer, link } => {
+                self.log_link(true, "link.trouble", peer, link, "TROUBLE")
+            }
+            LltEvent::LinkDown { peer, link } => {
+                self.log_link(true, "link.down", peer, link, "DOWN")
+            }
             LltEvent::PeerUp { peer, incarnation } => {
                 info!(event = "peer.up", ts_us = ts, peer = peer.0, peer_name = self.peer_name(peer), incarnation = %incarnation, "peer UP")
             }
