@@ -356,32 +356,34 @@ async fn control_conn(stream: UnixStream, ctl: mpsc::Sender<Ctl>) {
         Err(_) => false,
     };
     let (rd, mut wr) = stream.into_split();
+    // Read the request first in every case, so a refused caller gets its answer
+    // instead of a broken pipe.
+    let mut line = String::new();
+    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(rd, control::MAX_LINE as u64));
+    let read = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
+    if !matches!(read, Ok(Ok(n)) if n > 0) {
+        return;
+    }
     let response = if !allowed {
         Response::Error {
             message: "permission denied: only root or the daemon's user may use the control socket"
                 .into(),
         }
     } else {
-        let mut line = String::new();
-        let mut reader =
-            BufReader::new(tokio::io::AsyncReadExt::take(rd, control::MAX_LINE as u64));
-        match tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await {
-            Ok(Ok(n)) if n > 0 => match serde_json::from_str::<Request>(&line) {
-                Ok(req) => {
-                    let (tx, rx) = oneshot::channel();
-                    if ctl.send(Ctl { req, reply: tx }).await.is_err() {
-                        return;
-                    }
-                    match rx.await {
-                        Ok(r) => r,
-                        Err(_) => return,
-                    }
+        match serde_json::from_str::<Request>(&line) {
+            Ok(req) => {
+                let (tx, rx) = oneshot::channel();
+                if ctl.send(Ctl { req, reply: tx }).await.is_err() {
+                    return;
                 }
-                Err(e) => Response::Error {
-                    message: format!("bad request: {e}"),
-                },
+                match rx.await {
+                    Ok(r) => r,
+                    Err(_) => return,
+                }
+            }
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
             },
-            _ => return,
         }
     };
     if let Ok(mut text) = serde_json::to_string(&response) {
