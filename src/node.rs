@@ -1,13 +1,17 @@
-//! `Node`: the one sans-IO state machine a vigil node runs, composed of the llt,
-//! membership and fence cores. The daemon and the simulator both drive it.
-//!
-//! Today it carries llt; membership and the fencing race are composed in here as
-//! they land, behind the same verbs, so drivers do not change.
+//! `Node`: the one sans-IO state machine a vigil node runs, composed of the llt
+//! transport and the fence core (views, the race, leases). The daemon and the
+//! simulator both drive it.
 
+use std::collections::VecDeque;
+use vigil_fence::{Fence, FenceConfig, FenceEvent, FenceOutput, FenceStatus, PeerInfo};
 use vigil_llt::types::{Generation, Incarnation, Instant, LinkAddr, LinkId, NodeId, Port};
 use vigil_llt::{Llt, LltConfig, SendError};
+use vigil_membership::{port_bit, NodeSet, PortMask, View};
 
 pub use vigil_llt::{ConfigError, Deliver, Event as LltEvent, Status as LltStatus, Transmit};
+
+/// Bound on queued outputs.
+const MAX_OUTPUTS: usize = 64 * 1024;
 
 /// What a node step produced, drained in order with [`Node::poll_output`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,32 +22,53 @@ pub enum Output {
     Deliver(Deliver),
     /// Something that happened in the transport.
     Llt(LltEvent),
+    /// Something that happened in membership and fencing. On
+    /// [`FenceEvent::SelfFence`] the driver acts at once (the node already stopped
+    /// sending).
+    Fence(FenceEvent),
+    /// Make this highest generation durable (write, fsync, rename) before carrying
+    /// out any output that follows it.
+    Persist(Generation),
 }
 
 /// A snapshot of the whole node, for the inspection commands.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Status {
     pub llt: LltStatus,
+    pub fence: FenceStatus,
 }
 
 /// One vigil node as a sans-IO state machine.
 #[derive(Clone, Debug)]
 pub struct Node {
     llt: Llt,
+    fence: Fence,
+    ports: PortMask,
+    outputs: VecDeque<Output>,
 }
 
 impl Node {
-    /// A node `me` with `incarnation`, started at `now`.
+    /// A node `me` in `incarnation`, started at `now`, that has seen generations up
+    /// to `persisted` before (from its state file).
     pub fn new(
         llt: LltConfig,
+        fence: FenceConfig,
         me: NodeId,
         incarnation: Incarnation,
         now: Instant,
         rng_seed: u64,
+        persisted: Generation,
     ) -> Result<Node, ConfigError> {
-        Ok(Node {
-            llt: Llt::new(llt, me, incarnation, now, rng_seed)?,
-        })
+        let llt = Llt::new(llt, me, incarnation, now, rng_seed)?;
+        let fence = Fence::new(fence, me, incarnation, now, persisted);
+        let mut node = Node {
+            llt,
+            fence,
+            ports: 0,
+            outputs: VecDeque::new(),
+        };
+        node.pump(now);
+        Ok(node)
     }
 
     pub fn me(&self) -> NodeId {
@@ -63,25 +88,51 @@ impl Node {
         bytes: &[u8],
     ) {
         self.llt.handle_frame(now, link, from, bytes);
+        self.pump(now);
     }
 
     /// The deadline from [`Node::poll_timeout`] has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.llt.handle_timeout(now);
+        self.fence.handle_timeout(now);
+        self.pump(now);
     }
 
     /// When the node next needs [`Node::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.llt.poll_timeout()
+        match (self.llt.poll_timeout(), self.fence.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next output, in order.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.llt.poll_output().map(|o| match o {
-            vigil_llt::Output::Transmit(t) => Output::Transmit(t),
-            vigil_llt::Output::Deliver(d) => Output::Deliver(d),
-            vigil_llt::Output::Event(e) => Output::Llt(e),
-        })
+        self.outputs.pop_front()
+    }
+
+    /// `gabconfig -x`: seed by hand with whoever is reachable.
+    pub fn manual_seed(&mut self, now: Instant) {
+        self.fence.manual_seed(now);
+        self.pump(now);
+    }
+
+    /// `vigil stop`: leave the cluster gracefully; [`FenceEvent::Left`] follows.
+    pub fn leave(&mut self, now: Instant) {
+        self.fence.leave(now);
+        self.pump(now);
+    }
+
+    /// Register on a client port (`c`..=`z`; `a` and `b` are always there). The
+    /// port's membership changes through a view change, like a join.
+    pub fn register_port(&mut self, now: Instant, port: Port) -> bool {
+        let Some(bit) = port_bit(port) else {
+            return false;
+        };
+        self.ports |= bit;
+        self.fence.set_ports(now, self.ports);
+        self.pump(now);
+        true
     }
 
     /// Send a port message to one peer.
@@ -92,17 +143,43 @@ impl Node {
         port: Port,
         body: &[u8],
     ) -> Result<(), SendError> {
-        self.llt.send(now, to, port, body)
+        let r = self.llt.send(now, to, port, body);
+        self.pump(now);
+        r
     }
 
     /// Send a port message to every peer that is up.
     pub fn broadcast(&mut self, now: Instant, port: Port, body: &[u8]) -> Result<usize, SendError> {
-        self.llt.broadcast(now, port, body)
+        let r = self.llt.broadcast(now, port, body);
+        self.pump(now);
+        r
     }
 
-    /// The current generation: the fencing token storage can check.
+    /// The installed generation: the fencing token storage can check.
     pub fn generation(&self) -> Generation {
-        self.llt.generation()
+        self.fence.advertised_generation()
+    }
+
+    /// The view clients act on, if any.
+    pub fn view(&self) -> Option<&View> {
+        self.fence.client_view()
+    }
+
+    /// Whether this node held authority at its last step. Before acting on it,
+    /// use [`Node::authority_at`] with the current time.
+    pub fn authority(&self) -> bool {
+        self.fence.authority()
+    }
+
+    /// Whether this node holds authority at `now` (its lease has not lapsed since
+    /// the last step): what a client checks before it acts on the view.
+    pub fn authority_at(&self, now: Instant) -> bool {
+        self.fence.authority_at(now)
+    }
+
+    /// Whether this node fenced itself.
+    pub fn fenced(&self) -> bool {
+        self.fence.fenced()
     }
 
     /// True when the node refused to start (its ID is in use by a live node).
@@ -114,6 +191,83 @@ impl Node {
     pub fn status(&self) -> Status {
         Status {
             llt: self.llt.status(),
+            fence: self.fence.status(),
+        }
+    }
+
+    fn push(&mut self, o: Output) {
+        if self.outputs.len() >= MAX_OUTPUTS {
+            self.outputs.pop_front();
+        }
+        self.outputs.push_back(o);
+    }
+
+    /// Move outputs between the layers until both are quiet: transport deliveries on
+    /// port `b` feed the fence core, whose messages go out through the transport.
+    fn pump(&mut self, now: Instant) {
+        for _ in 0..64 {
+            let mut moved = false;
+            while let Some(o) = self.llt.poll_output() {
+                moved = true;
+                match o {
+                    vigil_llt::Output::Deliver(d) if d.port == Port::FENCE => {
+                        self.fence.handle_message(now, d.from, &d.body);
+                    }
+                    vigil_llt::Output::Deliver(d) => self.push(Output::Deliver(d)),
+                    vigil_llt::Output::Transmit(t) => self.push(Output::Transmit(t)),
+                    vigil_llt::Output::Event(e) => {
+                        self.push(Output::Llt(e));
+                    }
+                }
+            }
+            let peers: Vec<(NodeId, PeerInfo)> = self
+                .llt
+                .peer_ids()
+                .filter_map(|id| {
+                    self.llt.peer_summary(id).map(|s| {
+                        (
+                            id,
+                            PeerInfo {
+                                up: s.up,
+                                incarnation: s.incarnation,
+                                generation: s.generation,
+                                last_heard: s.last_heard,
+                                confirmed: s.confirmed,
+                            },
+                        )
+                    })
+                })
+                .collect();
+            self.fence.observe(peers);
+            self.fence.handle_timeout(now);
+            while let Some(f) = self.fence.poll_output() {
+                moved = true;
+                match f {
+                    FenceOutput::Send { to, msg } => {
+                        // A peer that is down misses it; races retransmit.
+                        let _ = self.llt.send(now, to, Port::FENCE, &msg.encode());
+                    }
+                    FenceOutput::Persist(g) => self.push(Output::Persist(g)),
+                    FenceOutput::Event(e) => {
+                        let stop =
+                            matches!(e, FenceEvent::SelfFence { .. } | FenceEvent::Left { .. });
+                        self.push(Output::Fence(e));
+                        if stop {
+                            // Stop presenting ourselves as a member before anything else.
+                            self.llt.silence();
+                        }
+                    }
+                }
+            }
+            self.llt.set_generation(self.fence.advertised_generation());
+            let confirm: NodeSet = self.fence.confirm_set();
+            let ids: Vec<NodeId> = self.llt.peer_ids().collect();
+            for id in ids {
+                self.llt.set_confirm(id, confirm.contains(id));
+            }
+            if !moved {
+                break;
+            }
         }
     }
 }

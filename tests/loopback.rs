@@ -187,6 +187,7 @@ fn bad_frames_are_counted_and_change_nothing() {
         echo_time_us: 0,
         echo_hold_us: 0,
         echo_incarnation: Incarnation(0),
+        confirm: false,
     };
     let target = format!("127.0.0.1:{}", c.ports[0]);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();

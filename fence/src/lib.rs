@@ -7,6 +7,14 @@
 
 use vigil_membership::NodeSet;
 
+pub mod engine;
+pub mod types;
+
+pub use engine::{Fence, FenceOutput, PeerInfo};
+pub use types::{
+    FenceConfig, FenceEvent, FenceReason, FenceStatus, NodeState, RaceRecord, RaceVerdict,
+};
+
 /// Whether `side` has quorum of the previous view `prev`:
 /// `2|S| > n`, or `2|S| = n` and `min(prev) ∈ S`. Only members of `prev` count.
 pub fn has_quorum(prev: NodeSet, side: NodeSet) -> bool {

@@ -128,7 +128,11 @@ pub enum SendError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    Listening { until: Instant },
+    /// Fenced or stopped: sends nothing more.
+    Silent,
+    Listening {
+        until: Instant,
+    },
     Running,
     Refused,
 }
@@ -213,6 +217,10 @@ struct Peer {
     generation: Generation,
     links: Vec<PeerLink>,
     data_seen: ReplayWindow,
+    /// Our frames to this peer carry lease confirmations.
+    confirm: bool,
+    /// The latest of our frames the peer confirmed, and its generation then.
+    confirmed: Option<(Instant, Generation)>,
 }
 
 #[derive(Clone, Debug)]
@@ -222,6 +230,19 @@ struct Link {
     rounds: u64,
     seq: u64,
     stats: LinkStats,
+}
+
+/// A cheap summary of one peer for the layers above.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerSummary {
+    pub up: bool,
+    pub jeopardy: bool,
+    pub incarnation: Option<Incarnation>,
+    /// The generation the peer advertised in its last accepted frame.
+    pub generation: Generation,
+    pub last_heard: Option<Instant>,
+    /// The latest of our frames it confirmed hearing (our clock), and its generation.
+    pub confirmed: Option<(Instant, Generation)>,
 }
 
 /// Snapshot of one peer on one link.
@@ -333,6 +354,8 @@ impl Llt {
                     generation: Generation::default(),
                     links: cfg.links.iter().map(|_| PeerLink::new()).collect(),
                     data_seen: ReplayWindow::default(),
+                    confirm: false,
+                    confirmed: None,
                 };
                 (*n, peer)
             })
@@ -400,6 +423,37 @@ impl Llt {
         self.peers.iter().filter(|(_, p)| p.up).map(|(id, _)| *id)
     }
 
+    /// Whether our frames to `peer` confirm hearing it (the lease confirmations the
+    /// fence layer asks for).
+    pub fn set_confirm(&mut self, peer: NodeId, on: bool) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.confirm = on;
+        }
+    }
+
+    /// Stop sending anything, for good (the node fenced itself or left).
+    pub fn silence(&mut self) {
+        self.phase = Phase::Silent;
+    }
+
+    /// What the layers above need to know of a peer, without a full status.
+    pub fn peer_summary(&self, peer: NodeId) -> Option<PeerSummary> {
+        let p = self.peers.get(&peer)?;
+        Some(PeerSummary {
+            up: p.up,
+            jeopardy: p.jeopardy,
+            incarnation: p.incarnation,
+            generation: p.generation,
+            last_heard: p.links.iter().filter_map(|l| l.last_heard).max(),
+            confirmed: p.confirmed,
+        })
+    }
+
+    /// The configured peers, in ID order.
+    pub fn peer_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.peers.keys().copied()
+    }
+
     /// The generation advertised in every frame.
     pub fn generation(&self) -> Generation {
         self.generation
@@ -431,7 +485,7 @@ impl Llt {
         let mut next: Option<Instant> = None;
         let mut take = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         match self.phase {
-            Phase::Refused => return None,
+            Phase::Refused | Phase::Silent => return None,
             Phase::Listening { until } => take(until),
             Phase::Running => {
                 for l in &self.links {
@@ -666,6 +720,7 @@ impl Llt {
                     pl.echo = None;
                 }
                 peer.data_seen = ReplayWindow::default();
+                peer.confirmed = None;
                 peer.incarnation = Some(h.incarnation);
                 if peer.up {
                     restarted = Some(known);
@@ -685,6 +740,13 @@ impl Llt {
         if from.is_some() {
             pl.addr = from;
         }
+        if h.confirm && h.echo_incarnation == self.incarnation && h.echo_time_us != 0 {
+            let at = Instant::from_nanos(h.echo_time_us.saturating_mul(1_000));
+            if peer.confirmed.is_none_or(|(t, _)| at >= t) {
+                peer.confirmed = Some((at, h.generation));
+            }
+        }
+        let pl = &mut peer.links[li];
         if h.echo_incarnation == self.incarnation && h.echo_time_us != 0 {
             let rtt_us = now
                 .as_micros()
@@ -774,12 +836,12 @@ impl Llt {
         payload: &[u8],
     ) {
         let li = link.index();
-        let (echo, echo_incarnation) = match to {
+        let (echo, echo_incarnation, confirm) = match to {
             Some(id) => match self.peers.get(&id) {
-                Some(p) => (p.links[li].echo, p.incarnation),
+                Some(p) => (p.links[li].echo, p.incarnation, p.confirm),
                 None => return,
             },
-            None => (None, None),
+            None => (None, None, false),
         };
         let (echo_time_us, echo_hold_us) = match echo {
             Some((t, at)) => (
@@ -804,6 +866,7 @@ impl Llt {
             echo_time_us,
             echo_hold_us,
             echo_incarnation: echo_incarnation.unwrap_or(Incarnation(0)),
+            confirm,
         };
         let bytes = wire::encode(&header, payload, self.cfg.key.as_ref());
         l.stats.frames_out += 1;
@@ -940,6 +1003,7 @@ impl Llt {
                 Phase::Listening { .. } => "listening",
                 Phase::Running => "running",
                 Phase::Refused => "refused",
+                Phase::Silent => "silent",
             }
             .to_string(),
             generation: self.generation,

@@ -58,6 +58,6 @@ pub mod driver;
 pub use crate::config::{LinkPriority, LinkSpec, LltConfig};
 pub use crate::core::{
     ConfigError, Deliver, Event, LinkState, LinkStatus, Llt, Output, PeerLinkStatus, PeerStatus,
-    SendError, Status, Transmit,
+    PeerSummary, SendError, Status, Transmit,
 };
 pub use crate::stats::{DropCounts, DropReason, LinkStats, PeerLinkStats};

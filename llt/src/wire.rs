@@ -27,6 +27,7 @@ pub const BROADCAST: u8 = 0xFF;
 pub const KEY_CONTEXT: &str = "vigil llt frame mac v1";
 
 const FLAG_MAC: u8 = 0x01;
+const FLAG_CONFIRM: u8 = 0x02;
 
 /// What a frame is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +60,9 @@ pub struct Header {
     pub echo_hold_us: u32,
     /// The receiver's incarnation as the sender knows it; 0 when it has heard nothing.
     pub echo_incarnation: Incarnation,
+    /// The echo is also a lease confirmation: the sender, a member of the receiver's
+    /// view at the frame's generation, vouches for having heard the receiver.
+    pub confirm: bool,
 }
 
 /// A decoded frame, borrowing from the input bytes.
@@ -126,7 +130,7 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
         _ => return Err(DecodeError::Malformed("kind")),
     };
     let flags = bytes[4];
-    if flags & !FLAG_MAC != 0 {
+    if flags & !(FLAG_MAC | FLAG_CONFIRM) != 0 {
         return Err(DecodeError::Malformed("flags"));
     }
     let link = bytes[5];
@@ -167,6 +171,7 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
         echo_time_us: be_u64(bytes, 44),
         echo_hold_us: be_u32(bytes, 52),
         echo_incarnation: Incarnation(be_u64(bytes, 56)),
+        confirm: flags & FLAG_CONFIRM != 0,
     };
     Ok(Frame {
         header,
@@ -222,7 +227,11 @@ pub fn encode(header: &Header, payload: &[u8], key: Option<&[u8; 32]>) -> Vec<u8
     b.extend_from_slice(&MAGIC.to_be_bytes());
     b.push(VERSION);
     b.push(header.kind as u8);
-    b.push(if key.is_some() { FLAG_MAC } else { 0 });
+    let mut flags = if key.is_some() { FLAG_MAC } else { 0 };
+    if header.confirm {
+        flags |= FLAG_CONFIRM;
+    }
+    b.push(flags);
     b.push(header.link.0);
     b.push(header.src.0);
     b.push(header.dst.map_or(BROADCAST, |d| d.0));
@@ -271,6 +280,7 @@ mod tests {
             echo_time_us: 111,
             echo_hold_us: 5,
             echo_incarnation: Incarnation(8),
+            confirm: true,
         }
     }
 

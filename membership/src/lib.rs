@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use vigil_llt::types::{NodeId, MAX_NODE_ID};
 
+pub mod msg;
+pub mod view;
+
+pub use msg::{Ballot, Msg};
+pub use view::{port_bit, Member, PortMask, View, BUILTIN_PORTS};
+
 /// A set of node IDs (0..=63) as a bit set: cheap to copy, compare and enumerate in
 /// ID order.
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

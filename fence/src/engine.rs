@@ -1,0 +1,1339 @@
+//! The fence core: the view change *is* the race.
+//!
+//! Each generation's successor is decided by single-decree Paxos among the members
+//! of the current view, with [`has_quorum`](crate::has_quorum) over that view as the
+//! quorum system. A side's racer is its lowest reachable member; a racer that finds
+//! no quorum within `race_timeout` has lost, and its side fences itself. Seeding is a
+//! Paxos instance of its own among unseeded nodes, decided by `seed` accepts.
+//!
+//! Authority is a lease: a member holds it while a quorum of its view has recently
+//! confirmed hearing it (llt's echoed timestamps, on the member's own clock).
+//! Survivors hand a new view to clients only once every excluded member's lease has
+//! provably lapsed (the settle window, computed from what the accepting quorum last
+//! heard from it).
+
+use crate::has_quorum;
+use crate::types::{
+    FenceConfig, FenceEvent, FenceReason, FenceStatus, NodeState, RaceRecord, RaceVerdict,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+use vigil_llt::types::{Generation, Incarnation, Instant, NodeId};
+use vigil_membership::{Ballot, Member, Msg, NodeSet, PortMask, View};
+
+/// Bound on queued outputs.
+const MAX_OUTPUTS: usize = 16 * 1024;
+/// Bound on remembered excluded incarnations.
+const MAX_EXCLUDED: usize = 256;
+
+/// What the transport knows about a peer, handed to the core before every step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub up: bool,
+    pub incarnation: Option<Incarnation>,
+    /// The generation the peer advertises in its frames (0: unseeded).
+    pub generation: Generation,
+    pub last_heard: Option<Instant>,
+    /// The latest of our frames the peer confirmed hearing (on our clock), and the
+    /// generation it advertised when it did.
+    pub confirmed: Option<(Instant, Generation)>,
+}
+
+/// One step's results, drained in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FenceOutput {
+    /// A message for a peer (port `b`).
+    Send {
+        to: NodeId,
+        msg: Msg,
+    },
+    /// Make this highest generation durable before carrying out anything after it.
+    Persist(Generation),
+    Event(FenceEvent),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Report {
+    up: NodeSet,
+    ports: PortMask,
+    highest: Generation,
+}
+
+/// Which sets of acceptors decide a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Quorum {
+    /// The quorum rule over the previous view.
+    Prev(NodeSet),
+    /// Seeding: at least `count` of the configured nodes.
+    Seed(usize),
+    /// Manual seeding: every proposed member.
+    All(NodeSet),
+}
+
+impl Quorum {
+    fn met(self, who: NodeSet) -> bool {
+        match self {
+            Quorum::Prev(prev) => has_quorum(prev, who),
+            Quorum::Seed(count) => who.len() >= count,
+            Quorum::All(all) => all.is_subset(who),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Phase {
+    Prepare {
+        promises: BTreeMap<NodeId, Option<(Ballot, View)>>,
+    },
+    Accept {
+        value: View,
+        accepts: BTreeMap<NodeId, (Instant, Vec<(NodeId, u64)>)>,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Race {
+    slot: Generation,
+    ballot: Ballot,
+    own: View,
+    acceptors: NodeSet,
+    quorum: Quorum,
+    phase: Phase,
+    started: Instant,
+    deadline: Instant,
+    next_send: Instant,
+}
+
+/// The fence core of one node.
+#[derive(Clone, Debug)]
+pub struct Fence {
+    cfg: FenceConfig,
+    me: NodeId,
+    incarnation: Incarnation,
+    peers: BTreeMap<NodeId, PeerInfo>,
+    reports: BTreeMap<NodeId, Report>,
+    installed: Option<View>,
+    client_view: Option<View>,
+    pending_client: Option<View>,
+    settle_until: Option<Instant>,
+    highest: Generation,
+    promised: Ballot,
+    accepted: Option<(Ballot, View)>,
+    race: Option<Race>,
+    max_round: u32,
+    seed_retry: Option<Instant>,
+    change_since: Option<Instant>,
+    joins: BTreeMap<NodeId, (Incarnation, PortMask, Instant)>,
+    leaving: NodeSet,
+    excluded: VecDeque<(NodeId, Incarnation)>,
+    ports: PortMask,
+    lease_until: Option<Instant>,
+    authority: bool,
+    fenced: Option<FenceReason>,
+    left: bool,
+    leave_requested: bool,
+    manual_seed: bool,
+    last_race: Option<RaceRecord>,
+    last_reach: Option<(Instant, NodeSet, PortMask, Generation)>,
+    last_join: Option<Instant>,
+    catchup: BTreeMap<NodeId, Instant>,
+    loopback: VecDeque<(NodeId, Msg)>,
+    outputs: VecDeque<FenceOutput>,
+    bad_messages: u64,
+    now: Instant,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl Fence {
+    /// The core of node `me` in `incarnation`, with the highest generation it ever
+    /// saw (from its state file).
+    pub fn new(
+        cfg: FenceConfig,
+        me: NodeId,
+        incarnation: Incarnation,
+        now: Instant,
+        persisted: Generation,
+    ) -> Fence {
+        Fence {
+            cfg,
+            me,
+            incarnation,
+            peers: BTreeMap::new(),
+            reports: BTreeMap::new(),
+            installed: None,
+            client_view: None,
+            pending_client: None,
+            settle_until: None,
+            highest: persisted,
+            promised: Ballot::ZERO,
+            accepted: None,
+            race: None,
+            max_round: 0,
+            seed_retry: None,
+            change_since: None,
+            joins: BTreeMap::new(),
+            leaving: NodeSet::EMPTY,
+            excluded: VecDeque::new(),
+            ports: 0,
+            lease_until: None,
+            authority: false,
+            fenced: None,
+            left: false,
+            leave_requested: false,
+            manual_seed: false,
+            last_race: None,
+            last_reach: None,
+            last_join: None,
+            catchup: BTreeMap::new(),
+            loopback: VecDeque::new(),
+            outputs: VecDeque::new(),
+            bad_messages: 0,
+            now,
+        }
+    }
+
+    // ----- queries -------------------------------------------------------------
+
+    /// The generation to advertise in llt frames: the installed one, 0 if none.
+    pub fn advertised_generation(&self) -> Generation {
+        self.installed
+            .as_ref()
+            .map_or(Generation(0), |v| v.generation)
+    }
+
+    /// Authority as of the last step. Before acting on it, check
+    /// [`Fence::authority_at`] with the current time: a process that was not
+    /// running (a frozen node) must not trust what it last computed.
+    pub fn authority(&self) -> bool {
+        self.authority
+    }
+
+    /// Whether the node holds authority at `now`: it held it at its last step and
+    /// its lease has not lapsed since.
+    pub fn authority_at(&self, now: Instant) -> bool {
+        self.authority && self.lease_until.is_some_and(|l| now < l)
+    }
+
+    pub fn fenced(&self) -> bool {
+        self.fenced.is_some()
+    }
+
+    pub fn installed(&self) -> Option<&View> {
+        self.installed.as_ref()
+    }
+
+    pub fn client_view(&self) -> Option<&View> {
+        self.client_view.as_ref()
+    }
+
+    /// The peers whose frames we confirm (the lease confirmations llt carries):
+    /// members of our view at our generation, and not excluded by a value we accepted.
+    pub fn confirm_set(&self) -> NodeSet {
+        let Some(v) = &self.installed else {
+            return NodeSet::EMPTY;
+        };
+        if self.fenced.is_some() || self.left {
+            return NodeSet::EMPTY;
+        }
+        let accepted = self.accepted.as_ref().map(|(_, a)| a.node_set());
+        v.node_set()
+            .iter()
+            .filter(|p| *p != self.me)
+            .filter(|p| {
+                self.peers
+                    .get(p)
+                    .is_some_and(|i| i.generation == v.generation)
+            })
+            .filter(|p| accepted.is_none_or(|a| a.contains(*p)))
+            .collect()
+    }
+
+    pub fn status(&self) -> FenceStatus {
+        FenceStatus {
+            state: self.state(),
+            authority: self.authority,
+            self_fence: self.cfg.self_fence,
+            installed: self.installed.clone(),
+            client_view: self.client_view.clone(),
+            highest_generation: self.highest,
+            lease_until: self.lease_until,
+            settle_until: self.settle_until,
+            last_race: self.last_race.clone(),
+            fenced: self.fenced.clone(),
+            bad_messages: self.bad_messages,
+        }
+    }
+
+    fn state(&self) -> NodeState {
+        if self.fenced.is_some() {
+            NodeState::Fenced
+        } else if self.left {
+            NodeState::Left
+        } else if self.installed.is_none() {
+            NodeState::Unseeded
+        } else if self.race.is_some() || self.change_since.is_some() {
+            NodeState::Racing
+        } else {
+            NodeState::Member
+        }
+    }
+
+    fn is_member(&self) -> bool {
+        self.installed
+            .as_ref()
+            .is_some_and(|v| v.contains(self.me, self.incarnation))
+    }
+
+    fn drift(&self, d: Duration) -> Duration {
+        d + d * self.cfg.max_drift_ppm / 1_000_000
+    }
+
+    // ----- outputs -------------------------------------------------------------
+
+    fn push(&mut self, o: FenceOutput) {
+        if self.outputs.len() >= MAX_OUTPUTS {
+            self.outputs.pop_front();
+        }
+        self.outputs.push_back(o);
+    }
+
+    fn event(&mut self, e: FenceEvent) {
+        self.push(FenceOutput::Event(e));
+    }
+
+    fn send(&mut self, to: NodeId, msg: Msg) {
+        if to == self.me {
+            self.loopback.push_back((to, msg));
+        } else {
+            self.push(FenceOutput::Send { to, msg });
+        }
+    }
+
+    fn raise_highest(&mut self, g: Generation) {
+        if g > self.highest {
+            self.highest = g;
+            self.push(FenceOutput::Persist(g));
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<FenceOutput> {
+        self.outputs.pop_front()
+    }
+
+    // ----- inputs --------------------------------------------------------------
+
+    /// The transport's view of every peer, before a step.
+    pub fn observe(&mut self, peers: impl IntoIterator<Item = (NodeId, PeerInfo)>) {
+        for (id, info) in peers {
+            if id != self.me {
+                self.peers.insert(id, info);
+            }
+        }
+    }
+
+    /// `gabconfig -x`: seed with whoever is reachable.
+    pub fn manual_seed(&mut self, now: Instant) {
+        if self.installed.is_none() && self.fenced.is_none() {
+            self.manual_seed = true;
+            self.seed_retry = None;
+            self.step(now);
+        }
+    }
+
+    /// `vigil stop`: leave the cluster gracefully.
+    pub fn leave(&mut self, now: Instant) {
+        if self.fenced.is_some() || self.left {
+            return;
+        }
+        self.leave_requested = true;
+        if !self.is_member() {
+            self.left = true;
+            self.race = None;
+            let g = self.advertised_generation();
+            self.lose_authority();
+            self.event(FenceEvent::Left { generation: g });
+            return;
+        }
+        let members: Vec<NodeId> = self.up_members();
+        for p in members {
+            self.send(p, Msg::Leave);
+        }
+        self.step(now);
+    }
+
+    /// Register the local node on the ports in `mask` (bit 0 = `a`).
+    pub fn set_ports(&mut self, now: Instant, mask: PortMask) {
+        self.ports = mask;
+        self.last_reach = None;
+        self.step(now);
+    }
+
+    /// A message from `from` on port `b`.
+    pub fn handle_message(&mut self, now: Instant, from: NodeId, bytes: &[u8]) {
+        match Msg::decode(bytes) {
+            Ok(msg) => {
+                self.loopback.push_back((from, msg));
+                self.step(now);
+            }
+            Err(_) => self.bad_messages += 1,
+        }
+    }
+
+    /// Timers: race retransmits and deadlines, settle, leases, reports.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.step(now);
+    }
+
+    /// When the core next needs [`Fence::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.fenced.is_some() || self.left {
+            return None;
+        }
+        let mut next: Option<Instant> = None;
+        let mut take = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        let hb = self.cfg.heartbeat;
+        if let Some(r) = &self.race {
+            take(r.next_send);
+            take(r.deadline);
+        }
+        if let Some(t) = self.change_since {
+            take(t + self.cfg.race_timeout + hb * 2);
+        }
+        if let (Some(t), Some(_)) = (self.settle_until, &self.pending_client) {
+            take(t);
+        }
+        if self.authority {
+            if let Some(t) = self.lease_until {
+                take(t);
+            }
+        }
+        if let Some((t, ..)) = self.last_reach {
+            take(t + hb * 4);
+        }
+        if self.installed.is_none() {
+            let seeded_peer = self.peers.values().any(|i| i.up && i.generation.0 > 0);
+            if seeded_peer {
+                take(self.last_join.map_or(self.now, |t| t + hb));
+            }
+            if let Some(t) = self.seed_retry {
+                take(t);
+            }
+        }
+        if let Some(v) = &self.installed {
+            for (p, info) in &self.peers {
+                if info.up && info.generation < v.generation {
+                    take(self.catchup.get(p).map_or(self.now, |t| *t + hb));
+                }
+            }
+        }
+        next
+    }
+
+    // ----- the step ------------------------------------------------------------
+
+    fn step(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        let now = self.now;
+        // Bounded: every message handled may queue replies to ourselves.
+        for _ in 0..256 {
+            let Some((from, msg)) = self.loopback.pop_front() else {
+                break;
+            };
+            if self.fenced.is_some() || self.left {
+                self.loopback.clear();
+                return;
+            }
+            self.on_message(now, from, msg);
+        }
+        if self.fenced.is_some() || self.left {
+            return;
+        }
+        self.send_reach(now);
+        self.catch_up(now);
+        if self.installed.is_none() {
+            self.unseeded_step(now);
+        } else {
+            self.member_step(now);
+        }
+        self.race_step(now);
+        if !self.loopback.is_empty() {
+            // Our own promise or accept: handle it now rather than at the next input.
+            let again: Vec<(NodeId, Msg)> = self.loopback.drain(..).collect();
+            for (from, msg) in again {
+                if self.fenced.is_none() && !self.left {
+                    self.on_message(now, from, msg);
+                }
+            }
+        }
+        self.settle_step(now);
+        self.authority_step(now);
+    }
+
+    fn up_set(&self) -> NodeSet {
+        let mut s: NodeSet = self
+            .peers
+            .iter()
+            .filter(|(_, i)| i.up)
+            .map(|(id, _)| *id)
+            .collect();
+        s.insert(self.me);
+        s
+    }
+
+    fn up_members(&self) -> Vec<NodeId> {
+        let up = self.up_set();
+        match &self.installed {
+            Some(v) => v
+                .node_set()
+                .intersection(up)
+                .iter()
+                .filter(|p| *p != self.me)
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn send_reach(&mut self, now: Instant) {
+        let up = self.up_set();
+        let installed = self.advertised_generation();
+        let due = match self.last_reach {
+            None => true,
+            Some((t, u, p, g)) => {
+                u != up || p != self.ports || g != installed || now >= t + self.cfg.heartbeat * 4
+            }
+        };
+        if !due {
+            return;
+        }
+        self.last_reach = Some((now, up, self.ports, installed));
+        let msg = Msg::Reach {
+            up,
+            ports: self.ports,
+            highest: self.highest,
+            installed,
+        };
+        let me = self.me;
+        for p in up.iter().filter(|p| *p != me) {
+            self.send(p, msg.clone());
+        }
+    }
+
+    /// Peers advertising a lower generation get our view: laggards catch up, and an
+    /// excluded node that wakes up learns it was excluded.
+    fn catch_up(&mut self, now: Instant) {
+        let Some(v) = self.installed.clone() else {
+            return;
+        };
+        let settle_us = self
+            .settle_until
+            .filter(|_| self.pending_client.is_some())
+            .map_or(0, |t| micros(t.saturating_since(now)));
+        let lagging: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, i)| i.up && i.generation < v.generation)
+            .map(|(id, _)| *id)
+            .collect();
+        for p in lagging {
+            if self
+                .catchup
+                .get(&p)
+                .is_some_and(|t| now < *t + self.cfg.heartbeat)
+            {
+                continue;
+            }
+            self.catchup.insert(p, now);
+            self.send(
+                p,
+                Msg::Decided {
+                    view: v.clone(),
+                    settle_us,
+                },
+            );
+        }
+    }
+
+    /// Greedy clique over `candidates` (ID order, `me` first when present): each one
+    /// joins if it and every one chosen see each other.
+    fn clique(&self, candidates: &[Member]) -> Vec<Member> {
+        let up = self.up_set();
+        let reach = |x: NodeId| -> NodeSet {
+            if x == self.me {
+                up
+            } else {
+                match (self.peers.get(&x), self.reports.get(&x)) {
+                    (Some(i), Some(r)) if i.up => r.up,
+                    _ => [x, self.me].into_iter().collect(),
+                }
+            }
+        };
+        // Us first, then the others in the order given (members before joiners).
+        let mut ordered: Vec<Member> = candidates
+            .iter()
+            .filter(|m| m.id == self.me)
+            .copied()
+            .collect();
+        ordered.extend(candidates.iter().filter(|m| m.id != self.me).copied());
+        let mut chosen: Vec<Member> = Vec::new();
+        for c in ordered {
+            if !up.contains(c.id) {
+                continue;
+            }
+            let ok = chosen
+                .iter()
+                .all(|o| reach(c.id).contains(o.id) && reach(o.id).contains(c.id));
+            if ok {
+                chosen.push(c);
+            }
+        }
+        chosen.sort();
+        chosen
+    }
+
+    fn ports_of(&self, id: NodeId, fallback: PortMask) -> PortMask {
+        if id == self.me {
+            self.ports
+        } else {
+            self.reports.get(&id).map_or(fallback, |r| r.ports)
+        }
+    }
+
+    fn unseeded_step(&mut self, now: Instant) {
+        let up = self.up_set();
+        let seeded: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, i)| i.up && i.generation.0 > 0)
+            .map(|(id, _)| *id)
+            .collect();
+        if !seeded.is_empty() {
+            // A running cluster is reachable: ask to join it, never seed apart.
+            if let Some(r) = &self.race {
+                if r.slot.0 == 0 {
+                    self.race = None;
+                }
+            }
+            if self.last_join.is_none_or(|t| now >= t + self.cfg.heartbeat) {
+                self.last_join = Some(now);
+                for p in seeded {
+                    self.send(
+                        p,
+                        Msg::Join {
+                            incarnation: self.incarnation,
+                            ports: self.ports,
+                        },
+                    );
+                }
+            }
+            return;
+        }
+        if self.race.is_some() || self.seed_retry.is_some_and(|t| now < t) {
+            return;
+        }
+        let candidates: Vec<Member> = up
+            .iter()
+            .filter(|p| *p == self.me || self.peers.get(p).is_some_and(|i| i.generation.0 == 0))
+            .filter_map(|p| {
+                let incarnation = if p == self.me {
+                    Some(self.incarnation)
+                } else {
+                    self.peers.get(&p).and_then(|i| i.incarnation)
+                };
+                incarnation.map(|incarnation| Member {
+                    id: p,
+                    incarnation,
+                    ports: self.ports_of(p, 0),
+                })
+            })
+            .collect();
+        let group = self.clique(&candidates);
+        let ids: NodeSet = group.iter().map(|m| m.id).collect();
+        if ids.min() != Some(self.me) {
+            return;
+        }
+        let quorum = if self.manual_seed {
+            Quorum::All(ids)
+        } else if group.len() >= self.cfg.seed {
+            Quorum::Seed(self.cfg.seed)
+        } else {
+            return;
+        };
+        let highest = group
+            .iter()
+            .filter_map(|m| {
+                if m.id == self.me {
+                    Some(self.highest)
+                } else {
+                    self.reports.get(&m.id).map(|r| r.highest)
+                }
+            })
+            .max()
+            .unwrap_or(self.highest);
+        let value = View::new(Generation(highest.0 + 1), group, None);
+        if self.manual_seed {
+            self.event(FenceEvent::ManualSeed { members: ids });
+        }
+        self.start_race(now, Generation(0), value, ids, quorum);
+    }
+
+    /// The members the next view should have, as this node sees it.
+    fn desired(&self, v: &View) -> Vec<Member> {
+        let mut candidates: Vec<Member> = Vec::new();
+        for m in &v.members {
+            if self.leaving.contains(m.id) || (m.id == self.me && self.leave_requested) {
+                continue;
+            }
+            if m.id == self.me {
+                candidates.push(Member {
+                    ports: self.ports,
+                    ..*m
+                });
+                continue;
+            }
+            let Some(info) = self.peers.get(&m.id) else {
+                continue;
+            };
+            if info.incarnation == Some(m.incarnation) {
+                candidates.push(Member {
+                    ports: self.ports_of(m.id, m.ports),
+                    ..*m
+                });
+            }
+        }
+        // Members first (in ID order), joiners after: a joiner that does not yet
+        // see everyone waits; it never pushes a connected member out.
+        candidates.sort();
+        for (id, (inc, ports, _)) in &self.joins {
+            let current = self.peers.get(id).and_then(|i| i.incarnation);
+            if current == Some(*inc)
+                && !self.excluded.contains(&(*id, *inc))
+                && !candidates.iter().any(|c| c.id == *id)
+            {
+                candidates.push(Member {
+                    id: *id,
+                    incarnation: *inc,
+                    ports: self.ports_of(*id, *ports),
+                });
+            }
+        }
+        self.clique(&candidates)
+    }
+
+    fn member_step(&mut self, now: Instant) {
+        let Some(v) = self.installed.clone() else {
+            return;
+        };
+        // Drop join requests nobody refreshed.
+        let stale = self.cfg.heartbeat * 10;
+        self.joins.retain(|_, (_, _, t)| now < *t + stale);
+        let up = self.up_set();
+        let reachable = v.node_set().intersection(up);
+        let racer = reachable.min();
+        let desired = self.desired(&v);
+        let needed = !v.same_members(&desired) && !desired.is_empty();
+        // As a spectator, a member we cannot reach is a change we wait for.
+        let unreachable = !v.node_set().is_subset(up);
+        if needed || unreachable {
+            self.change_since.get_or_insert(now);
+        } else {
+            self.change_since = None;
+        }
+        if racer == Some(self.me) && needed && self.race.is_none() {
+            let value = View::new(Generation(v.generation.0 + 1), desired, Some(&v));
+            let acceptors = v.node_set();
+            self.start_race(
+                now,
+                v.generation,
+                value,
+                acceptors,
+                Quorum::Prev(v.node_set()),
+            );
+        }
+        if racer != Some(self.me) && self.race.is_none() {
+            if let Some(t) = self.change_since {
+                // A grace of two heartbeats lets the racer's own verdict arrive first.
+                if unreachable && now >= t + self.cfg.race_timeout + self.cfg.heartbeat * 2 {
+                    self.self_fence(FenceReason::NoDecision { slot: v.generation });
+                }
+            }
+        }
+    }
+
+    fn start_race(
+        &mut self,
+        now: Instant,
+        slot: Generation,
+        own: View,
+        acceptors: NodeSet,
+        quorum: Quorum,
+    ) {
+        self.max_round += 1;
+        let ballot = Ballot {
+            round: self.max_round,
+            node: self.me,
+        };
+        self.event(FenceEvent::RaceStarted {
+            slot,
+            racer: self.me,
+            proposal: own.node_set(),
+        });
+        self.last_race = Some(RaceRecord {
+            slot,
+            racer: self.me,
+            proposal: own.node_set(),
+            started: now,
+            duration: None,
+            verdict: RaceVerdict::Running,
+        });
+        self.race = Some(Race {
+            slot,
+            ballot,
+            own,
+            acceptors,
+            quorum,
+            phase: Phase::Prepare {
+                promises: BTreeMap::new(),
+            },
+            started: now,
+            deadline: now + self.cfg.race_timeout,
+            next_send: now,
+        });
+    }
+
+    fn race_step(&mut self, now: Instant) {
+        let Some(race) = self.race.clone() else {
+            return;
+        };
+        if now >= race.deadline {
+            self.race = None;
+            let duration = now.saturating_since(race.started);
+            if let Some(r) = &mut self.last_race {
+                r.verdict = RaceVerdict::Lost;
+                r.duration = Some(duration);
+            }
+            self.event(FenceEvent::RaceLost {
+                slot: race.slot,
+                duration,
+            });
+            if race.slot.0 == 0 {
+                // A seed attempt that failed: try again later; nobody fences.
+                self.seed_retry = Some(now + self.cfg.heartbeat * 4);
+                return;
+            }
+            for p in self.up_members() {
+                self.send(p, Msg::Lost { slot: race.slot });
+            }
+            self.self_fence(FenceReason::RaceLost { slot: race.slot });
+            return;
+        }
+        if now < race.next_send {
+            return;
+        }
+        let up = self.up_set();
+        let (msg, answered): (Msg, NodeSet) = match &race.phase {
+            Phase::Prepare { promises } => (
+                Msg::Prepare {
+                    slot: race.slot,
+                    ballot: race.ballot,
+                },
+                promises.keys().copied().collect(),
+            ),
+            Phase::Accept { value, accepts } => (
+                Msg::Accept {
+                    slot: race.slot,
+                    ballot: race.ballot,
+                    value: value.clone(),
+                },
+                accepts.keys().copied().collect(),
+            ),
+        };
+        for p in race.acceptors.intersection(up).difference(answered).iter() {
+            self.send(p, msg.clone());
+        }
+        if let Some(r) = &mut self.race {
+            r.next_send = now + self.cfg.heartbeat;
+        }
+    }
+
+    fn settle_step(&mut self, now: Instant) {
+        if let (Some(t), Some(_)) = (self.settle_until, &self.pending_client) {
+            if now >= t {
+                if let Some(view) = self.pending_client.take() {
+                    self.client_view = Some(view.clone());
+                    self.event(FenceEvent::ClientView { view });
+                }
+            }
+        }
+    }
+
+    fn authority_step(&mut self, now: Instant) {
+        let Some(v) = self.installed.clone() else {
+            return self.lose_authority();
+        };
+        if !self.is_member() {
+            return self.lose_authority();
+        }
+        // Confirmations: ours is now; a peer's counts at our generation only.
+        let mut conf: Vec<(Instant, NodeId)> = vec![(now, self.me)];
+        for m in v.members.iter().filter(|m| m.id != self.me) {
+            if let Some(info) = self.peers.get(&m.id) {
+                if let Some((t, g)) = info.confirmed {
+                    if g == v.generation && info.incarnation == Some(m.incarnation) {
+                        conf.push((t, m.id));
+                    }
+                }
+            }
+        }
+        conf.sort_by(|a, b| b.cmp(a));
+        let mut who = NodeSet::EMPTY;
+        for (t, id) in &conf {
+            who.insert(*id);
+            if has_quorum(v.node_set(), who) {
+                let until = *t + self.cfg.lease;
+                self.lease_until = Some(self.lease_until.map_or(until, |l| l.max(until)));
+                break;
+            }
+        }
+        let newer = self
+            .peers
+            .values()
+            .any(|i| i.up && i.generation > v.generation);
+        let holds = self.client_view.is_some()
+            && self.lease_until.is_some_and(|l| now < l)
+            && !newer
+            && !self.leave_requested;
+        if holds && !self.authority {
+            self.authority = true;
+            self.event(FenceEvent::AuthorityGained {
+                generation: v.generation,
+            });
+        } else if !holds {
+            self.lose_authority();
+        }
+    }
+
+    fn lose_authority(&mut self) {
+        if self.authority {
+            self.authority = false;
+            let generation = self.advertised_generation();
+            self.event(FenceEvent::AuthorityLost { generation });
+        }
+    }
+
+    fn self_fence(&mut self, reason: FenceReason) {
+        self.race = None;
+        self.lose_authority();
+        if !self.cfg.self_fence {
+            // Fencing disabled: drop out of the view and wait, unseeded.
+            self.installed = None;
+            self.client_view = None;
+            self.pending_client = None;
+            self.change_since = None;
+            self.accepted = None;
+            self.promised = Ballot::ZERO;
+            return;
+        }
+        self.fenced = Some(reason.clone());
+        self.loopback.clear();
+        self.event(FenceEvent::SelfFence { reason });
+    }
+
+    fn install(&mut self, now: Instant, view: View, settle_until: Instant) {
+        let prev = self.installed.take();
+        if let Some(p) = &prev {
+            for m in &p.members {
+                if !view.contains(m.id, m.incarnation) {
+                    if self.excluded.len() >= MAX_EXCLUDED {
+                        self.excluded.pop_front();
+                    }
+                    self.excluded.push_back((m.id, m.incarnation));
+                }
+            }
+        }
+        self.raise_highest(view.generation);
+        self.promised = Ballot::ZERO;
+        self.accepted = None;
+        if self.race.as_ref().is_some_and(|r| r.slot < view.generation) {
+            self.race = None;
+        }
+        self.change_since = None;
+        self.seed_retry = None;
+        self.manual_seed = false;
+        let ids = view.node_set();
+        self.joins.retain(|id, _| !ids.contains(*id));
+        self.leaving = self.leaving.intersection(ids);
+        if let Some(r) = &mut self.last_race {
+            if r.verdict == RaceVerdict::Running {
+                r.verdict = RaceVerdict::Won;
+                r.duration = Some(now.saturating_since(r.started));
+            }
+        }
+        self.installed = Some(view.clone());
+        self.event(FenceEvent::ViewInstalled { view: view.clone() });
+        if now >= settle_until {
+            self.pending_client = None;
+            self.settle_until = None;
+            self.client_view = Some(view.clone());
+            self.event(FenceEvent::ClientView { view });
+        } else {
+            self.pending_client = Some(view);
+            self.settle_until = Some(settle_until);
+        }
+    }
+
+    /// A decided view reached us (as racer, by `Decided`, or by catch-up).
+    fn learn(&mut self, now: Instant, view: View, settle_until: Instant) {
+        if view.generation <= self.advertised_generation() {
+            return;
+        }
+        self.raise_highest(view.generation);
+        if view.contains(self.me, self.incarnation) {
+            self.install(now, view, settle_until);
+        } else if self.installed.is_some() {
+            if self.leave_requested {
+                self.left = true;
+                self.race = None;
+                self.lose_authority();
+                self.event(FenceEvent::Left {
+                    generation: view.generation,
+                });
+            } else {
+                // IOFENCE: a view exists that excludes us.
+                self.self_fence(FenceReason::Excluded {
+                    generation: view.generation,
+                });
+            }
+        }
+        // Unseeded and not in it: a cluster exists; the next step asks to join.
+    }
+
+    fn current_slot(&self) -> Generation {
+        self.advertised_generation()
+    }
+
+    fn eligible(&self, slot: Generation) -> bool {
+        if slot != self.current_slot() {
+            return false;
+        }
+        if slot.0 == 0 {
+            self.installed.is_none()
+        } else {
+            self.is_member()
+        }
+    }
+
+    fn on_message(&mut self, now: Instant, from: NodeId, msg: Msg) {
+        match msg {
+            Msg::Reach {
+                up,
+                ports,
+                highest,
+                installed: _,
+            } => {
+                self.reports.insert(from, Report { up, ports, highest });
+            }
+            Msg::Prepare { slot, ballot } => {
+                if let Some(v) = self.installed.clone() {
+                    if slot < v.generation {
+                        self.send(
+                            from,
+                            Msg::Decided {
+                                view: v,
+                                settle_us: 0,
+                            },
+                        );
+                        return;
+                    }
+                }
+                if !self.eligible(slot) {
+                    return;
+                }
+                if ballot >= self.promised {
+                    self.promised = ballot;
+                    self.note_race(now, slot, ballot, None);
+                    let accepted = self.accepted.clone();
+                    self.send(
+                        from,
+                        Msg::Promise {
+                            slot,
+                            ballot,
+                            accepted,
+                        },
+                    );
+                } else {
+                    self.send(
+                        from,
+                        Msg::Nack {
+                            slot,
+                            promised: self.promised,
+                            highest: self.highest,
+                        },
+                    );
+                }
+            }
+            Msg::Accept {
+                slot,
+                ballot,
+                value,
+            } => {
+                if !self.eligible(slot) {
+                    return;
+                }
+                let fresh_seed = slot.0 > 0
+                    || value.generation > self.highest
+                    || self
+                        .accepted
+                        .as_ref()
+                        .is_some_and(|(_, a)| a.generation == value.generation);
+                if ballot < self.promised || !fresh_seed {
+                    self.send(
+                        from,
+                        Msg::Nack {
+                            slot,
+                            promised: self.promised,
+                            highest: self.highest,
+                        },
+                    );
+                    return;
+                }
+                self.promised = ballot;
+                self.raise_highest(value.generation);
+                self.note_race(now, slot, ballot, Some(value.node_set()));
+                let heard_ago_us = match &self.installed {
+                    Some(v) => v
+                        .members
+                        .iter()
+                        .filter(|m| value.member(m.id).is_none() && m.id != self.me)
+                        .map(|m| {
+                            let ago = self
+                                .peers
+                                .get(&m.id)
+                                .and_then(|i| i.last_heard)
+                                .map_or(u64::MAX, |t| micros(now.saturating_since(t)));
+                            (m.id, ago)
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
+                self.accepted = Some((ballot, value));
+                self.send(
+                    from,
+                    Msg::Accepted {
+                        slot,
+                        ballot,
+                        heard_ago_us,
+                    },
+                );
+            }
+            Msg::Promise {
+                slot,
+                ballot,
+                accepted,
+            } => self.on_promise(now, from, slot, ballot, accepted),
+            Msg::Accepted {
+                slot,
+                ballot,
+                heard_ago_us,
+            } => self.on_accepted(now, from, slot, ballot, heard_ago_us),
+            Msg::Nack {
+                slot,
+                promised,
+                highest,
+            } => {
+                let Some(race) = &mut self.race else { return };
+                if race.slot != slot {
+                    return;
+                }
+                self.max_round = self.max_round.max(promised.round);
+                if promised > race.ballot || (slot.0 == 0 && highest >= race.own.generation) {
+                    // Outbid (or, seeding, our generation is too low): a new ballot.
+                    self.max_round += 1;
+                    race.ballot = Ballot {
+                        round: self.max_round,
+                        node: self.me,
+                    };
+                    if slot.0 == 0 && highest >= race.own.generation {
+                        let members = race.own.members.clone();
+                        race.own = View::new(Generation(highest.0 + 1), members, None);
+                    }
+                    race.phase = Phase::Prepare {
+                        promises: BTreeMap::new(),
+                    };
+                    race.next_send = now;
+                }
+            }
+            Msg::Decided { view, settle_us } => {
+                let settle = self.drift(Duration::from_micros(settle_us));
+                self.learn(now, view, now + settle);
+            }
+            Msg::Lost { slot } => {
+                let racer = self
+                    .installed
+                    .as_ref()
+                    .and_then(|v| v.node_set().intersection(self.up_set()).min());
+                if slot == self.current_slot()
+                    && slot.0 > 0
+                    && self.is_member()
+                    && racer == Some(from)
+                {
+                    if let Some(r) = &mut self.last_race {
+                        r.verdict = RaceVerdict::Lost;
+                        r.duration = Some(now.saturating_since(r.started));
+                    }
+                    self.self_fence(FenceReason::RaceLost { slot });
+                }
+            }
+            Msg::Join { incarnation, ports } => {
+                if self.installed.is_some() && !self.excluded.contains(&(from, incarnation)) {
+                    self.joins.insert(from, (incarnation, ports, now));
+                }
+            }
+            Msg::Leave => {
+                if self
+                    .installed
+                    .as_ref()
+                    .is_some_and(|v| v.member(from).is_some())
+                {
+                    self.leaving.insert(from);
+                }
+            }
+        }
+    }
+
+    /// Spectators keep a record of the race they take part in.
+    fn note_race(
+        &mut self,
+        now: Instant,
+        slot: Generation,
+        ballot: Ballot,
+        proposal: Option<NodeSet>,
+    ) {
+        if ballot.node == self.me {
+            return;
+        }
+        let same = self.last_race.as_ref().is_some_and(|r| {
+            r.slot == slot && r.racer == ballot.node && r.verdict == RaceVerdict::Running
+        });
+        if same {
+            if let (Some(r), Some(p)) = (&mut self.last_race, proposal) {
+                r.proposal = p;
+            }
+            return;
+        }
+        self.last_race = Some(RaceRecord {
+            slot,
+            racer: ballot.node,
+            proposal: proposal.unwrap_or(NodeSet::EMPTY),
+            started: now,
+            duration: None,
+            verdict: RaceVerdict::Running,
+        });
+    }
+
+    fn on_promise(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        slot: Generation,
+        ballot: Ballot,
+        accepted: Option<(Ballot, View)>,
+    ) {
+        let Some(race) = &mut self.race else { return };
+        if race.slot != slot || race.ballot != ballot {
+            return;
+        }
+        let Phase::Prepare { promises } = &mut race.phase else {
+            return;
+        };
+        promises.insert(from, accepted);
+        let who: NodeSet = promises.keys().copied().collect();
+        if !race.quorum.met(who) {
+            return;
+        }
+        // The value: the highest-ballot one already accepted, else our own.
+        let value = promises
+            .values()
+            .flatten()
+            .max_by_key(|(b, _)| *b)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| race.own.clone());
+        race.phase = Phase::Accept {
+            value,
+            accepts: BTreeMap::new(),
+        };
+        race.next_send = now;
+        self.race_step(now);
+    }
+
+    fn on_accepted(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        slot: Generation,
+        ballot: Ballot,
+        heard: Vec<(NodeId, u64)>,
+    ) {
+        let lease = self.drift(self.cfg.lease);
+        let Some(race) = &mut self.race else { return };
+        if race.slot != slot || race.ballot != ballot {
+            return;
+        }
+        let Phase::Accept { value, accepts } = &mut race.phase else {
+            return;
+        };
+        accepts.insert(from, (now, heard));
+        let who: NodeSet = accepts.keys().copied().collect();
+        if !race.quorum.met(who) {
+            return;
+        }
+        let value = value.clone();
+        // Settle: every excluded member's lease has lapsed once the latest time any
+        // acceptor heard it, plus the lease, has passed (with drift on both).
+        let drift = self.cfg.max_drift_ppm;
+        let mut settle_end = now;
+        for (received, heard) in accepts.values() {
+            for (_, ago) in heard {
+                if *ago == u64::MAX {
+                    continue;
+                }
+                let ago = Duration::from_micros(*ago);
+                let ago = ago - ago * drift / 1_000_000;
+                let heard_at = if ago.as_nanos() as u64 > received.as_nanos() {
+                    Instant::ZERO
+                } else {
+                    Instant::from_nanos(received.as_nanos() - ago.as_nanos() as u64)
+                };
+                let lapse = heard_at + lease;
+                settle_end = settle_end.max(lapse);
+            }
+        }
+        let started = race.started;
+        let duration = now.saturating_since(started);
+        self.race = None;
+        self.event(FenceEvent::RaceWon {
+            generation: value.generation,
+            members: value.node_set(),
+            duration,
+        });
+        if let Some(r) = &mut self.last_race {
+            r.verdict = RaceVerdict::Won;
+            r.duration = Some(duration);
+        }
+        let settle_us = micros(settle_end.saturating_since(now));
+        let up = self.up_set();
+        let me = self.me;
+        for p in up.iter().filter(|p| *p != me) {
+            self.send(
+                p,
+                Msg::Decided {
+                    view: value.clone(),
+                    settle_us,
+                },
+            );
+        }
+        self.learn(now, value, settle_end);
+    }
+}

@@ -1,0 +1,140 @@
+//! The fence layer's public vocabulary: configuration, events, verdicts, status.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use vigil_llt::types::{Generation, Instant, NodeId};
+use vigil_membership::{NodeSet, View};
+
+/// What the fence core needs to know.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceConfig {
+    /// Every configured node.
+    pub nodes: NodeSet,
+    /// Nodes that must see each other (and agree) before the first view forms.
+    pub seed: usize,
+    /// A race that finds no quorum within this is lost.
+    pub race_timeout: Duration,
+    /// How long a quorum's confirmation keeps a member's authority.
+    pub lease: Duration,
+    /// Bound on clock-rate drift between nodes, parts per million.
+    pub max_drift_ppm: u32,
+    /// Retransmission period of race messages, joins and reachability reports.
+    pub heartbeat: Duration,
+    /// `false` (fencing = "disabled"): races are still run, but a lost race or an
+    /// exclusion only drops authority; the node never self-fences.
+    pub self_fence: bool,
+}
+
+/// Why a node fences itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum FenceReason {
+    /// Its side's racer found no quorum within `race_timeout`.
+    RaceLost { slot: Generation },
+    /// No view was decided within `race_timeout` of a needed change.
+    NoDecision { slot: Generation },
+    /// It learned of a decided view that excludes it (IOFENCE).
+    Excluded { generation: Generation },
+}
+
+/// What a member of the cluster is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// No view yet: waiting to seed or to join.
+    Unseeded,
+    /// A member of the installed view.
+    Member,
+    /// A member whose side is racing for the next view.
+    Racing,
+    /// Left the cluster gracefully.
+    Left,
+    /// Fenced itself; it does nothing more.
+    Fenced,
+}
+
+/// Outcome of a race.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RaceVerdict {
+    Running,
+    Won,
+    Lost,
+}
+
+/// The last race this node took part in (as racer or spectator).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaceRecord {
+    /// The generation the race replaces (0: seeding).
+    pub slot: Generation,
+    pub racer: NodeId,
+    /// The proposal this node made or saw.
+    pub proposal: NodeSet,
+    pub started: Instant,
+    pub duration: Option<Duration>,
+    pub verdict: RaceVerdict,
+}
+
+/// Something that happened, for the layer above and the logs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FenceEvent {
+    /// A view was decided and installed here.
+    ViewInstalled {
+        view: View,
+    },
+    /// The installed view is now the one clients see (after the settle window).
+    ClientView {
+        view: View,
+    },
+    RaceStarted {
+        slot: Generation,
+        racer: NodeId,
+        proposal: NodeSet,
+    },
+    RaceWon {
+        generation: Generation,
+        members: NodeSet,
+        duration: Duration,
+    },
+    RaceLost {
+        slot: Generation,
+        duration: Duration,
+    },
+    AuthorityGained {
+        generation: Generation,
+    },
+    AuthorityLost {
+        generation: Generation,
+    },
+    /// The node fences itself: stop presenting as a member, then act.
+    SelfFence {
+        reason: FenceReason,
+    },
+    /// `gabconfig -x`: seeding by hand with whoever is reachable.
+    ManualSeed {
+        members: NodeSet,
+    },
+    /// Left after a graceful stop.
+    Left {
+        generation: Generation,
+    },
+}
+
+/// A side-effect-free snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceStatus {
+    pub state: NodeState,
+    pub authority: bool,
+    pub self_fence: bool,
+    /// The view decided and installed here.
+    pub installed: Option<View>,
+    /// The view clients see (the installed one once its settle window passed).
+    pub client_view: Option<View>,
+    pub highest_generation: Generation,
+    pub lease_until: Option<Instant>,
+    pub settle_until: Option<Instant>,
+    pub last_race: Option<RaceRecord>,
+    pub fenced: Option<FenceReason>,
+    /// Messages that failed to decode.
+    pub bad_messages: u64,
+}
