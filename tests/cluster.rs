@@ -703,3 +703,40 @@ fn a_graceful_leave_changes_the_view_and_fences_nobody() {
         .all(|(_, _, _, e)| !matches!(e, FenceEvent::SelfFence { .. })));
     assert!(c.node(0).authority() && c.node(1).authority());
 }
+
+#[test]
+fn one_way_partition_the_deaf_side_of_the_cut_is_removed_and_fences() {
+    // Node 2's frames are lost; it still hears the others.
+    let mut c = Cluster::boot(3);
+    let t0 = c.now;
+    c.cut.insert((2, 0));
+    c.cut.insert((2, 1));
+    c.run_for(ms(1000));
+    for i in [0, 1] {
+        assert_eq!(c.members(i), vec![0, 1]);
+        assert!(c.node(i).authority_at(c.now));
+        assert_eq!(c.authority_lost_count(i, t0), 0);
+    }
+    assert!(
+        c.self_fenced(2).is_some(),
+        "node 2 kept running on a stale view"
+    );
+}
+
+#[test]
+fn one_way_partition_the_mute_side_of_the_cut_fences_itself() {
+    // Node 2 hears nothing; the others still hear it.
+    let mut c = Cluster::boot(3);
+    c.cut.insert((0, 2));
+    c.cut.insert((1, 2));
+    c.run_for(ms(1000));
+    assert!(
+        matches!(c.self_fenced(2), Some(FenceReason::RaceLost { .. })),
+        "{:?}",
+        c.self_fenced(2)
+    );
+    for i in [0, 1] {
+        assert_eq!(c.members(i), vec![0, 1]);
+        assert!(c.node(i).authority_at(c.now));
+    }
+}

@@ -123,6 +123,8 @@ pub struct Fence {
     max_round: u32,
     seed_retry: Option<Instant>,
     change_since: Option<Instant>,
+    /// Since when a peer has advertised a newer generation than ours.
+    stale_since: Option<Instant>,
     joins: BTreeMap<NodeId, (Incarnation, PortMask, Instant)>,
     leaving: NodeSet,
     excluded: VecDeque<(NodeId, Incarnation)>,
@@ -174,6 +176,7 @@ impl Fence {
             max_round: 0,
             seed_retry: None,
             change_since: None,
+            stale_since: None,
             joins: BTreeMap::new(),
             leaving: NodeSet::EMPTY,
             excluded: VecDeque::new(),
@@ -401,6 +404,9 @@ impl Fence {
         }
         if let Some(t) = self.change_since {
             take(t + self.cfg.race_timeout + hb * 2);
+        }
+        if let Some(t) = self.stale_since {
+            take(t + self.cfg.race_timeout);
         }
         if let (Some(t), Some(_)) = (self.settle_until, &self.pending_client) {
             take(t);
@@ -726,6 +732,24 @@ impl Fence {
         let Some(v) = self.installed.clone() else {
             return;
         };
+        // A member that sees a newer generation it does not receive (it hears the
+        // cluster, the cluster does not hear it) cannot be trusted: it fences.
+        let newest = self
+            .peers
+            .values()
+            .filter(|i| i.up)
+            .map(|i| i.generation)
+            .max()
+            .unwrap_or_default();
+        if newest > v.generation {
+            let since = *self.stale_since.get_or_insert(now);
+            if now >= since + self.cfg.race_timeout {
+                self.self_fence(FenceReason::Excluded { generation: newest });
+                return;
+            }
+        } else {
+            self.stale_since = None;
+        }
         // Drop join requests nobody refreshed.
         let stale = self.cfg.heartbeat * 10;
         self.joins.retain(|_, (_, _, t)| now < *t + stale);
@@ -960,6 +984,7 @@ impl Fence {
             self.race = None;
         }
         self.change_since = None;
+        self.stale_since = None;
         self.seed_retry = None;
         self.manual_seed = false;
         let ids = view.node_set();
