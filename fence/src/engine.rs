@@ -277,7 +277,7 @@ impl Fence {
             NodeState::Left
         } else if self.installed.is_none() {
             NodeState::Unseeded
-        } else if self.race.is_some() || self.change_since.is_some() {
+        } else if self.race.is_some() || self.change_since.is_some() || self.stale_since.is_some() {
             NodeState::Racing
         } else {
             NodeState::Member
@@ -636,7 +636,10 @@ impl Fence {
             }
             return;
         }
-        if self.race.is_some() || self.seed_retry.is_some_and(|t| now < t) {
+        if self.seed_retry.is_some_and(|t| now >= t) {
+            self.seed_retry = None;
+        }
+        if self.race.is_some() || self.seed_retry.is_some() {
             return;
         }
         let candidates: Vec<Member> = up
@@ -760,7 +763,8 @@ impl Fence {
         let needed = !v.same_members(&desired) && !desired.is_empty();
         // As a spectator, a member we cannot reach is a change we wait for.
         let unreachable = !v.node_set().is_subset(up);
-        if needed || unreachable {
+        // The spectator's clock runs only while a member is out of reach.
+        if unreachable && racer != Some(self.me) {
             self.change_since.get_or_insert(now);
         } else {
             self.change_since = None;
