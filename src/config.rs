@@ -32,7 +32,8 @@
 //! commented example.
 //!
 //! Rules checked beyond the types: `0 < heartbeat <= heartbeat_lowpri < peer_trouble <
-//! peer_inactive`; unique node IDs, node names, link names and UDP addresses; every node
+//! peer_inactive`; `race_timeout > heartbeat`; `2 * heartbeat <= lease <= peer_inactive`;
+//! `max_drift_ppm <= 100000`; unique node IDs, node names, link names and UDP addresses; every node
 //! gives an address for every link and for no other; the address family matches the
 //! link kind; Ethernet links have an interface; a seed count above half the nodes; a key
 //! file of at least 16 bytes that neither group nor others may access.
@@ -43,8 +44,10 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vigil_fence::FenceConfig;
 use vigil_llt::config::{LinkPriority, LinkSpec, LltConfig};
 use vigil_llt::types::{ClusterId, LinkId, NodeId, MAX_LINKS, MAX_NODE_ID};
+use vigil_membership::NodeSet;
 
 /// Where the commands look for the config when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/vigil/cluster.toml";
@@ -67,6 +70,10 @@ pub const MAX_TIMER_MS: u64 = 3_600_000;
 pub const MAX_LINK_NAME_LEN: usize = 15;
 /// Longest node name.
 pub const MAX_NODE_NAME_LEN: usize = 32;
+/// Default of `cluster.max_drift_ppm`.
+pub const DEFAULT_MAX_DRIFT_PPM: u32 = 1000;
+/// Largest accepted `cluster.max_drift_ppm` (10 %: any real clock is far better).
+pub const MAX_DRIFT_PPM: u32 = 100_000;
 
 /// Why a config was refused: which file, which field, what is wrong.
 ///
@@ -156,6 +163,10 @@ pub struct ClusterSection {
     pub run_dir: PathBuf,
     /// `fault_injection`: reserved for a later testing tool. Default `false`.
     pub fault_injection: bool,
+    /// `max_drift_ppm`: the bound on clock-rate drift between any two nodes, in parts
+    /// per million. Survivors wait `lease × (1 + drift)` after the last frame of an
+    /// excluded node before their clients see the new view. Default 1000, `0..=100000`.
+    pub max_drift_ppm: u32,
 }
 
 /// `cluster.fencing`.
@@ -185,7 +196,8 @@ pub enum SelfFence {
 }
 
 /// The `[timers]` table. Every value is given in milliseconds, at most one hour, and
-/// they must satisfy `0 < heartbeat <= heartbeat_lowpri < peer_trouble < peer_inactive`.
+/// they must satisfy `0 < heartbeat <= heartbeat_lowpri < peer_trouble < peer_inactive`,
+/// `race_timeout > heartbeat` and `2 × heartbeat <= lease <= peer_inactive`.
 /// Serialized as `*_ms` integers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Timers {
@@ -205,6 +217,17 @@ pub struct Timers {
     /// `link_up_count`: consecutive heartbeats a DOWN link needs before it is UP again.
     /// Default 3, `1..=100`.
     pub link_up_count: u32,
+    /// `race_timeout`: a racer that gathers no quorum of the previous view within this
+    /// has lost, and its side fences itself; spectators that hear no decision within it
+    /// fence themselves too. Default 300 ms; must be greater than `heartbeat`.
+    #[serde(rename = "race_timeout_ms", serialize_with = "ser_ms")]
+    pub race_timeout: Duration,
+    /// `lease`: how long a quorum's confirmation keeps a member's authority, on its own
+    /// monotonic clock. Default: the value of `peer_trouble` (400 ms with the defaults);
+    /// must be at least `2 × heartbeat` (a lease must survive one lost heartbeat) and at
+    /// most `peer_inactive` (it must lapse before survivors can declare the node gone).
+    #[serde(rename = "lease_ms", serialize_with = "ser_ms")]
+    pub lease: Duration,
 }
 
 impl Default for Timers {
@@ -215,6 +238,8 @@ impl Default for Timers {
             peer_trouble: Duration::from_millis(400),
             peer_inactive: Duration::from_millis(800),
             link_up_count: 3,
+            race_timeout: Duration::from_millis(300),
+            lease: Duration::from_millis(400),
         }
     }
 }
@@ -349,6 +374,15 @@ impl ClusterConfig {
             }
         }
         self.validate_timers()?;
+        if c.max_drift_ppm > MAX_DRIFT_PPM {
+            return err(
+                "cluster.max_drift_ppm".into(),
+                format!(
+                    "must be 0..={MAX_DRIFT_PPM} (parts per million), got {}",
+                    c.max_drift_ppm
+                ),
+            );
+        }
 
         check_links(&self.source, &self.links)?;
 
@@ -496,6 +530,8 @@ impl ClusterConfig {
             ("heartbeat_lowpri", t.heartbeat_lowpri),
             ("peer_trouble", t.peer_trouble),
             ("peer_inactive", t.peer_inactive),
+            ("race_timeout", t.race_timeout),
+            ("lease", t.lease),
         ] {
             if ms(d) > u128::from(MAX_TIMER_MS) {
                 return err(
@@ -551,6 +587,37 @@ impl ClusterConfig {
                 format!("must be 1..=100, got {}", t.link_up_count),
             );
         }
+        if t.race_timeout <= t.heartbeat {
+            return err(
+                "race_timeout",
+                format!(
+                    "must be greater than timers.heartbeat ({} ms), got {} ms",
+                    ms(t.heartbeat),
+                    ms(t.race_timeout)
+                ),
+            );
+        }
+        let two_heartbeats = t.heartbeat.saturating_mul(2);
+        if t.lease < two_heartbeats {
+            return err(
+                "lease",
+                format!(
+                    "must be at least 2 × timers.heartbeat ({} ms), got {} ms (it defaults to timers.peer_trouble)",
+                    ms(two_heartbeats),
+                    ms(t.lease)
+                ),
+            );
+        }
+        if t.lease > t.peer_inactive {
+            return err(
+                "lease",
+                format!(
+                    "must be at most timers.peer_inactive ({} ms), got {} ms",
+                    ms(t.peer_inactive),
+                    ms(t.lease)
+                ),
+            );
+        }
         Ok(())
     }
 
@@ -602,6 +669,22 @@ impl ClusterConfig {
             listen_window: interval.saturating_mul(3),
         }
     }
+
+    /// What the fence core needs: every node, the seed count, the race and lease
+    /// timers, the drift bound, the heartbeat (its retransmission period) and whether
+    /// a lost node fences itself (`fencing = "majority"`).
+    pub fn fence_config(&self) -> FenceConfig {
+        FenceConfig {
+            nodes: self.nodes.iter().map(|n| n.id).collect::<NodeSet>(),
+            seed: self.cluster.seed,
+            race_timeout: self.timers.race_timeout,
+            lease: self.timers.lease,
+            max_drift_ppm: self.cluster.max_drift_ppm,
+            heartbeat: self.timers.heartbeat,
+            peer_inactive: self.timers.peer_inactive,
+            self_fence: self.cluster.fencing == FencingMode::Majority,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -635,6 +718,7 @@ struct RawCluster {
     run_dir: Option<PathBuf>,
     #[serde(default)]
     fault_injection: bool,
+    max_drift_ppm: Option<u32>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq, Debug)]
@@ -655,6 +739,8 @@ struct RawTimers {
     peer_trouble: Option<u64>,
     peer_inactive: Option<u64>,
     link_up_count: Option<u32>,
+    race_timeout: Option<u64>,
+    lease: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -791,6 +877,9 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
 
     let defaults = Timers::default();
     let t = raw.timers;
+    let peer_trouble = t
+        .peer_trouble
+        .map_or(defaults.peer_trouble, Duration::from_millis);
     let timers = Timers {
         heartbeat: t
             .heartbeat
@@ -798,13 +887,16 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
         heartbeat_lowpri: t
             .heartbeat_lowpri
             .map_or(defaults.heartbeat_lowpri, Duration::from_millis),
-        peer_trouble: t
-            .peer_trouble
-            .map_or(defaults.peer_trouble, Duration::from_millis),
+        peer_trouble,
         peer_inactive: t
             .peer_inactive
             .map_or(defaults.peer_inactive, Duration::from_millis),
         link_up_count: t.link_up_count.unwrap_or(defaults.link_up_count),
+        race_timeout: t
+            .race_timeout
+            .map_or(defaults.race_timeout, Duration::from_millis),
+        // The lease follows peer_trouble unless given.
+        lease: t.lease.map_or(peer_trouble, Duration::from_millis),
     };
 
     let mut links = Vec::with_capacity(raw.links.len());
@@ -885,6 +977,7 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
             state_dir: resolve(rc.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into())),
             run_dir: resolve(rc.run_dir.unwrap_or_else(|| DEFAULT_RUN_DIR.into())),
             fault_injection: rc.fault_injection,
+            max_drift_ppm: rc.max_drift_ppm.unwrap_or(DEFAULT_MAX_DRIFT_PPM),
         },
         timers,
         links,
@@ -1241,8 +1334,12 @@ links = { a = "127.0.0.1:5002" }
                 peer_trouble: Duration::from_millis(300),
                 peer_inactive: Duration::from_millis(900),
                 link_up_count: 5,
+                race_timeout: Duration::from_millis(300),
+                // Not given: follows peer_trouble.
+                lease: Duration::from_millis(300),
             }
         );
+        assert_eq!(c.cluster.max_drift_ppm, DEFAULT_MAX_DRIFT_PPM);
         assert_eq!(c.links.len(), 3);
         assert_eq!(c.links[0].id, LinkId(0));
         assert_eq!(c.links[0].kind, LinkKind::Udp);
@@ -1342,6 +1439,9 @@ links = { a = "127.0.0.1:5002" }
         assert_eq!(c.timers.peer_trouble, Duration::from_millis(400));
         assert_eq!(c.timers.peer_inactive, Duration::from_millis(800));
         assert_eq!(c.timers.link_up_count, 3);
+        assert_eq!(c.timers.race_timeout, Duration::from_millis(300));
+        assert_eq!(c.timers.lease, Duration::from_millis(400));
+        assert_eq!(c.cluster.max_drift_ppm, 1000);
         assert_eq!(c.links[0].priority, LinkPriority::High);
         assert_eq!(c.links[0].interface, None);
         assert_eq!(
@@ -1573,6 +1673,94 @@ links = { a = "127.0.0.1:5002" }
             "timers.peer_inactive",
             "at most",
         );
+    }
+
+    #[test]
+    fn fence_timers_and_drift() {
+        // The lease follows peer_trouble unless given.
+        let c = parse(&edit(
+            "[[links]]",
+            "[timers]\nheartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\npeer_inactive = 400\n\n[[links]]",
+        ))
+        .unwrap();
+        assert_eq!(c.timers.lease, Duration::from_millis(200));
+        assert_eq!(c.timers.race_timeout, Duration::from_millis(300));
+        let c = parse(
+            &edit(
+                "[[links]]",
+                "[timers]\nrace_timeout = 500\nlease = 800\n\n[[links]]",
+            )
+            .replacen("id = 1\n", "id = 1\nmax_drift_ppm = 0\n", 1),
+        )
+        .unwrap();
+        assert_eq!(c.timers.race_timeout, Duration::from_millis(500));
+        assert_eq!(c.timers.lease, Duration::from_millis(800));
+        assert_eq!(c.cluster.max_drift_ppm, 0);
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["timers"]["race_timeout_ms"], 500);
+        assert_eq!(json["timers"]["lease_ms"], 800);
+        assert_eq!(json["cluster"]["max_drift_ppm"], 0);
+
+        refused(
+            &edit("[[links]]", "[timers]\nrace_timeout = 100\n\n[[links]]"),
+            "timers.race_timeout",
+            "must be greater than timers.heartbeat (100 ms), got 100 ms",
+        );
+        refused(
+            &edit("[[links]]", "[timers]\nrace_timeout = 3600001\n\n[[links]]"),
+            "timers.race_timeout",
+            "at most",
+        );
+        refused(
+            &edit("[[links]]", "[timers]\nlease = 199\n\n[[links]]"),
+            "timers.lease",
+            "must be at least 2 × timers.heartbeat (200 ms), got 199 ms",
+        );
+        refused(
+            &edit("[[links]]", "[timers]\nlease = 801\n\n[[links]]"),
+            "timers.lease",
+            "must be at most timers.peer_inactive (800 ms), got 801 ms",
+        );
+        // A default lease that no longer fits says where it came from.
+        refused(
+            &edit(
+                "[[links]]",
+                "[timers]\nheartbeat = 250\nheartbeat_lowpri = 250\npeer_trouble = 300\n\n[[links]]",
+            ),
+            "timers.lease",
+            "defaults to timers.peer_trouble",
+        );
+        refused(
+            &edit("id = 1\n", "id = 1\nmax_drift_ppm = 100001\n"),
+            "cluster.max_drift_ppm",
+            "must be 0..=100000",
+        );
+        refused(
+            &edit("id = 1\n", "id = 1\nmax_drift_ppm = -1\n"),
+            "cluster.max_drift_ppm",
+            "invalid value",
+        );
+        parse(&edit("id = 1\n", "id = 1\nmax_drift_ppm = 100000\n")).unwrap();
+    }
+
+    #[test]
+    fn the_fence_config() {
+        let c = parse(&nodes_text(5, Some(3))).unwrap();
+        let f = c.fence_config();
+        assert_eq!(
+            f.nodes.iter().collect::<Vec<_>>(),
+            (0..5).map(NodeId).collect::<Vec<_>>()
+        );
+        assert_eq!(f.seed, 3);
+        assert_eq!(f.race_timeout, Duration::from_millis(300));
+        assert_eq!(f.lease, Duration::from_millis(400));
+        assert_eq!(f.max_drift_ppm, 1000);
+        assert_eq!(f.heartbeat, Duration::from_millis(100));
+        assert!(f.self_fence);
+        let c = parse(&edit("id = 1\n", "id = 1\nfencing = \"disabled\"\n")).unwrap();
+        let f = c.fence_config();
+        assert!(!f.self_fence);
+        assert_eq!(f.nodes.len(), 2);
     }
 
     #[test]

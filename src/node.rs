@@ -100,7 +100,12 @@ impl Node {
 
     /// When the node next needs [`Node::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.llt.poll_timeout(), self.fence.poll_timeout()) {
+        let fence = if self.llt.running() {
+            self.fence.poll_timeout()
+        } else {
+            None
+        };
+        match (self.llt.poll_timeout(), fence) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -207,6 +212,16 @@ impl Node {
     fn pump(&mut self, now: Instant) {
         for _ in 0..64 {
             let mut moved = false;
+            if self.llt.silenced() {
+                // Fenced or left: the transport sends nothing new; hand out what it
+                // still holds (events).
+                while let Some(o) = self.llt.poll_output() {
+                    if let vigil_llt::Output::Event(e) = o {
+                        self.push(Output::Llt(e));
+                    }
+                }
+                return;
+            }
             while let Some(o) = self.llt.poll_output() {
                 moved = true;
                 match o {
@@ -239,6 +254,11 @@ impl Node {
                 })
                 .collect();
             self.fence.observe(peers);
+            if !self.llt.running() {
+                // Still listening for a duplicate node ID (or refused): no
+                // membership decisions before the transport may speak.
+                break;
+            }
             self.fence.handle_timeout(now);
             while let Some(f) = self.fence.poll_output() {
                 moved = true;
@@ -246,6 +266,15 @@ impl Node {
                     FenceOutput::Send { to, msg } => {
                         // A peer that is down misses it; races retransmit.
                         let _ = self.llt.send(now, to, Port::FENCE, &msg.encode());
+                        // Keep the order: this message goes out before any event or
+                        // persist that follows it (a `Lost` before our own fence).
+                        while let Some(o) = self.llt.poll_output() {
+                            if let vigil_llt::Output::Transmit(t) = o {
+                                self.push(Output::Transmit(t));
+                            } else if let vigil_llt::Output::Event(e) = o {
+                                self.push(Output::Llt(e));
+                            }
+                        }
                     }
                     FenceOutput::Persist(g) => self.push(Output::Persist(g)),
                     FenceOutput::Event(e) => {

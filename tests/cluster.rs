@@ -47,6 +47,7 @@ fn fence_config(n: u8, seed: usize) -> FenceConfig {
         lease: LEASE,
         max_drift_ppm: 1000,
         heartbeat: HB,
+        peer_inactive: INACTIVE,
         self_fence: true,
     }
 }

@@ -17,13 +17,23 @@ pub const MAX_LINE: usize = 4 << 20;
 pub enum Request {
     /// Everything the inspection commands show.
     Status,
+    /// `gabconfig -x`: seed by hand with whoever is reachable.
+    ManualSeed,
+    /// `vigil stop`: leave the cluster gracefully, then exit.
+    Stop,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
     Status(Box<DaemonStatus>),
-    Error { message: String },
+    /// A command was accepted; what the daemon does about it.
+    Done {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// One configured link, as the daemon runs it.
@@ -55,6 +65,8 @@ pub struct TimersInfo {
     pub peer_trouble_ms: u64,
     pub peer_inactive_ms: u64,
     pub link_up_count: u32,
+    pub race_timeout_ms: u64,
+    pub lease_ms: u64,
 }
 
 /// What `Request::Status` returns.
@@ -71,6 +83,12 @@ pub struct DaemonStatus {
     /// The daemon's monotonic clock (the node's `Instant`) when the status was taken.
     pub now_ns: u64,
     pub timers: TimersInfo,
+    /// `cluster.fencing`: `majority` or `disabled`.
+    pub fencing: String,
+    /// `cluster.self_fence`: `exit`, `hook`, `reboot` or `halt`.
+    pub self_fence: String,
+    /// `cluster.max_drift_ppm`.
+    pub max_drift_ppm: u32,
     pub links: Vec<LinkInfo>,
     pub nodes: Vec<NodeInfo>,
     pub node: vigil::node::Status,
@@ -106,6 +124,22 @@ pub fn request(socket: &Path, req: &Request) -> Result<Response, String> {
 pub fn status(socket: &Path) -> Result<DaemonStatus, String> {
     match request(socket, &Request::Status)? {
         Response::Status(s) => Ok(*s),
+        Response::Done { .. } => Err(format!(
+            "{}: unexpected answer to a status request",
+            socket.display()
+        )),
+        Response::Error { message } => Err(message),
+    }
+}
+
+/// Send a command (`ManualSeed`, `Stop`); the daemon's answer or why not.
+pub fn command(socket: &Path, req: &Request) -> Result<String, String> {
+    match request(socket, req)? {
+        Response::Done { message } => Ok(message),
+        Response::Status(_) => Err(format!(
+            "{}: unexpected status answer to a command",
+            socket.display()
+        )),
         Response::Error { message } => Err(message),
     }
 }

@@ -3,27 +3,41 @@
 //! One task owns the `Node`. Link readers feed one bounded channel; control
 //! connections send requests through another. The loop sleeps until the node's next
 //! absolute deadline, so heartbeats keep time against the clock.
+//!
+//! Outputs are carried out in order: a `Persist` is written durably (see
+//! [`crate::state`]) before anything after it, and a failure to write it stops the
+//! daemon. A `SelfFence` ends the loop at once, before any later output is carried
+//! out, so the node stops presenting itself as a member; then the configured action
+//! runs (exit code [`exit::FENCED`], a hook, reboot or halt).
 
 use crate::control::{self, DaemonStatus, LinkInfo, NodeInfo, Request, Response, TimersInfo};
 use crate::exit;
 use crate::logging::{self, wall_us, LogFormat};
+use crate::state::StateFile;
 use clap::Args;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info, warn};
-use vigil::config::{ClusterConfig, LinkKind, NodeConfig, NodeLinkAddr};
-use vigil::node::{LltEvent, Node, Output};
+use tracing::{debug, error, info, warn};
+use vigil::config::{ClusterConfig, FencingMode, LinkKind, NodeConfig, NodeLinkAddr, SelfFence};
+use vigil::node::{LltEvent, Node, Output, Transmit};
+use vigil_fence::{FenceEvent, FenceReason, NodeState};
 use vigil_llt::driver::{EtherLink, Link, RxFrame, UdpLink};
 use vigil_llt::types::{Incarnation, Instant, LinkAddr, LinkId, NodeId};
+use vigil_membership::NodeSet;
 
 /// Bound on frames queued between the link readers and the node.
 const RX_QUEUE: usize = 4096;
 /// Bound on control requests queued for the node.
 const CTL_QUEUE: usize = 64;
+/// How long a `self_fence = "hook"` program may run before it is killed.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping daemon waits for control connections to send their answers.
+const ANSWER_GRACE: Duration = Duration::from_millis(500);
 
 #[derive(Args, Debug)]
 pub struct DaemonArgs {
@@ -72,8 +86,10 @@ pub fn run(args: DaemonArgs) -> u8 {
         }
     };
     let socket = args.socket.clone().unwrap_or_else(|| cfg.socket_path(&me));
+    let (cfg_fence, me_fence) = (cfg.clone(), me.clone());
     match runtime.block_on(serve(cfg, me, args.config, socket)) {
-        Ok(code) => code,
+        Ok(Ending::Code(code)) => code,
+        Ok(Ending::Fenced(reason)) => self_fence(&cfg_fence, &me_fence, &reason),
         Err(e) => {
             error!(event = "daemon.failed", ts_us = wall_us(), "{e}");
             eprintln!("vigil daemon: {e}");
@@ -94,6 +110,56 @@ struct Ctl {
     reply: oneshot::Sender<Response>,
 }
 
+/// How the daemon's main loop ended.
+#[derive(Debug)]
+enum Ending {
+    /// Exit with this code.
+    Code(u8),
+    /// The node fenced itself: carry out `cluster.self_fence`.
+    Fenced(FenceReason),
+}
+
+/// A node set as a JSON-style list of IDs, `[2,3,4]`, for log fields and messages.
+fn ids(set: NodeSet) -> String {
+    let list: Vec<String> = set.iter().map(|n| n.0.to_string()).collect();
+    format!("[{}]", list.join(","))
+}
+
+/// The stable name of a fence reason and the generation it is about.
+fn reason_parts(r: &FenceReason) -> (&'static str, u64) {
+    match r {
+        FenceReason::RaceLost { slot } => ("race_lost", slot.0),
+        FenceReason::NoDecision { slot } => ("no_decision", slot.0),
+        FenceReason::Excluded { generation } => ("excluded", generation.0),
+    }
+}
+
+/// A fence reason in words.
+fn reason_text(r: &FenceReason) -> String {
+    match r {
+        FenceReason::RaceLost { slot } => format!(
+            "this side's racer found no quorum of view {} within race_timeout",
+            slot.0
+        ),
+        FenceReason::NoDecision { slot } => format!(
+            "no view after generation {} was decided within race_timeout",
+            slot.0
+        ),
+        FenceReason::Excluded { generation } => {
+            format!("view {} was decided without this node", generation.0)
+        }
+    }
+}
+
+fn self_fence_name(s: &SelfFence) -> &'static str {
+    match s {
+        SelfFence::Exit => "exit",
+        SelfFence::Hook(_) => "hook",
+        SelfFence::Reboot => "reboot",
+        SelfFence::Halt => "halt",
+    }
+}
+
 struct Running {
     cfg: ClusterConfig,
     me: NodeConfig,
@@ -102,6 +168,7 @@ struct Running {
     origin: std::time::Instant,
     node: Node,
     last_now: Instant,
+    state: StateFile,
 }
 
 impl Running {
@@ -122,32 +189,165 @@ impl Running {
             .map_or("?", |l| l.name.as_str())
     }
 
-    /// Carry out everything the node produced.
-    fn drain(&mut self) {
+    /// Carry out everything the node produced, in order. `Some` when the daemon must
+    /// stop: then the outputs still queued are not carried out.
+    fn drain(&mut self) -> Option<Ending> {
+        let mut left = false;
         while let Some(out) = self.node.poll_output() {
             match out {
-                Output::Transmit(tx) => {
-                    let Some(link) = self.links.get(tx.link.index()) else {
-                        continue;
-                    };
-                    let to = match tx.to {
-                        // One frame to every node: broadcast links only.
-                        None => None,
-                        Some(to) => {
-                            match self.cfg.node(to).and_then(|n| n.links.get(tx.link.index())) {
-                                Some(NodeLinkAddr::Udp { addr, .. }) => Some(LinkAddr::Udp(*addr)),
-                                Some(NodeLinkAddr::Ether { .. }) => tx.addr,
-                                None => continue,
-                            }
-                        }
-                    };
-                    if let Err(e) = link.send(to, &tx.bytes) {
-                        tracing::debug!(link = %tx.link, error = %e, "send failed");
-                    }
-                }
+                Output::Transmit(tx) => self.transmit(tx),
                 Output::Deliver(_) => {}
                 Output::Llt(e) => self.log_event(e),
+                Output::Persist(g) => {
+                    // Durably, before anything that follows it: the node may act on
+                    // this generation only once it can never be reused.
+                    if let Err(e) = self.state.store(g) {
+                        error!(
+                            event = "state.persist_failed",
+                            ts_us = wall_us(),
+                            generation = g.0,
+                            file = %self.state.path().display(),
+                            "{e}; stopping, since a generation that is not on disk must not be acted on"
+                        );
+                        return Some(Ending::Code(exit::FAILURE));
+                    }
+                    debug!(
+                        event = "state.persisted",
+                        ts_us = wall_us(),
+                        generation = g.0,
+                        "generation recorded"
+                    );
+                }
+                Output::Fence(e) => {
+                    self.log_fence(&e);
+                    match e {
+                        // Stop at once: nothing queued after it goes out.
+                        FenceEvent::SelfFence { reason } => return Some(Ending::Fenced(reason)),
+                        FenceEvent::Left { .. } => left = true,
+                        _ => {}
+                    }
+                }
             }
+        }
+        left.then_some(Ending::Code(exit::OK))
+    }
+
+    fn transmit(&self, tx: Transmit) {
+        let Some(link) = self.links.get(tx.link.index()) else {
+            return;
+        };
+        let to = match tx.to {
+            // One frame to every node: broadcast links only.
+            None => None,
+            Some(to) => match self.cfg.node(to).and_then(|n| n.links.get(tx.link.index())) {
+                Some(NodeLinkAddr::Udp { addr, .. }) => Some(LinkAddr::Udp(*addr)),
+                Some(NodeLinkAddr::Ether { .. }) => tx.addr,
+                None => return,
+            },
+        };
+        if let Err(e) = link.send(to, &tx.bytes) {
+            debug!(link = %tx.link, error = %e, "send failed");
+        }
+    }
+
+    /// A fence or membership event: one line with its stable name.
+    fn log_fence(&self, e: &FenceEvent) {
+        let ts = wall_us();
+        match e {
+            FenceEvent::ViewInstalled { view } => info!(
+                event = "view.installed",
+                ts_us = ts,
+                generation = view.generation.0,
+                members = %ids(view.node_set()),
+                "view {} installed: members {}",
+                view.generation.0,
+                ids(view.node_set())
+            ),
+            FenceEvent::ClientView { view } => info!(
+                event = "view.client",
+                ts_us = ts,
+                generation = view.generation.0,
+                members = %ids(view.node_set()),
+                "clients now see view {}",
+                view.generation.0
+            ),
+            FenceEvent::RaceStarted {
+                slot,
+                racer,
+                proposal,
+            } => warn!(
+                event = "race.started",
+                ts_us = ts,
+                slot = slot.0,
+                racer = racer.0,
+                proposal = %ids(*proposal),
+                "race for the view after generation {}: racer {racer} proposes {}",
+                slot.0,
+                ids(*proposal)
+            ),
+            FenceEvent::RaceWon {
+                generation,
+                members,
+                duration,
+            } => warn!(
+                event = "race.won",
+                ts_us = ts,
+                generation = generation.0,
+                members = %ids(*members),
+                duration_ms = duration.as_millis() as u64,
+                "race won: view {} with members {}",
+                generation.0,
+                ids(*members)
+            ),
+            FenceEvent::RaceLost { slot, duration } => error!(
+                event = "race.lost",
+                ts_us = ts,
+                slot = slot.0,
+                duration_ms = duration.as_millis() as u64,
+                "race lost: no quorum of view {}",
+                slot.0
+            ),
+            FenceEvent::AuthorityGained { generation } => info!(
+                event = "authority.gained",
+                ts_us = ts,
+                generation = generation.0,
+                "authority gained on view {}",
+                generation.0
+            ),
+            FenceEvent::AuthorityLost { generation } => warn!(
+                event = "authority.lost",
+                ts_us = ts,
+                generation = generation.0,
+                "authority lost on view {}",
+                generation.0
+            ),
+            FenceEvent::SelfFence { reason } => {
+                let (name, generation) = reason_parts(reason);
+                error!(
+                    event = "node.self_fence",
+                    ts_us = ts,
+                    node = self.me.id.0,
+                    reason = name,
+                    generation,
+                    action = self_fence_name(&self.cfg.cluster.self_fence),
+                    "FENCING MYSELF: {}",
+                    reason_text(reason)
+                );
+            }
+            FenceEvent::ManualSeed { members } => warn!(
+                event = "seed.manual",
+                ts_us = ts,
+                members = %ids(*members),
+                "MANUAL SEED (gabconfig -x): seeding with the reachable nodes {} only; if other nodes run apart from these, the cluster can split in two",
+                ids(*members)
+            ),
+            FenceEvent::Left { generation } => info!(
+                event = "node.left",
+                ts_us = ts,
+                generation = generation.0,
+                "left the cluster gracefully (last view {})",
+                generation.0
+            ),
         }
     }
 
@@ -248,7 +448,15 @@ impl Running {
                 peer_trouble_ms: t.peer_trouble.as_millis() as u64,
                 peer_inactive_ms: t.peer_inactive.as_millis() as u64,
                 link_up_count: t.link_up_count,
+                race_timeout_ms: t.race_timeout.as_millis() as u64,
+                lease_ms: t.lease.as_millis() as u64,
             },
+            fencing: match self.cfg.cluster.fencing {
+                FencingMode::Majority => "majority".into(),
+                FencingMode::Disabled => "disabled".into(),
+            },
+            self_fence: self_fence_name(&self.cfg.cluster.self_fence).into(),
+            max_drift_ppm: self.cfg.cluster.max_drift_ppm,
             links: self
                 .cfg
                 .links
@@ -348,8 +556,9 @@ fn bind_control(path: &Path) -> Result<UnixListener, String> {
     Ok(listener)
 }
 
-/// One control connection: check the caller, read one request, answer it.
-async fn control_conn(stream: UnixStream, ctl: mpsc::Sender<Ctl>) {
+/// One control connection: check the caller, read one request, answer it. `_live`
+/// is held until the answer is written, so a stopping daemon can wait for it.
+async fn control_conn(stream: UnixStream, ctl: mpsc::Sender<Ctl>, _live: Arc<()>) {
     let allowed = match stream.peer_cred() {
         // SAFETY: geteuid has no preconditions and cannot fail.
         Ok(cred) => cred.uid() == 0 || cred.uid() == unsafe { libc::geteuid() },
@@ -397,19 +606,22 @@ async fn serve(
     me: NodeConfig,
     config_file: PathBuf,
     socket: PathBuf,
-) -> Result<u8, String> {
+) -> Result<Ending, String> {
     let origin = std::time::Instant::now();
     let incarnation = fresh_incarnation();
+    let state = StateFile::open(&cfg.cluster.state_dir, &me.name)?;
     let (rx_tx, mut rx) = mpsc::channel::<RxFrame>(RX_QUEUE);
     let listener = bind_control(&socket)?;
     let links = open_links(&cfg, &me, &rx_tx)?;
     drop(rx_tx);
     let node = Node::new(
         cfg.llt_config(),
+        cfg.fence_config(),
         me.id,
         incarnation,
         Instant::ZERO,
         rand::random(),
+        state.generation(),
     )
     .map_err(|e| e.to_string())?;
     info!(
@@ -420,9 +632,13 @@ async fn serve(
         cluster = %cfg.cluster.name,
         incarnation = %incarnation,
         socket = %socket.display(),
+        persisted_generation = state.generation().0,
+        fencing = ?cfg.cluster.fencing,
+        self_fence = self_fence_name(&cfg.cluster.self_fence),
         "listening for {} ms before sending",
         cfg.llt_config().listen_window.as_millis()
     );
+    let race_timeout = cfg.timers.race_timeout;
     let mut run = Running {
         cfg,
         me,
@@ -431,13 +647,16 @@ async fn serve(
         origin,
         node,
         last_now: Instant::ZERO,
+        state,
     };
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Ctl>(CTL_QUEUE);
+    let live = Arc::new(());
+    let accept_live = live.clone();
     let accept = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(control_conn(stream, ctl_tx.clone()));
+                    tokio::spawn(control_conn(stream, ctl_tx.clone(), accept_live.clone()));
                 }
                 Err(e) => {
                     warn!(error = %e, "control socket accept failed");
@@ -450,8 +669,17 @@ async fn serve(
         .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| format!("cannot handle SIGINT: {e}"))?;
-    let code = loop {
-        run.drain();
+    // `vigil stop`: when to give up waiting for the node to have left.
+    let mut leave_deadline: Option<Instant> = None;
+    // A stop decided while answering a control request.
+    let mut stop_now: Option<Ending> = None;
+    let ending = loop {
+        if let Some(end) = run.drain() {
+            break end;
+        }
+        if let Some(end) = stop_now.take() {
+            break end;
+        }
         if run.node.refused() {
             error!(
                 event = "daemon.refused",
@@ -464,12 +692,13 @@ async fn serve(
                 "vigil daemon: node ID {} ({}) is already in use by a live node in cluster {}; refusing to start",
                 run.me.id, run.me.name, run.cfg.cluster.name
             );
-            break exit::DUPLICATE_NODE;
+            break Ending::Code(exit::DUPLICATE_NODE);
         }
-        let deadline = run
-            .node
-            .poll_timeout()
-            .map(|t| run.origin + Duration::from_nanos(t.as_nanos()));
+        let wake = match (run.node.poll_timeout(), leave_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let deadline = wake.map(|t| run.origin + Duration::from_nanos(t.as_nanos()));
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
@@ -478,10 +707,19 @@ async fn serve(
         };
         tokio::select! {
             biased;
-            _ = sigterm.recv() => break exit::OK,
-            _ = sigint.recv() => break exit::OK,
+            _ = sigterm.recv() => break Ending::Code(exit::OK),
+            _ = sigint.recv() => break Ending::Code(exit::OK),
             _ = sleep => {
                 let now = run.now();
+                if leave_deadline.is_some_and(|d| now >= d) {
+                    warn!(
+                        event = "node.leave_timeout",
+                        ts_us = wall_us(),
+                        node = run.me.id.0,
+                        "no confirmation of the graceful leave within 3 × race_timeout; stopping anyway"
+                    );
+                    break Ending::Code(exit::OK);
+                }
                 run.node.handle_timeout(now);
             }
             Some(frame) = rx.recv() => {
@@ -499,6 +737,23 @@ async fn serve(
             Some(ctl) = ctl_rx.recv() => {
                 let response = match ctl.req {
                     Request::Status => Response::Status(Box::new(run.status())),
+                    Request::ManualSeed => manual_seed(&mut run),
+                    Request::Stop => {
+                        let now = run.now();
+                        let state = run.node.status().fence.state;
+                        if leave_deadline.is_some() {
+                            Response::Done { message: "already leaving".into() }
+                        } else if matches!(state, NodeState::Member | NodeState::Racing) {
+                            info!(event = "node.leaving", ts_us = wall_us(), node = run.me.id.0, "vigil stop: leaving the cluster gracefully");
+                            run.node.leave(now);
+                            leave_deadline = Some(now + race_timeout.saturating_mul(3));
+                            Response::Done { message: "leaving".into() }
+                        } else {
+                            info!(event = "node.leaving", ts_us = wall_us(), node = run.me.id.0, state = ?state, "vigil stop: not a member; stopping at once");
+                            stop_now = Some(Ending::Code(exit::OK));
+                            Response::Done { message: format!("not a member ({}); stopping", state_word(state)) }
+                        }
+                    }
                 };
                 let _ = ctl.reply.send(response);
             }
@@ -506,12 +761,220 @@ async fn serve(
     };
     accept.abort();
     let _ = std::fs::remove_file(&socket);
-    info!(
-        event = "daemon.stopped",
+    match &ending {
+        Ending::Fenced(_) => {
+            // Nothing more goes out: close the links before acting.
+            drop(run.links);
+        }
+        Ending::Code(code) => {
+            // Let control connections in flight write their answers (`vigil stop`).
+            drop(ctl_rx);
+            let grace = tokio::time::Instant::now() + ANSWER_GRACE;
+            while Arc::strong_count(&live) > 1 && tokio::time::Instant::now() < grace {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            info!(
+                event = "daemon.stopped",
+                ts_us = wall_us(),
+                node = run.me.id.0,
+                code = *code,
+                "daemon stopped"
+            );
+        }
+    }
+    Ok(ending)
+}
+
+/// The fence state as a word for people and JSON: `unseeded`, `member`, `racing`,
+/// `left`, `fenced`.
+pub fn state_word(s: NodeState) -> &'static str {
+    match s {
+        NodeState::Unseeded => "unseeded",
+        NodeState::Member => "member",
+        NodeState::Racing => "racing",
+        NodeState::Left => "left",
+        NodeState::Fenced => "fenced",
+    }
+}
+
+/// `gabconfig -x`: only a node with no view yet can seed.
+fn manual_seed(run: &mut Running) -> Response {
+    let now = run.now();
+    let status = run.node.status();
+    if let Some(view) = status
+        .fence
+        .installed
+        .as_ref()
+        .or(status.fence.client_view.as_ref())
+    {
+        return Response::Error {
+            message: format!(
+                "already seeded: this node is in view {} (members {}); -x only seeds a node that has no view yet",
+                view.generation.0,
+                ids(view.node_set())
+            ),
+        };
+    }
+    if status.fence.state != NodeState::Unseeded {
+        return Response::Error {
+            message: format!(
+                "this node is {}; -x only seeds a node that is waiting to seed",
+                state_word(status.fence.state)
+            ),
+        };
+    }
+    let mut reachable: NodeSet = status
+        .llt
+        .peers
+        .iter()
+        .filter(|p| p.up)
+        .map(|p| p.id)
+        .collect();
+    reachable.insert(run.me.id);
+    warn!(
+        event = "seed.manual_requested",
         ts_us = wall_us(),
         node = run.me.id.0,
-        code,
-        "daemon stopped"
+        reachable = %ids(reachable),
+        "gabconfig -x: seeding by hand with the reachable nodes {}",
+        ids(reachable)
     );
-    Ok(code)
+    run.node.manual_seed(now);
+    Response::Done {
+        message: format!(
+            "manual seed requested: the reachable nodes {} form the first view",
+            ids(reachable)
+        ),
+    }
+}
+
+/// Carry out `cluster.self_fence` after the node fenced itself; the exit code.
+fn self_fence(cfg: &ClusterConfig, me: &NodeConfig, reason: &FenceReason) -> u8 {
+    let (name, generation) = reason_parts(reason);
+    match &cfg.cluster.self_fence {
+        SelfFence::Exit => {
+            error!(
+                event = "daemon.fenced",
+                ts_us = wall_us(),
+                node = me.id.0,
+                reason = name,
+                code = exit::FENCED,
+                "fenced: exiting with code {}",
+                exit::FENCED
+            );
+        }
+        SelfFence::Hook(program) => {
+            run_hook(program, cfg, me, name, generation);
+        }
+        SelfFence::Reboot | SelfFence::Halt => {
+            let halt = cfg.cluster.self_fence == SelfFence::Halt;
+            let what = if halt { "halt" } else { "reboot" };
+            error!(
+                event = "daemon.fenced",
+                ts_us = wall_us(),
+                node = me.id.0,
+                reason = name,
+                "fenced: {what} now"
+            );
+            let cmd = if halt {
+                libc::RB_HALT_SYSTEM
+            } else {
+                libc::RB_AUTOBOOT
+            };
+            // SAFETY: sync and reboot take no pointers; reboot returns only on failure.
+            let rc = unsafe {
+                libc::sync();
+                libc::reboot(cmd)
+            };
+            let e = std::io::Error::last_os_error();
+            error!(
+                event = "daemon.fence_action_failed",
+                ts_us = wall_us(),
+                node = me.id.0,
+                rc,
+                error = %e,
+                "the kernel refused to {what}: {e}; exiting with code {} instead",
+                exit::FENCED
+            );
+        }
+    }
+    eprintln!(
+        "vigil daemon: node {} ({}) fenced itself: {}",
+        me.id,
+        me.name,
+        reason_text(reason)
+    );
+    exit::FENCED
+}
+
+/// Run the fence hook with the reason in its environment; kill it after
+/// [`HOOK_TIMEOUT`].
+fn run_hook(program: &Path, cfg: &ClusterConfig, me: &NodeConfig, reason: &str, generation: u64) {
+    let started = std::time::Instant::now();
+    let child = std::process::Command::new(program)
+        .env("VIGIL_FENCE_REASON", reason)
+        .env("VIGIL_FENCE_GENERATION", generation.to_string())
+        .env("VIGIL_NODE", &me.name)
+        .env("VIGIL_NODE_ID", me.id.0.to_string())
+        .env("VIGIL_CLUSTER", &cfg.cluster.name)
+        .stdin(std::process::Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            error!(
+                event = "daemon.fence_hook_failed",
+                ts_us = wall_us(),
+                hook = %program.display(),
+                error = %e,
+                "cannot run the fence hook {}: {e}; exiting with code {}",
+                program.display(),
+                exit::FENCED
+            );
+            return;
+        }
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                error!(
+                    event = "daemon.fence_hook_done",
+                    ts_us = wall_us(),
+                    hook = %program.display(),
+                    status = %status,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "fence hook finished ({status}); exiting with code {}",
+                    exit::FENCED
+                );
+                return;
+            }
+            Ok(None) if started.elapsed() < HOOK_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                error!(
+                    event = "daemon.fence_hook_failed",
+                    ts_us = wall_us(),
+                    hook = %program.display(),
+                    "fence hook still running after {} s: killed; exiting with code {}",
+                    HOOK_TIMEOUT.as_secs(),
+                    exit::FENCED
+                );
+                return;
+            }
+            Err(e) => {
+                error!(
+                    event = "daemon.fence_hook_failed",
+                    ts_us = wall_us(),
+                    hook = %program.display(),
+                    error = %e,
+                    "cannot wait for the fence hook: {e}; exiting with code {}",
+                    exit::FENCED
+                );
+                return;
+            }
+        }
+    }
 }

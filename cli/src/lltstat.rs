@@ -306,7 +306,7 @@ pub fn stats_text(s: &DaemonStatus) -> String {
 }
 
 pub fn config_json(s: &DaemonStatus) -> Value {
-    json!({"local": s.local, "node": s.node_name, "cluster": {"name": s.cluster_name, "id": s.cluster_id},
+    json!({"local": s.local, "fencing": s.fencing, "self_fence": s.self_fence, "max_drift_ppm": s.max_drift_ppm, "node": s.node_name, "cluster": {"name": s.cluster_name, "id": s.cluster_id},
            "config_file": s.config_file, "authenticated": s.authenticated,
            "incarnation": s.node.llt.incarnation.0, "pid": s.pid,
            "timers": s.timers, "links": s.links.iter().map(|l| json!({"id": l.id, "name": l.name, "kind": l.kind, "priority": l.priority, "address": l.local_address})).collect::<Vec<_>>(),
@@ -346,6 +346,11 @@ pub fn config_text(s: &DaemonStatus) -> String {
     let _ = writeln!(out, "    max nodes: 64, max links: 8");
     let _ = writeln!(out, "    timers (ms): heartbeat {} heartbeat_lowpri {} peer_trouble {} peer_inactive {} link_up_count {}",
         t.heartbeat_ms, t.heartbeat_lowpri_ms, t.peer_trouble_ms, t.peer_inactive_ms, t.link_up_count);
+    let _ = writeln!(
+        out,
+        "    fencing: {} (self-fence: {}), race_timeout {} ms, lease {} ms, max drift {} ppm",
+        s.fencing, s.self_fence, t.race_timeout_ms, t.lease_ms, s.max_drift_ppm
+    );
     out.push_str("    links:\n");
     for l in &s.links {
         let _ = writeln!(

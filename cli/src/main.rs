@@ -1,11 +1,15 @@
 //! `vigil`: one binary for the daemon and the inspection commands. Invoked through a
-//! link named `lltstat` it behaves as `vigil lltstat` (busybox style).
+//! link named `lltstat`, `gabconfig` or `fenceadm` it behaves as that subcommand
+//! (busybox style).
 
 mod control;
 mod daemon;
 mod drill;
+mod fenceadm;
+mod gabconfig;
 mod lltstat;
 mod logging;
+mod state;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -21,6 +25,9 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// The daemon refused to start: a live node already uses its node ID.
     pub const DUPLICATE_NODE: u8 = 3;
+    /// The daemon fenced itself (lost a race, or excluded from the cluster) and
+    /// stopped (`self_fence = "exit"`, after a hook, or when reboot/halt failed).
+    pub const FENCED: u8 = 4;
 }
 
 #[derive(Parser, Debug)]
@@ -28,8 +35,12 @@ pub mod exit {
     name = "vigil",
     version,
     about = "vigil: membership and majority fencing for HA clusters",
-    after_help = "Exit codes: 0 success, 1 failure (daemon unreachable, bad config, link error), \
-                  2 bad command line, 3 daemon refused to start (node ID in use)."
+    after_help = "Exit codes: 0 success, 1 failure (daemon unreachable, bad config, link error; \
+                  gabconfig -a: this node is not a member), 2 bad command line, 3 daemon refused \
+                  to start (node ID in use), 4 the daemon fenced itself (lost a race or was \
+                  excluded from the cluster).\n\
+                  Invoked as `lltstat`, `gabconfig` or `fenceadm` (a link to this binary), vigil \
+                  runs that subcommand."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -42,6 +53,12 @@ enum Command {
     Daemon(daemon::DaemonArgs),
     /// Show llt statistics, nodes and links, or configuration.
     Lltstat(lltstat::LltstatArgs),
+    /// Show port memberships (-a) or seed the cluster by hand (-x).
+    Gabconfig(gabconfig::GabconfigArgs),
+    /// Show the fencing state: mode, authority, members, the last race (-d).
+    Fenceadm(fenceadm::FenceadmArgs),
+    /// Leave the cluster gracefully and stop the daemon; waits until it has exited.
+    Stop(StopArgs),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -75,6 +92,19 @@ pub struct Target {
     pub node: Option<String>,
 }
 
+/// `vigil stop`.
+#[derive(Args, Debug)]
+struct StopArgs {
+    /// How long to wait for the daemon to exit, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    timeout: u64,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// Names under which the binary runs one subcommand.
+const BUSYBOX: [&str; 3] = ["lltstat", "gabconfig", "fenceadm"];
+
 fn main() -> ExitCode {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let invoked_as = args
@@ -83,9 +113,9 @@ fn main() -> ExitCode {
         .and_then(|n| n.to_str())
         .unwrap_or("vigil")
         .to_string();
-    if invoked_as == "lltstat" {
+    if BUSYBOX.contains(&invoked_as.as_str()) {
         args[0] = "vigil".into();
-        args.insert(1, "lltstat".into());
+        args.insert(1, invoked_as.into());
     }
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
@@ -102,12 +132,65 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Daemon(a) => daemon::run(a),
         Command::Lltstat(a) => lltstat::run(a),
+        Command::Gabconfig(a) => gabconfig::run(a),
+        Command::Fenceadm(a) => fenceadm::run(a),
+        Command::Stop(a) => stop(&a),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(&file),
         Command::Drill(a) => drill::run(a),
     };
     ExitCode::from(code)
+}
+
+/// `vigil stop`: ask the daemon to leave, then wait for it to be gone.
+fn stop(args: &StopArgs) -> u8 {
+    let socket = match control::resolve(&args.target) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vigil stop: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let who = match control::status(&socket) {
+        Ok(s) => format!("{} (node {})", s.node_name, s.local),
+        Err(e) => {
+            eprintln!("vigil stop: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let started = std::time::Instant::now();
+    match control::command(&socket, &control::Request::Stop) {
+        Ok(message) => println!("vigil stop: {who}: {message}"),
+        // The daemon may exit before its answer is read; waiting tells.
+        Err(e) if gone(&socket) => println!("vigil stop: {who}: {e}"),
+        Err(e) => {
+            eprintln!("vigil stop: {e}");
+            return exit::FAILURE;
+        }
+    }
+    let timeout = std::time::Duration::from_secs(args.timeout);
+    while started.elapsed() < timeout {
+        if gone(&socket) {
+            println!(
+                "vigil stop: {who} left the cluster; the daemon exited after {} ms",
+                started.elapsed().as_millis()
+            );
+            return exit::OK;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    eprintln!(
+        "vigil stop: {who}: the daemon is still running after {} s (control socket {})",
+        args.timeout,
+        socket.display()
+    );
+    exit::FAILURE
+}
+
+/// The daemon behind `socket` is gone: the socket was removed or nobody answers.
+fn gone(socket: &std::path::Path) -> bool {
+    !socket.exists() || std::os::unix::net::UnixStream::connect(socket).is_err()
 }
 
 fn config_check(file: &std::path::Path) -> u8 {

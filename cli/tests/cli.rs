@@ -159,3 +159,486 @@ fn the_binary_answers_to_the_name_lltstat() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: vigil lltstat"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bad_command_lines_of_the_fencing_commands_print_usage() {
+    for args in [
+        &["gabconfig"][..],
+        &["gabconfig", "-q"],
+        &["gabconfig", "-a", "-x"],
+        &["gabconfig", "-x", "--json"],
+        &["fenceadm"],
+        &["fenceadm", "-z"],
+        &["fenceadm", "--json"],
+        &["stop", "--bogus"],
+    ] {
+        let out = vigil(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Usage:"), "{args:?}: {err}");
+    }
+    let out = vigil(&["stop", "--timeout", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--timeout"));
+}
+
+#[test]
+fn the_help_documents_the_fenced_exit_code() {
+    let out = vigil(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("4 the daemon fenced itself"), "{help}");
+    for cmd in ["gabconfig", "fenceadm", "stop"] {
+        assert!(help.contains(cmd), "{cmd}: {help}");
+    }
+}
+
+#[test]
+fn the_commands_report_an_unreachable_daemon() {
+    for (args, prefix) in [
+        (
+            &["gabconfig", "-a", "--socket", "/nonexistent.sock"][..],
+            "gabconfig: ",
+        ),
+        (
+            &["gabconfig", "-x", "--socket", "/nonexistent.sock"],
+            "gabconfig: ",
+        ),
+        (
+            &["fenceadm", "-d", "--json", "--socket", "/nonexistent.sock"],
+            "fenceadm: ",
+        ),
+        (&["stop", "--socket", "/nonexistent.sock"], "vigil stop: "),
+    ] {
+        let out = vigil(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "{prefix}cannot reach the vigil daemon at /nonexistent.sock"
+            )),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_binary_answers_to_the_names_gabconfig_and_fenceadm() {
+    let dir = std::env::temp_dir().join(format!("vigil-cli-links-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, flag) in [("gabconfig", "-a"), ("fenceadm", "-d")] {
+        let link = dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vigil"), &link).unwrap();
+        let out = Command::new(&link)
+            .args([flag, "--socket", "/nonexistent.sock"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with(&format!(
+                "{name}: cannot reach the vigil daemon at /nonexistent.sock"
+            )),
+            "{name}: {err}"
+        );
+        let out = Command::new(&link).arg("--bogus").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("Usage: vigil {name}")),
+            "{name}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Daemons on loopback for the command tests; killed (by PID) when dropped.
+struct Loopback {
+    dir: PathBuf,
+    config: PathBuf,
+    children: Vec<Option<std::process::Child>>,
+}
+
+impl Loopback {
+    /// `n` nodes with one UDP link on 127.0.0.1, fast timers; none started yet.
+    fn new(tag: &str, n: usize, extra_cluster: &str) -> Loopback {
+        let dir = std::env::temp_dir().join(format!("vigil-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socks: Vec<std::net::UdpSocket> = (0..n)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let mut t = format!(
+            "[cluster]\nname = \"cli\"\nid = 31\nrun_dir = \"{d}\"\nstate_dir = \"{d}/state\"\n{extra_cluster}\n\
+             [timers]\nheartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\npeer_inactive = 400\n\n\
+             [[links]]\nname = \"a\"\nkind = \"udp\"\n",
+            d = dir.display()
+        );
+        for (i, s) in socks.iter().enumerate() {
+            t.push_str(&format!(
+                "\n[[nodes]]\nid = {i}\nname = \"n{i}\"\nlinks = {{ a = \"127.0.0.1:{}\" }}\n",
+                s.local_addr().unwrap().port()
+            ));
+        }
+        drop(socks);
+        let config = dir.join("cluster.toml");
+        std::fs::write(&config, t).unwrap();
+        Loopback {
+            dir,
+            config,
+            children: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    fn start(&mut self, i: usize) {
+        let log = std::fs::File::create(self.dir.join(format!("n{i}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["daemon", "--log-format", "json", "--node", &format!("n{i}")])
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children[i] = Some(child);
+    }
+
+    /// `vigil <args> --config C --node n<i>`.
+    fn cmd(&self, i: usize, args: &[&str]) -> Output {
+        let node = format!("n{i}");
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--config", self.config.to_str().unwrap(), "--node", &node]);
+        vigil(&all)
+    }
+
+    fn json(&self, i: usize, args: &[&str]) -> Option<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.cmd(i, &all);
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    fn wait_exit(&mut self, i: usize, timeout: std::time::Duration) -> Option<i32> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(c) = self.children[i].as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    self.children[i] = None;
+                    return st.code();
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("n{i}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Loopback {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::env::var_os("VIGIL_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn members(v: &serde_json::Value) -> Vec<u64> {
+    v["ports"][0]["members"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m.as_u64()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn gabconfig_fenceadm_and_stop_on_a_live_cluster() {
+    let mut c = Loopback::new("live", 3, "");
+    for i in 0..3 {
+        c.start(i);
+    }
+    wait_until("one view of [0,1,2] everywhere", || {
+        let vs: Vec<_> = (0..3)
+            .filter_map(|i| c.json(i, &["gabconfig", "-a"]))
+            .collect();
+        vs.len() == 3
+            && vs
+                .iter()
+                .all(|v| members(v) == [0, 1, 2] && v["seeded"] == true)
+            && vs
+                .iter()
+                .all(|v| v["ports"][0]["generation"] == vs[0]["ports"][0]["generation"])
+    });
+    let g = c.json(0, &["gabconfig", "-a"]).unwrap();
+    assert_eq!(g["local"], 0);
+    assert_eq!(g["ports"][0]["port"], "a");
+    assert_eq!(g["ports"][1]["port"], "b");
+    assert_eq!(g["ports"][0]["jeopardy"], serde_json::json!([]));
+    assert_eq!(g["ports"][0]["visible"], serde_json::json!([]));
+    let gen = g["ports"][0]["generation"].as_u64().unwrap();
+    assert!(gen >= 1);
+
+    let out = c.cmd(1, &["gabconfig", "-a"]);
+    assert_eq!(out.status.code(), Some(0), "a member exits 0");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let expect = format!(
+        "GAB Port Memberships\n===============================================================\n\
+         Port a gen   {gen:08x} membership 012\nPort b gen   {gen:08x} membership 012\n"
+    );
+    assert_eq!(text, expect);
+
+    // The state file carries the generation.
+    let state = std::fs::read_to_string(c.dir.join("state/n1.generation")).unwrap();
+    assert_eq!(state, format!("generation {gen}\n"));
+
+    // fenceadm: the mode, authority, the members with `*` on the local one.
+    wait_until("authority on n2", || {
+        c.json(2, &["fenceadm", "-d"])
+            .is_some_and(|v| v["authority"] == true)
+    });
+    let f = c.json(2, &["fenceadm", "-d"]).unwrap();
+    assert_eq!(f["local"], 2);
+    assert_eq!(f["mode"], "majority");
+    assert_eq!(f["state"], "member");
+    assert_eq!(f["generation"], gen);
+    assert_eq!(f["members"], serde_json::json!([0, 1, 2]));
+    assert!(f["last_race"].is_object(), "{f}");
+    assert_eq!(f["last_race"]["verdict"], "won");
+    assert!(f["last_race"]["started_ms"].is_u64(), "{f}");
+    let out = c.cmd(2, &["fenceadm", "-d"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "Fencing Mode: Majority",
+        "Node State: member",
+        "Authority: yes",
+        &format!("Generation: {gen}"),
+        "        * 2 (n2)\n",
+        "          0 (n0)\n",
+        "node   1 (n1): member",
+        "verdict won",
+    ] {
+        assert!(text.contains(want), "{want:?} in:\n{text}");
+    }
+
+    // -x on a seeded node is refused.
+    let out = c.cmd(0, &["gabconfig", "-x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already seeded"));
+
+    // vigil stop: n2 leaves, its daemon exits 0, the others install a view without it.
+    let out = c.cmd(2, &["stop"]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("n2 (node 2): leaving"), "{said}");
+    assert!(said.contains("left the cluster"), "{said}");
+    assert_eq!(c.wait_exit(2, std::time::Duration::from_secs(5)), Some(0));
+    assert!(c.log(2).contains("\"node.left\""), "{}", c.log(2));
+    wait_until("a view of [0,1]", || {
+        (0..2).all(|i| {
+            c.json(i, &["gabconfig", "-a"])
+                .is_some_and(|v| members(&v) == [0, 1])
+        })
+    });
+    let g2 = c.json(0, &["gabconfig", "-a"]).unwrap()["ports"][0]["generation"]
+        .as_u64()
+        .unwrap();
+    assert!(g2 > gen);
+    // Visible until llt declares it gone, then not seen.
+    wait_until("n2 not seen from n0", || {
+        c.json(0, &["fenceadm", "-d"])
+            .is_some_and(|f| f["nodes"][2]["state"] == "not seen")
+    });
+    // No one fenced anybody.
+    for i in 0..3 {
+        assert!(!c.log(i).contains("node.self_fence"), "{}", c.log(i));
+    }
+}
+
+#[test]
+fn an_unseeded_node_is_not_a_member_until_seeded_by_hand() {
+    // Seed count 3 of 3: two nodes wait.
+    let mut c = Loopback::new("seed", 3, "");
+    c.start(0);
+    c.start(1);
+    wait_until("n0 answers and sees n1", || {
+        c.json(0, &["fenceadm", "-d"])
+            .is_some_and(|v| v["nodes"][1]["state"] == "visible")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = c.cmd(0, &["gabconfig", "-a"]);
+    assert_eq!(out.status.code(), Some(1), "not a member: exit 1");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "GAB Port Memberships\n===============================================================\n"
+    );
+    let v = c.json(0, &["gabconfig", "-a"]).unwrap();
+    assert_eq!(v["seeded"], false);
+    assert_eq!(v["ports"], serde_json::json!([]));
+    let f = c.json(0, &["fenceadm", "-d"]).unwrap();
+    assert_eq!(f["state"], "unseeded");
+    assert_eq!(f["authority"], false);
+    assert_eq!(f["generation"], 0);
+
+    // gabconfig -x: a loud warning, then the reachable nodes form the first view.
+    let out = c.cmd(0, &["gabconfig", "-x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("WARNING") && err.contains("split brain"),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("[0,1]"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    wait_until("a view of [0,1] on both", || {
+        (0..2).all(|i| {
+            c.json(i, &["gabconfig", "-a"])
+                .is_some_and(|v| members(&v) == [0, 1])
+        })
+    });
+    assert!(c.log(0).contains("\"seed.manual\""), "{}", c.log(0));
+    // Not a member: stop exits at once.
+    c.start(2);
+    wait_until("n2 joins", || {
+        c.json(2, &["gabconfig", "-a"])
+            .is_some_and(|v| members(&v) == [0, 1, 2])
+    });
+}
+
+#[test]
+fn a_lone_loser_runs_the_fence_hook_and_exits_4() {
+    // Two nodes: when node 0 dies, node 1 holds half the view without its leader.
+    let mut c = Loopback::new("hook", 2, "");
+    let hook = c.dir.join("hook.sh");
+    let said = c.dir.join("hook.out");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$VIGIL_FENCE_REASON $VIGIL_NODE $VIGIL_NODE_ID $VIGIL_CLUSTER\" > {}\n",
+            said.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let text = std::fs::read_to_string(&c.config).unwrap().replacen(
+        "[timers]",
+        &format!(
+            "self_fence = \"hook\"\nself_fence_hook = \"{}\"\n\n[timers]",
+            hook.display()
+        ),
+        1,
+    );
+    std::fs::write(&c.config, text).unwrap();
+    c.start(0);
+    c.start(1);
+    wait_until("a view of [0,1]", || {
+        (0..2).all(|i| {
+            c.json(i, &["gabconfig", "-a"])
+                .is_some_and(|v| members(&v) == [0, 1])
+        })
+    });
+    if let Some(mut n0) = c.children[0].take() {
+        n0.kill().unwrap();
+        n0.wait().unwrap();
+    }
+    let code = c.wait_exit(1, std::time::Duration::from_secs(10));
+    let log = c.log(1);
+    assert_eq!(code, Some(4), "{log}");
+    assert!(log.contains("\"node.self_fence\""), "{log}");
+    assert!(log.contains("\"daemon.fence_hook_done\""), "{log}");
+    let out = std::fs::read_to_string(&said).unwrap_or_default();
+    let reason = out.split_whitespace().next().unwrap_or("");
+    assert!(
+        ["race_lost", "no_decision", "excluded"].contains(&reason),
+        "{out:?}"
+    );
+    assert!(out.ends_with(" n1 1 cli\n"), "{out:?}");
+    // The fenced daemon removed its control socket.
+    assert!(!c.dir.join("n1.sock").exists());
+}
+
+#[test]
+fn stop_on_a_node_that_is_not_a_member_exits_at_once() {
+    let mut c = Loopback::new("stopnm", 3, "");
+    c.start(0);
+    wait_until("n0 answers", || c.json(0, &["fenceadm", "-d"]).is_some());
+    let out = c.cmd(0, &["stop"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("not a member (unseeded); stopping"), "{said}");
+    assert_eq!(c.wait_exit(0, std::time::Duration::from_secs(5)), Some(0));
+}
+
+#[test]
+fn a_corrupt_state_file_stops_the_daemon_naming_it() {
+    let mut c = Loopback::new("corrupt", 1, "");
+    let state = c.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let file = state.join("n0.generation");
+    std::fs::write(&file, "generation twelve\n").unwrap();
+    c.start(0);
+    assert_eq!(c.wait_exit(0, std::time::Duration::from_secs(5)), Some(1));
+    let log = c.log(0);
+    assert!(log.contains(&file.display().to_string()), "{log}");
+    assert!(log.contains("corrupt"), "{log}");
+}
+
+#[test]
+fn a_generation_that_cannot_be_persisted_is_never_acted_on() {
+    // n0 and n1 seed (seed = 2 of 3); then n0's state file cannot be replaced any
+    // more (a non-empty directory takes its place) and n2 joins: n0 must stop
+    // without installing the new view.
+    let mut c = Loopback::new("persist", 3, "seed = 2");
+    c.start(0);
+    c.start(1);
+    wait_until("a view of [0,1]", || {
+        (0..2).all(|i| {
+            c.json(i, &["gabconfig", "-a"])
+                .is_some_and(|v| members(&v) == [0, 1])
+        })
+    });
+    let g = c.json(0, &["gabconfig", "-a"]).unwrap()["ports"][0]["generation"]
+        .as_u64()
+        .unwrap();
+    let file = c.dir.join("state/n0.generation");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir_all(file.join("x")).unwrap();
+    c.start(2);
+    let code = c.wait_exit(0, std::time::Duration::from_secs(10));
+    let log = c.log(0);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("\"state.persist_failed\""), "{log}");
+    assert!(log.contains(&file.display().to_string()), "{log}");
+    let installed: Vec<u64> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "view.installed")
+        .filter_map(|e| e["generation"].as_u64())
+        .collect();
+    assert_eq!(
+        installed,
+        vec![g],
+        "acted on an unpersisted generation: {log}"
+    );
+}

@@ -57,6 +57,8 @@ struct Report {
     up: NodeSet,
     ports: PortMask,
     highest: Generation,
+    /// When `up` last changed.
+    since: Instant,
 }
 
 /// Which sets of acceptors decide a slot.
@@ -566,14 +568,19 @@ impl Fence {
     /// joins if it and every one chosen see each other.
     fn clique(&self, candidates: &[Member]) -> Vec<Member> {
         let up = self.up_set();
+        let hold = self.cfg.peer_inactive;
+        let now = self.now;
+        // What x reaches: its report once it has held for peer_inactive; before that
+        // (or with no report yet) we assume it reaches what we reach. Optimism costs
+        // at most one more view change; pessimism would evict healthy members.
         let reach = |x: NodeId| -> NodeSet {
             if x == self.me {
-                up
-            } else {
-                match (self.peers.get(&x), self.reports.get(&x)) {
-                    (Some(i), Some(r)) if i.up => r.up,
-                    _ => [x, self.me].into_iter().collect(),
-                }
+                return up;
+            }
+            match self.reports.get(&x) {
+                Some(r) if now >= r.since + hold => r.up,
+                Some(r) => r.up.union(up),
+                None => up,
             }
         };
         // Us first, then the others in the order given (members before joiners).
@@ -1062,7 +1069,19 @@ impl Fence {
                 highest,
                 installed: _,
             } => {
-                self.reports.insert(from, Report { up, ports, highest });
+                let since = match self.reports.get(&from) {
+                    Some(r) if r.up == up => r.since,
+                    _ => now,
+                };
+                self.reports.insert(
+                    from,
+                    Report {
+                        up,
+                        ports,
+                        highest,
+                        since,
+                    },
+                );
             }
             Msg::Prepare { slot, ballot } => {
                 if let Some(v) = self.installed.clone() {

@@ -20,6 +20,10 @@ pub struct FenceConfig {
     pub max_drift_ppm: u32,
     /// Retransmission period of race messages, joins and reachability reports.
     pub heartbeat: Duration,
+    /// llt's failure timeout. A peer's report that it cannot reach a member is acted
+    /// on only once it has held this long, so links still coming up (or a report
+    /// overtaken by a newer one) never push a healthy member out.
+    pub peer_inactive: Duration,
     /// `false` (fencing = "disabled"): races are still run, but a lost race or an
     /// exclusion only drops authority; the node never self-fences.
     pub self_fence: bool,

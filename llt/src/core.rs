@@ -431,6 +431,16 @@ impl Llt {
         }
     }
 
+    /// Past the listening window and not refused or silenced: the node may speak.
+    pub fn running(&self) -> bool {
+        self.phase == Phase::Running
+    }
+
+    /// Silenced for good (fenced or left).
+    pub fn silenced(&self) -> bool {
+        self.phase == Phase::Silent
+    }
+
     /// Stop sending anything, for good (the node fenced itself or left).
     pub fn silence(&mut self) {
         self.phase = Phase::Silent;

@@ -277,3 +277,144 @@ impl Drop for Netns {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Fencing tests: signals, the fencing commands' JSON, bridges and nftables partitions.
+
+impl Daemon {
+    /// The daemon's process ID (`ip netns exec` execs the daemon, so it is the
+    /// daemon's own).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Send SIGTERM (a clean stop); reap with [`Daemon::wait_exit`].
+    pub fn terminate(&mut self) {
+        if let Some(pid) = self.pid().and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: kill has no memory preconditions; the PID is our unreaped child.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// The JSON log events named `name`.
+    pub fn events_named(&self, name: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == name)
+            .collect()
+    }
+}
+
+/// `vigil <args> --json --socket S`, parsed, whatever the exit code (`gabconfig -a`
+/// exits 1 on a node that is not a member but still prints its document); `None`
+/// when the daemon does not answer.
+pub fn command_json(socket: &Path, args: &[&str]) -> Option<Value> {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("--json");
+    all.push("--socket");
+    all.push(socket.to_str().expect("utf-8 path"));
+    let out = vigil(&all);
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// `gabconfig -a --json` of the daemon at `socket`.
+pub fn gabconfig_json(socket: &Path) -> Option<Value> {
+    command_json(socket, &["gabconfig", "-a"])
+}
+
+/// `fenceadm -d --json` of the daemon at `socket`.
+pub fn fenceadm_json(socket: &Path) -> Option<Value> {
+    command_json(socket, &["fenceadm", "-d"])
+}
+
+/// Port `a`'s generation and members in a `gabconfig -a --json` document.
+pub fn port_a(gab: &Value) -> Option<(u64, Vec<u64>)> {
+    let a = gab["ports"].as_array()?.iter().find(|p| p["port"] == "a")?;
+    let members = a["members"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    Some((a["generation"].as_u64()?, members))
+}
+
+/// A hub namespace holding the given bridges, up.
+pub fn bridge_hub(name: String, bridges: &[&str]) -> Netns {
+    let hub = Netns::new(name);
+    for br in bridges {
+        hub.ip(&["link", "add", br, "type", "bridge"]);
+        hub.ip(&["link", "set", br, "up"]);
+    }
+    hub
+}
+
+/// A veth pair from `hub` (end `hubside`, enslaved to `bridge`) into `ns` (end
+/// `dev`, with `addr` if given), both up.
+pub fn veth_to_bridge(
+    hub: &Netns,
+    ns: &Netns,
+    hubside: &str,
+    dev: &str,
+    bridge: &str,
+    addr: Option<&str>,
+) {
+    hub.ip(&[
+        "link",
+        "add",
+        hubside,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        dev,
+        "netns",
+        ns.name(),
+    ]);
+    hub.ip(&["link", "set", hubside, "master", bridge]);
+    hub.ip(&["link", "set", hubside, "up"]);
+    ns.ip(&["link", "set", dev, "up"]);
+    if let Some(a) = addr {
+        ns.ip(&["addr", "add", a, "dev", dev]);
+    }
+}
+
+/// An nftables ruleset (table `inet vigil_partition`) dropping every IPv4 packet
+/// from or to `blocked`.
+pub fn partition_ruleset(blocked: &[String]) -> String {
+    format!(
+        "table inet vigil_partition {{\n\
+         \tset blocked {{ type ipv4_addr; elements = {{ {} }} }}\n\
+         \tchain input {{ type filter hook input priority 0; policy accept; ip saddr @blocked drop; }}\n\
+         \tchain output {{ type filter hook output priority 0; policy accept; ip daddr @blocked drop; }}\n\
+         }}\n",
+        blocked.join(", ")
+    )
+}
+
+/// `ip netns exec NS nft -f -` with `ruleset` on standard input; panics with nft's
+/// error if it fails.
+pub fn nft_apply(ns: &Netns, ruleset: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nft");
+    child
+        .stdin
+        .take()
+        .expect("nft stdin")
+        .write_all(ruleset.as_bytes())
+        .expect("write the ruleset to nft");
+    let out = child.wait_with_output().expect("wait for nft");
+    assert!(
+        out.status.success(),
+        "nft -f - in {} failed: {}\n{ruleset}",
+        ns.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,242 @@
+//! The state file: the highest view generation this node has seen, kept across
+//! restarts so that generations only grow, also after the whole cluster restarts.
+//!
+//! One small text file per node, `{state_dir}/{node name}.generation`, holding
+//! `generation N\n`. It is replaced atomically: the new content goes to a temporary
+//! file in the same directory, which is fsynced, renamed over the old one, and then
+//! the directory is fsynced, so that after a crash the file holds either the old or
+//! the new generation, never a torn one.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use vigil_llt::types::Generation;
+
+/// Longest state file accepted; anything longer is not ours.
+const MAX_LEN: u64 = 4096;
+
+/// One node's generation file.
+#[derive(Debug)]
+pub struct StateFile {
+    dir: PathBuf,
+    path: PathBuf,
+    tmp: PathBuf,
+    /// The generation last read or written.
+    stored: Generation,
+}
+
+impl StateFile {
+    /// Open the state of node `node` in `dir`, creating `dir` if missing, and read the
+    /// generation stored there: 0 when there is no file yet. A file that cannot be
+    /// read or does not hold a generation is an error naming it: the daemon must not
+    /// start and risk reusing generations.
+    pub fn open(dir: &Path, node: &str) -> Result<StateFile, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create state directory {}: {e}", dir.display()))?;
+        let path = dir.join(format!("{node}.generation"));
+        let tmp = dir.join(format!(".{node}.generation.tmp"));
+        let stored = read(&path)?;
+        Ok(StateFile {
+            dir: dir.to_path_buf(),
+            path,
+            tmp,
+            stored,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The generation last read or written.
+    pub fn generation(&self) -> Generation {
+        self.stored
+    }
+
+    /// Durably record `g`. Generations never go back: a `g` not above the stored one
+    /// is already covered and writes nothing.
+    pub fn store(&mut self, g: Generation) -> Result<(), String> {
+        if g <= self.stored {
+            return Ok(());
+        }
+        let shown = self.path.display();
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&self.tmp)?;
+            f.write_all(format!("generation {}\n", g.0).as_bytes())?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&self.tmp, &self.path)?;
+            File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(|e| format!("cannot write state file {shown}: {e}"))?;
+        self.stored = g;
+        Ok(())
+    }
+}
+
+/// The generation in the file at `path`; 0 when it does not exist.
+fn read(path: &Path) -> Result<Generation, String> {
+    let shown = path.display();
+    let text = match File::open(path) {
+        Ok(f) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_LEN + 1), &mut text)
+                .map_err(|e| format!("cannot read state file {shown}: {e}"))?;
+            text
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Generation(0)),
+        Err(e) => return Err(format!("cannot read state file {shown}: {e}")),
+    };
+    parse(&text).map_err(|why| {
+        format!("state file {shown} is corrupt: {why}; refusing to start (move it away only if you know the cluster's current generation is above it)")
+    })
+}
+
+/// `generation N` on one line (trailing newline optional).
+fn parse(text: &str) -> Result<Generation, String> {
+    if text.len() as u64 > MAX_LEN {
+        return Err(format!("longer than {MAX_LEN} bytes"));
+    }
+    let line = text.strip_suffix('\n').unwrap_or(text);
+    if line.contains('\n') {
+        return Err("more than one line".into());
+    }
+    let Some(number) = line.strip_prefix("generation ") else {
+        return Err(format!("expected `generation N`, found {line:?}"));
+    };
+    number
+        .parse::<u64>()
+        .map(Generation)
+        .map_err(|e| format!("bad generation {number:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "vigil-state-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn missing_is_zero_and_the_directory_is_created() {
+        let d = TempDir::new("missing");
+        let dir = d.0.join("deeper");
+        let s = StateFile::open(&dir, "n0").unwrap();
+        assert_eq!(s.generation(), Generation(0));
+        assert!(dir.is_dir());
+        assert_eq!(s.path(), dir.join("n0.generation"));
+        assert!(!s.path().exists(), "opening writes nothing");
+    }
+
+    #[test]
+    fn stores_and_reloads_and_never_goes_back() {
+        let d = TempDir::new("store");
+        let mut s = StateFile::open(&d.0, "n1").unwrap();
+        s.store(Generation(17)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.0.join("n1.generation")).unwrap(),
+            "generation 17\n"
+        );
+        s.store(Generation(5)).unwrap();
+        assert_eq!(s.generation(), Generation(17));
+        let again = StateFile::open(&d.0, "n1").unwrap();
+        assert_eq!(again.generation(), Generation(17));
+        s.store(Generation(u64::MAX)).unwrap();
+        assert_eq!(
+            StateFile::open(&d.0, "n1").unwrap().generation(),
+            Generation(u64::MAX)
+        );
+        // No temporary file is left behind, and other nodes' files are separate.
+        let names: Vec<String> = std::fs::read_dir(&d.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["n1.generation".to_string()]);
+        assert_eq!(
+            StateFile::open(&d.0, "n2").unwrap().generation(),
+            Generation(0)
+        );
+    }
+
+    #[test]
+    fn corrupt_files_are_refused_naming_the_file() {
+        let d = TempDir::new("corrupt");
+        std::fs::create_dir_all(&d.0).unwrap();
+        let path = d.0.join("n0.generation");
+        for bad in [
+            "",
+            "generation\n",
+            "generation -1\n",
+            "generation 12x\n",
+            "gen 12\n",
+            "generation 1\ngeneration 2\n",
+            "generation 99999999999999999999999\n",
+            "\u{0}\u{0}\u{0}",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let e = StateFile::open(&d.0, "n0").unwrap_err();
+            assert!(e.contains(&path.display().to_string()), "{bad:?}: {e}");
+            assert!(e.contains("corrupt"), "{bad:?}: {e}");
+        }
+        std::fs::write(&path, "x".repeat(5000)).unwrap();
+        assert!(StateFile::open(&d.0, "n0")
+            .unwrap_err()
+            .contains("longer than"));
+        // Without the trailing newline it is still read.
+        std::fs::write(&path, "generation 3").unwrap();
+        assert_eq!(
+            StateFile::open(&d.0, "n0").unwrap().generation(),
+            Generation(3)
+        );
+    }
+
+    #[test]
+    fn unreadable_files_are_refused_naming_the_file() {
+        let d = TempDir::new("unreadable");
+        std::fs::create_dir_all(&d.0).unwrap();
+        // A directory where the file should be cannot be read (even by root).
+        let path = d.0.join("n0.generation");
+        std::fs::create_dir_all(&path).unwrap();
+        let e = StateFile::open(&d.0, "n0").unwrap_err();
+        assert!(e.contains("cannot read state file"), "{e}");
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        // And a store that cannot replace it fails, naming it.
+        let d2 = TempDir::new("unwritable");
+        let mut s = StateFile::open(&d2.0, "n0").unwrap();
+        std::fs::create_dir_all(d2.0.join("n0.generation").join("x")).unwrap();
+        let e = s.store(Generation(1)).unwrap_err();
+        assert!(e.contains("cannot write state file"), "{e}");
+        assert_eq!(s.generation(), Generation(0));
+    }
+
+    #[test]
+    fn a_state_dir_that_is_a_file_is_an_error() {
+        let d = TempDir::new("notadir");
+        std::fs::create_dir_all(&d.0).unwrap();
+        let f = d.0.join("file");
+        std::fs::write(&f, "x").unwrap();
+        let e = StateFile::open(&f, "n0").unwrap_err();
+        assert!(e.contains("cannot create state directory"), "{e}");
+    }
+}
