@@ -564,23 +564,35 @@ impl Fence {
         }
     }
 
-    /// Greedy clique over `candidates` (ID order, `me` first when present): each one
-    /// joins if it and every one chosen see each other.
-    fn clique(&self, candidates: &[Member]) -> Vec<Member> {
+    /// Greedy clique over `candidates` (`me` first when present, then in the order
+    /// given): each one joins if it and every one chosen see each other.
+    ///
+    /// What a node reaches is what its report says. For the members of `keep` (the
+    /// current view's members) a report only counts once it has held for
+    /// `peer_inactive`; before that, or with no report, a member is assumed to reach
+    /// what we reach. That optimism costs at most one more view change, while
+    /// trusting a report sent as links were still coming up would evict a healthy
+    /// member. Nodes outside `keep` (seeding, joiners) must show in their own report
+    /// that they reach the others.
+    fn clique(&self, candidates: &[Member], keep: NodeSet) -> Vec<Member> {
         let up = self.up_set();
         let hold = self.cfg.peer_inactive;
         let now = self.now;
-        // What x reaches: its report once it has held for peer_inactive; before that
-        // (or with no report yet) we assume it reaches what we reach. Optimism costs
-        // at most one more view change; pessimism would evict healthy members.
+        let me = self.me;
         let reach = |x: NodeId| -> NodeSet {
-            if x == self.me {
+            if x == me {
                 return up;
             }
-            match self.reports.get(&x) {
-                Some(r) if now >= r.since + hold => r.up,
-                Some(r) => r.up.union(up),
-                None => up,
+            let report = self
+                .reports
+                .get(&x)
+                .filter(|_| self.peers.get(&x).is_some_and(|i| i.up));
+            match (report, keep.contains(x)) {
+                (Some(r), true) if now >= r.since + hold => r.up,
+                (Some(r), true) => r.up.union(up),
+                (None, true) => up,
+                (Some(r), false) => r.up,
+                (None, false) => [x, me].into_iter().collect(),
             }
         };
         // Us first, then the others in the order given (members before joiners).
@@ -665,7 +677,7 @@ impl Fence {
                 })
             })
             .collect();
-        let group = self.clique(&candidates);
+        let group = self.clique(&candidates, NodeSet::EMPTY);
         let ids: NodeSet = group.iter().map(|m| m.id).collect();
         if ids.min() != Some(self.me) {
             return;
@@ -735,7 +747,7 @@ impl Fence {
                 });
             }
         }
-        self.clique(&candidates)
+        self.clique(&candidates, v.node_set())
     }
 
     fn member_step(&mut self, now: Instant) {
