@@ -1,10 +1,11 @@
 //! `vigil drill`: the main job on one machine, with no set-up. It starts a local
 //! cluster of real daemon processes on loopback, each with two UDP links, shows
-//! `lltstat -nvv` from every node, then kills one node and times how long the others
-//! take to declare it down.
+//! `lltstat -nvv` and `gabconfig -a`, then kills one node and times how long the
+//! others take to declare it down and to hold authority on a view without it.
 
 use crate::control;
 use crate::exit;
+use crate::gabconfig;
 use crate::lltstat;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -160,6 +161,15 @@ fn drill(args: &DrillArgs) -> Result<bool, String> {
         println!("$ vigil lltstat -nvv   # on n{i}");
         println!("{}", lltstat::nodes_text(&s, true));
     }
+    let before = control::status(&socket(&dir, 0))?;
+    println!("$ vigil gabconfig -a   # on n0");
+    println!("{}", gabconfig::ports_text(&before));
+    let gen_before = before
+        .node
+        .fence
+        .installed
+        .as_ref()
+        .map_or(0, |v| v.generation.0);
     // Kill the last node and time the others' verdict.
     let victim = n - 1;
     let inactive = control::status(&socket(&dir, 0))?.timers.peer_inactive_ms;
@@ -190,10 +200,37 @@ fn drill(args: &DrillArgs) -> Result<bool, String> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    // Then the survivors' new view, with authority.
+    let mut pending: Vec<u8> = (0..victim).collect();
+    while !pending.is_empty() && ok {
+        pending.retain(|i| {
+            let done = control::status(&socket(&dir, *i)).is_ok_and(|s| {
+                s.node.fence.authority
+                    && s.node.fence.client_view.as_ref().is_some_and(|v| {
+                        v.generation.0 > gen_before
+                            && v.member(vigil_llt::types::NodeId(victim)).is_none()
+                    })
+            });
+            if done {
+                println!(
+                    "  n{i}: holds authority on a view without n{victim} after {} ms",
+                    killed.elapsed().as_millis()
+                );
+            }
+            !done
+        });
+        if killed.elapsed() > Duration::from_secs(10) {
+            println!("  no new view with authority after 10 s on: {pending:?}");
+            ok = false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
     println!();
     let s = control::status(&socket(&dir, 0))?;
     println!("$ vigil lltstat -n   # on n0");
     println!("{}", lltstat::nodes_text(&s, false));
+    println!("$ vigil gabconfig -a   # on n0");
+    println!("{}", gabconfig::ports_text(&s));
     println!("{}", if ok { "PASS" } else { "FAIL" });
     Ok(ok)
 }
