@@ -683,6 +683,7 @@ impl ClusterConfig {
             heartbeat: self.timers.heartbeat,
             peer_inactive: self.timers.peer_inactive,
             self_fence: self.cluster.fencing == FencingMode::Majority,
+            sabotage: None,
         }
     }
 }

@@ -49,6 +49,7 @@ fn fence_config(n: u8, seed: usize) -> FenceConfig {
         heartbeat: HB,
         peer_inactive: INACTIVE,
         self_fence: true,
+        sabotage: None,
     }
 }
 

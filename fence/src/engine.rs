@@ -14,7 +14,7 @@
 
 use crate::has_quorum;
 use crate::types::{
-    FenceConfig, FenceEvent, FenceReason, FenceStatus, NodeState, RaceRecord, RaceVerdict,
+    FenceConfig, FenceEvent, FenceReason, FenceStatus, NodeState, RaceRecord, RaceVerdict, Sabotage,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -73,11 +73,23 @@ enum Quorum {
 }
 
 impl Quorum {
-    fn met(self, who: NodeSet) -> bool {
-        match self {
-            Quorum::Prev(prev) => has_quorum(prev, who),
-            Quorum::Seed(count) => who.len() >= count,
-            Quorum::All(all) => all.is_subset(who),
+    fn met(self, who: NodeSet, sabotage: Option<Sabotage>) -> bool {
+        match (self, sabotage) {
+            (Quorum::Prev(prev), Some(Sabotage::AnyHalfWins)) => {
+                2 * who.intersection(prev).len() >= prev.len()
+            }
+            (Quorum::Prev(prev), Some(Sabotage::FewerAccepts)) => {
+                // One accept short: pretend an extra member accepted.
+                let missing = prev.difference(who).min();
+                let mut more = who;
+                if let Some(m) = missing {
+                    more.insert(m);
+                }
+                has_quorum(prev, more)
+            }
+            (Quorum::Prev(prev), _) => has_quorum(prev, who),
+            (Quorum::Seed(count), _) => who.len() >= count,
+            (Quorum::All(all), _) => all.is_subset(who),
         }
     }
 }
@@ -491,6 +503,21 @@ impl Fence {
         s
     }
 
+    /// Members of `v` whose process (in the view's incarnation) is up, and us.
+    fn live_members(&self, v: &View) -> NodeSet {
+        v.members
+            .iter()
+            .filter(|m| {
+                m.id == self.me
+                    || self
+                        .peers
+                        .get(&m.id)
+                        .is_some_and(|i| i.up && i.incarnation == Some(m.incarnation))
+            })
+            .map(|m| m.id)
+            .collect()
+    }
+
     fn up_members(&self) -> Vec<NodeId> {
         let up = self.up_set();
         match &self.installed {
@@ -776,12 +803,15 @@ impl Fence {
         let stale = self.cfg.heartbeat * 10;
         self.joins.retain(|_, (_, _, t)| now < *t + stale);
         let up = self.up_set();
-        let reachable = v.node_set().intersection(up);
+        // A member is reachable when its process, in the view's incarnation, is up:
+        // a restarted member is a new process and no longer the view's member.
+        let reachable = self.live_members(&v);
+        let _ = up;
         let racer = reachable.min();
         let desired = self.desired(&v);
         let needed = !v.same_members(&desired) && !desired.is_empty();
         // As a spectator, a member we cannot reach is a change we wait for.
-        let unreachable = !v.node_set().is_subset(up);
+        let unreachable = reachable != v.node_set();
         // The spectator's clock runs only while a member is out of reach.
         if unreachable && racer != Some(self.me) {
             self.change_since.get_or_insert(now);
@@ -1233,7 +1263,7 @@ impl Fence {
                 let racer = self
                     .installed
                     .as_ref()
-                    .and_then(|v| v.node_set().intersection(self.up_set()).min());
+                    .and_then(|v| self.live_members(v).min());
                 if slot == self.current_slot()
                     && slot.0 > 0
                     && self.is_member()
@@ -1310,7 +1340,7 @@ impl Fence {
         };
         promises.insert(from, accepted);
         let who: NodeSet = promises.keys().copied().collect();
-        if !race.quorum.met(who) {
+        if !race.quorum.met(who, self.cfg.sabotage) {
             return;
         }
         // The value: the highest-ballot one already accepted, else our own.
@@ -1346,7 +1376,7 @@ impl Fence {
         };
         accepts.insert(from, (now, heard));
         let who: NodeSet = accepts.keys().copied().collect();
-        if !race.quorum.met(who) {
+        if !race.quorum.met(who, self.cfg.sabotage) {
             return;
         }
         let value = value.clone();
@@ -1381,6 +1411,9 @@ impl Fence {
         if let Some(r) = &mut self.last_race {
             r.verdict = RaceVerdict::Won;
             r.duration = Some(duration);
+        }
+        if self.cfg.sabotage == Some(Sabotage::ZeroSettle) {
+            settle_end = now;
         }
         let settle_us = micros(settle_end.saturating_since(now));
         let up = self.up_set();

@@ -12,7 +12,7 @@ pub mod types;
 
 pub use engine::{Fence, FenceOutput, PeerInfo};
 pub use types::{
-    FenceConfig, FenceEvent, FenceReason, FenceStatus, NodeState, RaceRecord, RaceVerdict,
+    FenceConfig, FenceEvent, FenceReason, FenceStatus, NodeState, RaceRecord, RaceVerdict, Sabotage,
 };
 
 /// Whether `side` has quorum of the previous view `prev`:

@@ -27,6 +27,22 @@ pub struct FenceConfig {
     /// `false` (fencing = "disabled"): races are still run, but a lost race or an
     /// exclusion only drops authority; the node never self-fences.
     pub self_fence: bool,
+    /// Testing only, never set from a config file: break the protocol on purpose so
+    /// that the simulator's checker can be shown to catch it.
+    #[serde(default)]
+    pub sabotage: Option<Sabotage>,
+}
+
+/// A deliberate protocol break, for showing that the checker catches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sabotage {
+    /// Any side holding exactly half of the previous view survives.
+    AnyHalfWins,
+    /// The racer decides with one accept fewer than a quorum.
+    FewerAccepts,
+    /// Survivors hand a new view to clients at once, without the settle window.
+    ZeroSettle,
 }
 
 /// Why a node fences itself.

@@ -1,0 +1,122 @@
+//! Faults as values, and scenarios as lists of timed faults with an expected outcome.
+
+use serde::{Deserialize, Serialize};
+
+/// One fault (or repair), applied at a virtual instant. Faults compose: each changes
+/// one aspect of the network or of a node and stays until repaired.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "fault", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Fault {
+    /// Full partition: no frame crosses between different sides (every link).
+    Partition { sides: Vec<Vec<u8>> },
+    /// One-way: frames from any node of `from` to any node of `to` are lost.
+    OneWay { from: Vec<u8>, to: Vec<u8> },
+    /// Non-transitive: the pair `a`–`b` cannot talk (both ways, every link).
+    Cut { a: u8, b: u8 },
+    /// Every partition, one-way and cut is repaired (link faults stay).
+    Heal,
+    /// Link `link` of `node` is down (both directions, with every peer).
+    LinkDown { node: u8, link: u8 },
+    /// Link `link` of `node` is back.
+    LinkUp { node: u8, link: u8 },
+    /// Link `link` of `node` goes down and up every `period_ms`, `count` times.
+    Flap {
+        node: u8,
+        link: u8,
+        period_ms: u64,
+        count: u32,
+    },
+    /// Frames on `link` are lost with probability `loss`, delayed by `delay_ms` plus
+    /// up to `jitter_ms`, duplicated with probability `duplicate`, and delayed by a
+    /// further `reorder_ms` with probability `reorder` (which reorders them).
+    LinkQuality {
+        link: u8,
+        #[serde(default)]
+        loss: f64,
+        #[serde(default)]
+        delay_ms: f64,
+        #[serde(default)]
+        jitter_ms: f64,
+        #[serde(default)]
+        duplicate: f64,
+        #[serde(default)]
+        reorder: f64,
+        #[serde(default)]
+        reorder_ms: f64,
+    },
+    /// The node gets no input and no timers for `for_ms`, then everything it missed.
+    Stall { node: u8, for_ms: u64 },
+    /// The node's process dies.
+    Crash { node: u8 },
+    /// The node starts again: a new incarnation, its state file kept.
+    Restart { node: u8 },
+    /// The node's clock runs `ppm` parts per million fast (or slow, negative).
+    ClockSkew { node: u8, ppm: i32 },
+}
+
+/// A fault at a virtual time (ms after the cluster was started).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub fault: Fault,
+}
+
+/// What must hold at the end of a scenario.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Exactly these nodes hold authority (on one view) at the end.
+    pub authority: Option<Vec<u8>>,
+    /// These nodes (the incarnation running at the fault) have fenced themselves.
+    #[serde(default)]
+    pub fenced: Vec<u8>,
+    /// ... by this many ms after the first fault.
+    pub by_ms: Option<u64>,
+    /// No view is installed after the first fault (L2/L3 drills).
+    #[serde(default)]
+    pub no_view_change: bool,
+    /// No node fences itself at all.
+    #[serde(default)]
+    pub no_fence: bool,
+}
+
+/// A drill: a cluster, its faults, and the expected outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub nodes: u8,
+    /// Seed count (default: every node).
+    pub seed: Option<usize>,
+    /// RNG seed for loss, jitter and the like.
+    #[serde(default)]
+    pub rng_seed: u64,
+    /// How long the cluster runs before the first step may happen (ms); the cluster
+    /// must have seeded by then.
+    #[serde(default = "default_warmup")]
+    pub warmup_ms: u64,
+    /// How long to run after the last step (ms).
+    #[serde(default = "default_settle")]
+    pub run_ms: u64,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+fn default_warmup() -> u64 {
+    1000
+}
+fn default_settle() -> u64 {
+    2000
+}
+
+impl Scenario {
+    /// Parse a scenario file.
+    pub fn from_toml(text: &str) -> Result<Scenario, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,400 @@
+//! Running scenarios: expectations, liveness properties over bounded time, random
+//! scenarios, and sweeps.
+
+use crate::check::Violation;
+use crate::fault::{Expect, Fault, Scenario, Step};
+use crate::world::{Timers, World, LINKS};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::time::Duration;
+use vigil_fence::{FenceEvent, Sabotage};
+use vigil_llt::types::Instant;
+
+/// What one run produced.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub name: String,
+    pub violation: Option<Violation>,
+    pub trace_hash: u64,
+    /// Virtual time from the first fault to the last survivor holding authority on a
+    /// new view (or the last loser fencing), if a decision happened.
+    pub fault_to_decision: Option<Duration>,
+    /// Simulated node-seconds.
+    pub node_seconds: f64,
+}
+
+/// Options that change how a run behaves.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub sabotage: Option<Sabotage>,
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// Run one scenario and check its expectations.
+pub fn run(sc: &Scenario, opts: Options) -> Outcome {
+    let timers = Timers::default();
+    let seed_count = sc.seed.unwrap_or(sc.nodes as usize);
+    let mut w = World::new(sc.nodes, seed_count, sc.rng_seed, timers, opts.sabotage);
+    w.start_all();
+    w.run_for(ms(sc.warmup_ms));
+    let restarts_at_fault: Vec<u64> = (0..sc.nodes as usize).map(|i| w.restarts(i)).collect();
+    let seeded = (0..sc.nodes as usize).all(|i| w.authority(i));
+    if !seeded && w.violation().is_none() {
+        let now = w.now();
+        w.checker.fail_property(
+            "L1",
+            now,
+            Vec::new(),
+            format!("the cluster did not seed within {} ms", sc.warmup_ms),
+        );
+    }
+    let fault_at = w.now();
+    w.play(sc);
+    if w.violation().is_none() {
+        expect(&mut w, &sc.expect, fault_at, &restarts_at_fault);
+    }
+    finish(w, sc.name.clone(), fault_at)
+}
+
+fn finish(w: World, name: String, fault_at: Instant) -> Outcome {
+    let decision = decision_time(&w, fault_at);
+    let node_seconds = w.now().as_nanos() as f64 / 1e9 * w.nodes() as f64;
+    let mut violation = w.violation().cloned();
+    if let Some(v) = &mut violation {
+        v.trace = w.trace_tail().to_vec();
+    }
+    Outcome {
+        name,
+        violation,
+        trace_hash: w.trace_hash(),
+        fault_to_decision: decision,
+        node_seconds,
+    }
+}
+
+/// From the first fault to the last authority gain or self-fence that followed it.
+fn decision_time(w: &World, fault_at: Instant) -> Option<Duration> {
+    let first = w.first_fault()?;
+    let _ = fault_at;
+    w.events
+        .iter()
+        .filter(|(t, ..)| *t >= first)
+        .filter(|(_, _, _, e)| {
+            matches!(
+                e,
+                FenceEvent::ClientView { .. } | FenceEvent::SelfFence { .. }
+            )
+        })
+        .map(|(t, ..)| t.saturating_since(first))
+        .max()
+}
+
+fn expect(w: &mut World, e: &Expect, fault_at: Instant, restarts: &[u64]) {
+    let now = w.now();
+    let n = w.nodes() as usize;
+    if let Some(want) = &e.authority {
+        let holders: Vec<u8> = (0..n)
+            .filter(|i| w.authority(*i))
+            .map(|i| i as u8)
+            .collect();
+        if &holders != want {
+            w.checker.fail_property(
+                "expect",
+                now,
+                holders.iter().map(|x| *x as usize).collect(),
+                format!("authority held by {holders:?}, expected {want:?}"),
+            );
+            return;
+        }
+        let views: std::collections::BTreeSet<Vec<u8>> =
+            want.iter().map(|i| w.members(*i as usize)).collect();
+        if views.len() > 1 {
+            w.checker.fail_property(
+                "expect",
+                now,
+                Vec::new(),
+                format!("authority holders disagree: {views:?}"),
+            );
+            return;
+        }
+    }
+    for f in &e.fenced {
+        let i = *f as usize;
+        match w.fenced_incarnation(i, restarts[i]) {
+            None => {
+                w.checker.fail_property(
+                    "expect",
+                    now,
+                    vec![i],
+                    format!("n{i} did not fence itself"),
+                );
+                return;
+            }
+            Some(t) => {
+                if let Some(by) = e.by_ms {
+                    if t.saturating_since(fault_at) > ms(by) {
+                        let after = t.saturating_since(fault_at).as_millis();
+                        w.checker.fail_property(
+                            "expect",
+                            now,
+                            vec![i],
+                            format!("n{i} fenced after {after} ms, expected by {by} ms"),
+                        );
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    if e.no_fence
+        && w.events
+            .iter()
+            .any(|(_, _, _, ev)| matches!(ev, FenceEvent::SelfFence { .. }))
+    {
+        w.checker.fail_property(
+            "L2",
+            now,
+            Vec::new(),
+            "a node fenced itself in a drill that must fence nobody".into(),
+        );
+        return;
+    }
+    if e.no_view_change {
+        let changed = w.views_installed_since(fault_at);
+        if !changed.is_empty() {
+            w.checker.fail_property(
+                "L3",
+                now,
+                changed.keys().copied().collect(),
+                format!("views installed after the fault: {changed:?}"),
+            );
+        }
+    }
+}
+
+/// Which random faults a sweep may draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    Partition,
+    OneWay,
+    Cut,
+    LinkDown,
+    Flap,
+    Quality,
+    Stall,
+    Crash,
+    Skew,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 9] = [
+        FaultKind::Partition,
+        FaultKind::OneWay,
+        FaultKind::Cut,
+        FaultKind::LinkDown,
+        FaultKind::Flap,
+        FaultKind::Quality,
+        FaultKind::Stall,
+        FaultKind::Crash,
+        FaultKind::Skew,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Partition => "partition",
+            FaultKind::OneWay => "one-way",
+            FaultKind::Cut => "cut",
+            FaultKind::LinkDown => "link-down",
+            FaultKind::Flap => "flap",
+            FaultKind::Quality => "quality",
+            FaultKind::Stall => "stall",
+            FaultKind::Crash => "crash",
+            FaultKind::Skew => "skew",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// A random scenario for `seed`: `nodes` in the range, 1 to 5 random faults, then a
+/// heal, a restart of every node that fenced or crashed, and time to recover. Its
+/// expectation is L1: afterwards every node holds authority on one view of all.
+pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scenario {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_5eed);
+    let n = rng.gen_range(nodes.0..=nodes.1.max(nodes.0));
+    let mut steps = Vec::new();
+    let mut at = 0u64;
+    let count = rng.gen_range(1..=5);
+    let node = |rng: &mut StdRng| rng.gen_range(0..n);
+    for _ in 0..count {
+        let kind = kinds[rng
+            .gen_range(0..kinds.len().max(1))
+            .min(kinds.len().saturating_sub(1))];
+        let fault = match kind {
+            FaultKind::Partition => {
+                let mut sides = vec![Vec::new(), Vec::new(), Vec::new()];
+                let k = rng.gen_range(2..=3);
+                for i in 0..n {
+                    sides[rng.gen_range(0..k)].push(i);
+                }
+                sides.retain(|s| !s.is_empty());
+                Fault::Partition { sides }
+            }
+            FaultKind::OneWay => Fault::OneWay {
+                from: vec![node(&mut rng)],
+                to: (0..n).filter(|_| rng.gen_bool(0.6)).collect(),
+            },
+            FaultKind::Cut => {
+                let a = node(&mut rng);
+                let b = (a + rng.gen_range(1..n)) % n;
+                Fault::Cut { a, b }
+            }
+            FaultKind::LinkDown => Fault::LinkDown {
+                node: node(&mut rng),
+                link: rng.gen_range(0..LINKS),
+            },
+            FaultKind::Flap => Fault::Flap {
+                node: node(&mut rng),
+                link: rng.gen_range(0..LINKS),
+                period_ms: rng.gen_range(5..60),
+                count: rng.gen_range(1..6),
+            },
+            FaultKind::Quality => Fault::LinkQuality {
+                link: rng.gen_range(0..LINKS),
+                loss: rng.gen_range(0.0..0.3),
+                delay_ms: rng.gen_range(0.0..3.0),
+                jitter_ms: rng.gen_range(0.0..3.0),
+                duplicate: rng.gen_range(0.0..0.2),
+                reorder: rng.gen_range(0.0..0.2),
+                reorder_ms: rng.gen_range(0.0..5.0),
+            },
+            FaultKind::Stall => Fault::Stall {
+                node: node(&mut rng),
+                for_ms: rng.gen_range(10..1000),
+            },
+            FaultKind::Crash => Fault::Crash {
+                node: node(&mut rng),
+            },
+            FaultKind::Skew => Fault::ClockSkew {
+                node: node(&mut rng),
+                ppm: rng.gen_range(-1000..=1000),
+            },
+        };
+        steps.push(Step { at_ms: at, fault });
+        at += rng.gen_range(0..300);
+    }
+    // Repair everything, then restart whoever is down, as a supervisor would.
+    steps.push(Step {
+        at_ms: at + 200,
+        fault: Fault::Heal,
+    });
+    for l in 0..LINKS {
+        steps.push(Step {
+            at_ms: at + 200,
+            fault: Fault::LinkQuality {
+                link: l,
+                loss: 0.0,
+                delay_ms: 0.0,
+                jitter_ms: 0.0,
+                duplicate: 0.0,
+                reorder: 0.0,
+                reorder_ms: 0.0,
+            },
+        });
+        for i in 0..n {
+            steps.push(Step {
+                at_ms: at + 200,
+                fault: Fault::LinkUp { node: i, link: l },
+            });
+        }
+    }
+    Scenario {
+        name: format!("random-{seed}"),
+        description: String::new(),
+        nodes: n,
+        seed: None,
+        rng_seed: seed,
+        warmup_ms: 1000,
+        run_ms: 600,
+        steps,
+        expect: Expect::default(),
+    }
+}
+
+/// Run a random scenario: its faults, then the repair phase with L1 checked: every
+/// node restarted where needed, and every node holding authority on one view of all
+/// within a bounded time.
+pub fn run_random(seed: u64, nodes: (u8, u8), kinds: &[FaultKind], opts: Options) -> Outcome {
+    let sc = random_scenario(seed, nodes, kinds);
+    let timers = Timers::default();
+    let mut w = World::new(
+        sc.nodes,
+        sc.nodes as usize,
+        sc.rng_seed,
+        timers,
+        opts.sabotage,
+    );
+    w.start_all();
+    w.run_for(ms(sc.warmup_ms));
+    let fault_at = w.now();
+    w.play(&sc);
+    if w.violation().is_none() {
+        for i in 0..sc.nodes as usize {
+            if !w.running(i) {
+                w.apply(&Fault::Restart { node: i as u8 });
+            }
+        }
+        // L1: detection + race + settle + join, with room for the stalls to end.
+        let bound = timers.peer_inactive * 40;
+        let t0 = w.now();
+        let all: Vec<u8> = (0..sc.nodes).collect();
+        loop {
+            w.run_for(timers.heartbeat * 5);
+            if w.violation().is_some() {
+                break;
+            }
+            // A node that fenced late (a long stall ending) is restarted too.
+            for i in 0..sc.nodes as usize {
+                if !w.running(i) {
+                    w.apply(&Fault::Restart { node: i as u8 });
+                }
+            }
+            let ok = (0..sc.nodes as usize).all(|i| w.authority(i) && w.members(i) == all);
+            if ok {
+                break;
+            }
+            if w.now().saturating_since(t0) > bound {
+                let now = w.now();
+                let lacking: Vec<usize> = (0..sc.nodes as usize)
+                    .filter(|i| !w.authority(*i) || w.members(*i) != all)
+                    .collect();
+                w.checker.fail_property(
+                    "L1",
+                    now,
+                    lacking,
+                    format!(
+                        "the healed cluster did not hold authority on one view of all within {} ms",
+                        bound.as_millis()
+                    ),
+                );
+                break;
+            }
+        }
+    }
+    finish(w, sc.name, fault_at)
+}
+
+/// p50 and p99 of durations (nearest rank).
+pub fn percentiles(mut v: Vec<Duration>) -> Option<(Duration, Duration)> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort();
+    let at = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    Some((at(0.50), at(0.99)))
+}

@@ -1,0 +1,642 @@
+//! The simulated world: nodes running the real `Node`, one virtual network per link
+//! carrying the real encoded frames, virtual time, faults, and the checker.
+
+use crate::check::{Checker, Violation};
+use crate::fault::{Fault, Scenario};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use vigil::node::{Node, Output};
+use vigil_fence::{FenceConfig, FenceEvent, Sabotage};
+use vigil_llt::types::{ClusterId, Generation, Incarnation, Instant, LinkId, NodeId};
+use vigil_llt::{LinkPriority, LinkSpec, LltConfig};
+
+/// Links per simulated node.
+pub const LINKS: u8 = 2;
+/// Bound on frames in flight (a runaway is a bug, not a reason to eat memory).
+const MAX_FLIGHTS: usize = 1 << 20;
+/// Bound on trace lines kept for a violation report.
+const TRACE_TAIL: usize = 40;
+
+/// The timers the simulator runs with (the fast profile).
+#[derive(Clone, Copy, Debug)]
+pub struct Timers {
+    pub heartbeat: Duration,
+    pub peer_trouble: Duration,
+    pub peer_inactive: Duration,
+    pub race_timeout: Duration,
+    pub lease: Duration,
+    pub max_drift_ppm: u32,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            heartbeat: Duration::from_millis(10),
+            peer_trouble: Duration::from_millis(40),
+            peer_inactive: Duration::from_millis(80),
+            race_timeout: Duration::from_millis(60),
+            lease: Duration::from_millis(40),
+            max_drift_ppm: 1000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct LinkQuality {
+    loss: f64,
+    delay: Duration,
+    jitter: Duration,
+    duplicate: f64,
+    reorder: f64,
+    reorder_delay: Duration,
+}
+
+struct Flight {
+    due: Instant,
+    seq: u64,
+    to: usize,
+    link: LinkId,
+    bytes: Vec<u8>,
+}
+
+/// One node slot: the running node, its durable state and its clock.
+struct Slot {
+    node: Option<Node>,
+    persisted: Generation,
+    restarts: u64,
+    frozen_until: Option<Instant>,
+    backlog: Vec<Flight>,
+    /// Clock rate error, parts per million.
+    skew_ppm: i32,
+    /// Global instant at which the local clock read `local_base`.
+    clock_base: (Instant, Instant),
+}
+
+impl Slot {
+    fn local(&self, global: Instant) -> Instant {
+        let (g0, l0) = self.clock_base;
+        let d = global.as_nanos().saturating_sub(g0.as_nanos()) as i128;
+        let l = l0.as_nanos() as i128 + d + d * self.skew_ppm as i128 / 1_000_000;
+        Instant::from_nanos(l.max(0) as u64)
+    }
+    fn global(&self, local: Instant) -> Instant {
+        let (g0, l0) = self.clock_base;
+        let d = local.as_nanos() as i128 - l0.as_nanos() as i128;
+        let g = d * 1_000_000 / (1_000_000 + self.skew_ppm as i128);
+        // Round up so that local(global(t)) >= t.
+        Instant::from_nanos((g0.as_nanos() as i128 + g + 1).max(0) as u64)
+    }
+}
+
+/// The simulated cluster.
+pub struct World {
+    pub timers: Timers,
+    n: u8,
+    seed_count: usize,
+    sabotage: Option<Sabotage>,
+    now: Instant,
+    rng: StdRng,
+    slots: Vec<Slot>,
+    cut: BTreeSet<(usize, usize)>,
+    link_down: BTreeSet<(usize, u8)>,
+    quality: Vec<LinkQuality>,
+    flights: Vec<Flight>,
+    flight_seq: u64,
+    pub checker: Checker,
+    trace: Vec<String>,
+    trace_hash: u64,
+    /// Fence events: (global time, node, restart count, event).
+    pub events: Vec<(Instant, usize, u64, FenceEvent)>,
+    first_fault: Option<Instant>,
+    /// Pending flap toggles: (when, node, link, goes down).
+    flaps: Vec<(Instant, usize, u8, bool)>,
+}
+
+fn fnv(hash: u64, bytes: &[u8]) -> u64 {
+    let mut h = hash;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+impl World {
+    pub fn new(
+        n: u8,
+        seed_count: usize,
+        rng_seed: u64,
+        timers: Timers,
+        sabotage: Option<Sabotage>,
+    ) -> World {
+        let mut w = World {
+            timers,
+            n,
+            seed_count,
+            sabotage,
+            now: Instant::ZERO,
+            rng: StdRng::seed_from_u64(rng_seed),
+            slots: Vec::new(),
+            cut: BTreeSet::new(),
+            link_down: BTreeSet::new(),
+            quality: vec![LinkQuality::default(); LINKS as usize],
+            flights: Vec::new(),
+            flight_seq: 0,
+            checker: Checker::new(n, timers.lease, timers.max_drift_ppm),
+            trace: Vec::new(),
+            trace_hash: 0xcbf2_9ce4_8422_2325,
+            events: Vec::new(),
+            first_fault: None,
+            flaps: Vec::new(),
+        };
+        for _ in 0..n {
+            w.slots.push(Slot {
+                node: None,
+                persisted: Generation(0),
+                restarts: 0,
+                frozen_until: None,
+                backlog: Vec::new(),
+                skew_ppm: 0,
+                clock_base: (Instant::ZERO, Instant::ZERO),
+            });
+        }
+        w
+    }
+
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    pub fn nodes(&self) -> u8 {
+        self.n
+    }
+
+    /// FNV-1a over every trace line so far: equal for equal seeds and code.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace_hash
+    }
+
+    /// The last trace lines, for a violation report.
+    pub fn trace_tail(&self) -> &[String] {
+        &self.trace
+    }
+
+    pub fn first_fault(&self) -> Option<Instant> {
+        self.first_fault
+    }
+
+    fn log(&mut self, line: String) {
+        let stamped = format!("{:>10.3}ms {line}", self.now.as_nanos() as f64 / 1e6);
+        self.trace_hash = fnv(self.trace_hash, stamped.as_bytes());
+        self.trace_hash = fnv(self.trace_hash, b"\n");
+        if self.trace.len() >= TRACE_TAIL {
+            self.trace.remove(0);
+        }
+        self.trace.push(stamped);
+    }
+
+    fn llt_config(&self) -> LltConfig {
+        let links = (0..LINKS)
+            .map(|i| LinkSpec {
+                name: format!("l{i}"),
+                priority: LinkPriority::High,
+                broadcast: false,
+            })
+            .collect();
+        let t = self.timers;
+        let mut c =
+            LltConfig::with_defaults(ClusterId(1), (0..self.n).map(NodeId).collect(), links);
+        c.heartbeat = t.heartbeat;
+        c.heartbeat_lowpri = t.heartbeat * 2;
+        c.peer_trouble = t.peer_trouble;
+        c.peer_inactive = t.peer_inactive;
+        c.link_up_count = 3;
+        c.listen_window = t.heartbeat * 3;
+        c
+    }
+
+    fn fence_config(&self) -> FenceConfig {
+        let t = self.timers;
+        FenceConfig {
+            nodes: (0..self.n).map(NodeId).collect(),
+            seed: self.seed_count,
+            race_timeout: t.race_timeout,
+            lease: t.lease,
+            max_drift_ppm: t.max_drift_ppm,
+            heartbeat: t.heartbeat,
+            peer_inactive: t.peer_inactive,
+            self_fence: true,
+            sabotage: self.sabotage,
+        }
+    }
+
+    /// Start (or restart as a new incarnation, state file kept) node `i`.
+    pub fn start(&mut self, i: usize) {
+        let llt = self.llt_config();
+        let fence = self.fence_config();
+        let now = self.now;
+        let s = &mut self.slots[i];
+        s.restarts += 1;
+        s.frozen_until = None;
+        s.backlog.clear();
+        let local = s.local(now);
+        let inc = Incarnation(((i as u64 + 1) << 40) | s.restarts);
+        match Node::new(
+            llt,
+            fence,
+            NodeId(i as u8),
+            inc,
+            local,
+            i as u64,
+            s.persisted,
+        ) {
+            Ok(node) => s.node = Some(node),
+            Err(e) => panic!("simulated node {i} refused its config: {e}"),
+        }
+        let r = s.restarts;
+        self.log(format!("n{i} start (incarnation {r})"));
+        self.drain(i);
+    }
+
+    pub fn start_all(&mut self) {
+        for i in 0..self.n as usize {
+            self.start(i);
+        }
+    }
+
+    pub fn node(&self, i: usize) -> Option<&Node> {
+        self.slots[i].node.as_ref()
+    }
+
+    /// Running and not fenced.
+    pub fn running(&self, i: usize) -> bool {
+        self.slots[i].node.as_ref().is_some_and(|n| !n.fenced())
+    }
+
+    pub fn restarts(&self, i: usize) -> u64 {
+        self.slots[i].restarts
+    }
+
+    /// Whether node `i` holds authority now (by its own clock).
+    pub fn authority(&self, i: usize) -> bool {
+        let s = &self.slots[i];
+        s.node
+            .as_ref()
+            .is_some_and(|n| n.authority_at(s.local(self.now)))
+    }
+
+    /// Apply one fault now.
+    pub fn apply(&mut self, fault: &Fault) {
+        self.first_fault.get_or_insert(self.now);
+        self.log(format!("fault {fault:?}"));
+        let ids = |v: &[u8]| -> Vec<usize> { v.iter().map(|x| *x as usize).collect() };
+        match fault {
+            Fault::Partition { sides } => {
+                self.cut.clear();
+                for (a, sa) in sides.iter().enumerate() {
+                    for (b, sb) in sides.iter().enumerate() {
+                        if a != b {
+                            for x in ids(sa) {
+                                for y in ids(sb) {
+                                    self.cut.insert((x, y));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Fault::OneWay { from, to } => {
+                for x in ids(from) {
+                    for y in ids(to) {
+                        if x != y {
+                            self.cut.insert((x, y));
+                        }
+                    }
+                }
+            }
+            Fault::Cut { a, b } => {
+                self.cut.insert((*a as usize, *b as usize));
+                self.cut.insert((*b as usize, *a as usize));
+            }
+            Fault::Heal => self.cut.clear(),
+            Fault::LinkDown { node, link } => {
+                self.link_down.insert((*node as usize, *link));
+            }
+            Fault::LinkUp { node, link } => {
+                self.link_down.remove(&(*node as usize, *link));
+            }
+            Fault::Flap {
+                node,
+                link,
+                period_ms,
+                count,
+            } => {
+                let period = Duration::from_millis(*period_ms);
+                for k in 0..*count {
+                    let t = self.now + period * (2 * k);
+                    self.flaps.push((t, *node as usize, *link, true));
+                    self.flaps.push((t + period, *node as usize, *link, false));
+                }
+            }
+            Fault::LinkQuality {
+                link,
+                loss,
+                delay_ms,
+                jitter_ms,
+                duplicate,
+                reorder,
+                reorder_ms,
+            } => {
+                if let Some(q) = self.quality.get_mut(*link as usize) {
+                    *q = LinkQuality {
+                        loss: *loss,
+                        delay: Duration::from_secs_f64(delay_ms.max(0.0) / 1e3),
+                        jitter: Duration::from_secs_f64(jitter_ms.max(0.0) / 1e3),
+                        duplicate: *duplicate,
+                        reorder: *reorder,
+                        reorder_delay: Duration::from_secs_f64(reorder_ms.max(0.0) / 1e3),
+                    };
+                }
+            }
+            Fault::Stall { node, for_ms } => {
+                let s = &mut self.slots[*node as usize];
+                if s.node.is_some() {
+                    s.frozen_until = Some(self.now + Duration::from_millis(*for_ms));
+                }
+            }
+            Fault::Crash { node } => {
+                self.slots[*node as usize].node = None;
+            }
+            Fault::Restart { node } => self.start(*node as usize),
+            Fault::ClockSkew { node, ppm } => {
+                let now = self.now;
+                let s = &mut self.slots[*node as usize];
+                let local = s.local(now);
+                s.clock_base = (now, local);
+                s.skew_ppm = *ppm;
+            }
+        }
+    }
+
+    fn send_frame(&mut self, from: usize, to: usize, link: LinkId, bytes: Vec<u8>) {
+        if self.cut.contains(&(from, to))
+            || self.link_down.contains(&(from, link.0))
+            || self.link_down.contains(&(to, link.0))
+            || self.flights.len() >= MAX_FLIGHTS
+        {
+            return;
+        }
+        let q = self.quality.get(link.index()).copied().unwrap_or_default();
+        if q.loss > 0.0 && self.rng.gen_bool(q.loss.clamp(0.0, 1.0)) {
+            return;
+        }
+        let copies = if q.duplicate > 0.0 && self.rng.gen_bool(q.duplicate.clamp(0.0, 1.0)) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let mut delay = Duration::from_micros(100) + q.delay;
+            if !q.jitter.is_zero() {
+                delay += q.jitter.mul_f64(self.rng.gen_range(0.0..1.0));
+            }
+            if q.reorder > 0.0 && self.rng.gen_bool(q.reorder.clamp(0.0, 1.0)) {
+                delay += q.reorder_delay;
+            }
+            self.flight_seq += 1;
+            self.flights.push(Flight {
+                due: self.now + delay,
+                seq: self.flight_seq,
+                to,
+                link,
+                bytes: bytes.clone(),
+            });
+        }
+    }
+
+    fn drain(&mut self, i: usize) {
+        let restarts = self.slots[i].restarts;
+        let mut outs = Vec::new();
+        if let Some(node) = self.slots[i].node.as_mut() {
+            while let Some(o) = node.poll_output() {
+                outs.push(o);
+            }
+        }
+        for o in outs {
+            match o {
+                Output::Transmit(t) => {
+                    let to: Vec<usize> = match t.to {
+                        Some(p) => vec![p.index()],
+                        None => (0..self.n as usize).filter(|j| *j != i).collect(),
+                    };
+                    for j in to {
+                        self.send_frame(i, j, t.link, t.bytes.clone());
+                    }
+                }
+                Output::Persist(g) => {
+                    self.slots[i].persisted = self.slots[i].persisted.max(g);
+                }
+                Output::Fence(e) => {
+                    self.log(format!("n{i} {e:?}"));
+                    if let FenceEvent::ViewInstalled { view } = &e {
+                        self.checker.installed(self.now, i, view);
+                    }
+                    self.events.push((self.now, i, restarts, e));
+                }
+                Output::Llt(e) => self.log(format!("n{i} {e:?}")),
+                Output::Deliver(_) => {}
+            }
+        }
+    }
+
+    fn check(&mut self) {
+        let holders: Vec<(usize, vigil_membership::View)> = (0..self.n as usize)
+            .filter(|i| self.authority(*i))
+            .filter_map(|i| {
+                self.slots[i]
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.view().cloned())
+                    .map(|v| (i, v))
+            })
+            .collect();
+        self.checker.check(self.now, &holders);
+    }
+
+    /// Run until `until` (global virtual time), event by event.
+    pub fn run_until(&mut self, until: Instant) {
+        let mut same = 0u32;
+        let mut last = self.now;
+        loop {
+            if self.checker.violation().is_some() {
+                return;
+            }
+            if self.now == last {
+                same += 1;
+                if same > 200_000 {
+                    self.checker.report_livelock(self.now);
+                    return;
+                }
+            } else {
+                same = 0;
+                last = self.now;
+            }
+            for i in 0..self.n as usize {
+                self.drain(i);
+            }
+            self.check();
+            let mut next: Option<Instant> = self.flights.iter().map(|f| f.due).min();
+            let mut take = |t: Instant| next = Some(next.map_or(t, |x: Instant| x.min(t)));
+            for (t, ..) in &self.flaps {
+                take(*t);
+            }
+            for s in &self.slots {
+                let Some(node) = &s.node else { continue };
+                match s.frozen_until {
+                    Some(t) if self.now < t => take(t),
+                    _ => {
+                        if let Some(l) = node.poll_timeout() {
+                            take(s.global(l).max(self.now));
+                        }
+                    }
+                }
+            }
+            let Some(next) = next.filter(|t| *t <= until) else {
+                self.now = until;
+                self.check();
+                return;
+            };
+            self.now = self.now.max(next);
+            let now = self.now;
+            // Flaps due.
+            let (due_flaps, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flaps)
+                .into_iter()
+                .partition(|f| f.0 <= now);
+            self.flaps = rest;
+            for (_, node, link, down) in due_flaps {
+                if down {
+                    self.link_down.insert((node, link));
+                } else {
+                    self.link_down.remove(&(node, link));
+                }
+                self.log(format!(
+                    "flap n{node} l{link} {}",
+                    if down { "down" } else { "up" }
+                ));
+            }
+            // Thaw: everything missed at once, then the timers.
+            for i in 0..self.n as usize {
+                if self.slots[i].frozen_until.is_some_and(|t| now >= t) {
+                    self.slots[i].frozen_until = None;
+                    self.log(format!("n{i} thaws"));
+                    let mut backlog = std::mem::take(&mut self.slots[i].backlog);
+                    backlog.sort_by_key(|f| (f.due, f.seq));
+                    let local = self.slots[i].local(now);
+                    if let Some(node) = self.slots[i].node.as_mut() {
+                        for f in backlog {
+                            node.handle_frame(local, f.link, None, &f.bytes);
+                        }
+                        node.handle_timeout(local);
+                    }
+                    self.drain(i);
+                }
+            }
+            let mut due: Vec<Flight> = Vec::new();
+            let mut keep: Vec<Flight> = Vec::new();
+            for f in std::mem::take(&mut self.flights) {
+                if f.due <= now {
+                    due.push(f);
+                } else {
+                    keep.push(f);
+                }
+            }
+            self.flights = keep;
+            due.sort_by_key(|f| (f.due, f.seq));
+            for f in due {
+                let to = f.to;
+                if self.slots[to].frozen_until.is_some_and(|t| now < t) {
+                    self.slots[to].backlog.push(f);
+                    continue;
+                }
+                let local = self.slots[to].local(now);
+                if let Some(node) = self.slots[to].node.as_mut() {
+                    node.handle_frame(local, f.link, None, &f.bytes);
+                }
+                self.drain(to);
+            }
+            for i in 0..self.n as usize {
+                let s = &self.slots[i];
+                if s.frozen_until.is_some_and(|t| now < t) {
+                    continue;
+                }
+                let local = s.local(now);
+                let due = s
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.poll_timeout())
+                    .is_some_and(|t| t <= local);
+                if due {
+                    if let Some(node) = self.slots[i].node.as_mut() {
+                        node.handle_timeout(local);
+                    }
+                    self.drain(i);
+                }
+            }
+        }
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        let t = self.now + d;
+        self.run_until(t);
+    }
+
+    /// Members of node `i`'s client view.
+    pub fn members(&self, i: usize) -> Vec<u8> {
+        self.node(i)
+            .and_then(|n| n.view())
+            .map(|v| v.members.iter().map(|m| m.id.0).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether node `i`, in the incarnation it had at `restarts`, fenced itself.
+    pub fn fenced_incarnation(&self, i: usize, restarts: u64) -> Option<Instant> {
+        self.events.iter().find_map(|(t, n, r, e)| {
+            (*n == i && *r == restarts && matches!(e, FenceEvent::SelfFence { .. })).then_some(*t)
+        })
+    }
+
+    pub fn violation(&self) -> Option<&Violation> {
+        self.checker.violation()
+    }
+
+    /// Views installed after `since`, by node.
+    pub fn views_installed_since(&self, since: Instant) -> BTreeMap<usize, Vec<Generation>> {
+        let mut m: BTreeMap<usize, Vec<Generation>> = BTreeMap::new();
+        for (t, n, _, e) in &self.events {
+            if let FenceEvent::ViewInstalled { view } = e {
+                if *t >= since {
+                    m.entry(*n).or_default().push(view.generation);
+                }
+            }
+        }
+        m
+    }
+
+    /// Apply the scenario's steps in order, then run `run_ms` more.
+    pub fn play(&mut self, sc: &Scenario) {
+        let start = self.now;
+        let mut steps = sc.steps.clone();
+        steps.sort_by_key(|s| s.at_ms);
+        for step in &steps {
+            let at = start + Duration::from_millis(step.at_ms);
+            self.run_until(at);
+            if self.violation().is_some() {
+                return;
+            }
+            self.apply(&step.fault);
+        }
+        self.run_for(Duration::from_millis(sc.run_ms));
+    }
+}
