@@ -128,6 +128,19 @@ impl Node {
         self.pump(now);
     }
 
+    /// A health probe of this node failed (a custom probe of an embedder, or the
+    /// daemon's probes): the node stops being a member by leaving gracefully, so the
+    /// others take over. [`FenceEvent::Left`] follows once a view without it is
+    /// decided.
+    pub fn report_unhealthy(&mut self, now: Instant) {
+        self.leave(now);
+    }
+
+    /// Whether this node left the cluster (graceful stop or failed health).
+    pub fn left(&self) -> bool {
+        self.fence.left()
+    }
+
     /// Register on a client port (`c`..=`z`; `a` and `b` are always there). The
     /// port's membership changes through a view change, like a join.
     pub fn register_port(&mut self, now: Instant, port: Port) -> bool {

@@ -238,6 +238,11 @@ impl Fence {
         self.fenced.is_some()
     }
 
+    /// Left the cluster gracefully (after [`Fence::leave`]).
+    pub fn left(&self) -> bool {
+        self.left
+    }
+
     pub fn installed(&self) -> Option<&View> {
         self.installed.as_ref()
     }

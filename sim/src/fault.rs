@@ -52,6 +52,8 @@ pub enum Fault {
     Restart { node: u8 },
     /// The node's clock runs `ppm` parts per million fast (or slow, negative).
     ClockSkew { node: u8, ppm: i32 },
+    /// A health probe of the node fails (the half-dead node): it leaves.
+    ProbeFail { node: u8 },
 }
 
 /// A fault at a virtual time (ms after the cluster was started).
@@ -79,6 +81,9 @@ pub struct Expect {
     /// No node fences itself at all.
     #[serde(default)]
     pub no_fence: bool,
+    /// These nodes left the cluster gracefully.
+    #[serde(default)]
+    pub left: Vec<u8>,
 }
 
 /// A drill: a cluster, its faults, and the expected outcome.
@@ -108,7 +113,7 @@ pub struct Scenario {
 }
 
 fn default_warmup() -> u64 {
-    1000
+    600
 }
 fn default_settle() -> u64 {
     2000

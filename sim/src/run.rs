@@ -149,6 +149,17 @@ fn expect(w: &mut World, e: &Expect, fault_at: Instant, restarts: &[u64]) {
             }
         }
     }
+    for l in &e.left {
+        let i = *l as usize;
+        let gone = w.events.iter().any(|(_, n, r, ev)| {
+            *n == i && *r == restarts[i] && matches!(ev, FenceEvent::Left { .. })
+        });
+        if !gone {
+            w.checker
+                .fail_property("expect", now, vec![i], format!("n{i} did not leave"));
+            return;
+        }
+    }
     if e.no_fence
         && w.events
             .iter()
@@ -187,10 +198,11 @@ pub enum FaultKind {
     Stall,
     Crash,
     Skew,
+    Probe,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Partition,
         FaultKind::OneWay,
         FaultKind::Cut,
@@ -200,6 +212,7 @@ impl FaultKind {
         FaultKind::Stall,
         FaultKind::Crash,
         FaultKind::Skew,
+        FaultKind::Probe,
     ];
 
     pub fn name(self) -> &'static str {
@@ -213,6 +226,7 @@ impl FaultKind {
             FaultKind::Stall => "stall",
             FaultKind::Crash => "crash",
             FaultKind::Skew => "skew",
+            FaultKind::Probe => "probe",
         }
     }
 
@@ -284,6 +298,9 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
                 node: node(&mut rng),
                 ppm: rng.gen_range(-1000..=1000),
             },
+            FaultKind::Probe => Fault::ProbeFail {
+                node: node(&mut rng),
+            },
         };
         steps.push(Step { at_ms: at, fault });
         at += rng.gen_range(0..300);
@@ -319,7 +336,7 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
         nodes: n,
         seed: None,
         rng_seed: seed,
-        warmup_ms: 1000,
+        warmup_ms: 400,
         run_ms: 600,
         steps,
         expect: Expect::default(),

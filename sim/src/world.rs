@@ -270,9 +270,12 @@ impl World {
         self.slots[i].node.as_ref()
     }
 
-    /// Running and not fenced.
+    /// Running, not fenced and not gone.
     pub fn running(&self, i: usize) -> bool {
-        self.slots[i].node.as_ref().is_some_and(|n| !n.fenced())
+        self.slots[i]
+            .node
+            .as_ref()
+            .is_some_and(|n| !n.fenced() && !n.left())
     }
 
     pub fn restarts(&self, i: usize) -> u64 {
@@ -370,6 +373,14 @@ impl World {
                 self.slots[*node as usize].node = None;
             }
             Fault::Restart { node } => self.start(*node as usize),
+            Fault::ProbeFail { node } => {
+                let i = *node as usize;
+                let local = self.slots[i].local(self.now);
+                if let Some(n) = self.slots[i].node.as_mut() {
+                    n.report_unhealthy(local);
+                }
+                self.drain(i);
+            }
             Fault::ClockSkew { node, ppm } => {
                 let now = self.now;
                 let s = &mut self.slots[*node as usize];
