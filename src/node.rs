@@ -45,6 +45,10 @@ pub struct Node {
     fence: Fence,
     ports: PortMask,
     outputs: VecDeque<Output>,
+    /// Fingerprint of the peer facts the fence core last stepped on.
+    peer_print: u64,
+    /// The fence core has not stepped since an input that bypasses the fingerprint.
+    fresh: bool,
 }
 
 impl Node {
@@ -66,6 +70,8 @@ impl Node {
             fence,
             ports: 0,
             outputs: VecDeque::new(),
+            peer_print: 0,
+            fresh: true,
         };
         node.pump(now);
         Ok(node)
@@ -235,6 +241,7 @@ impl Node {
                 }
                 return;
             }
+            let mut news = false;
             while let Some(o) = self.llt.poll_output() {
                 moved = true;
                 match o {
@@ -244,6 +251,7 @@ impl Node {
                     vigil_llt::Output::Deliver(d) => self.push(Output::Deliver(d)),
                     vigil_llt::Output::Transmit(t) => self.push(Output::Transmit(t)),
                     vigil_llt::Output::Event(e) => {
+                        news = true;
                         self.push(Output::Llt(e));
                     }
                 }
@@ -266,13 +274,32 @@ impl Node {
                     })
                 })
                 .collect();
+            // What the fence core decides on: peers up, their incarnations and
+            // generations. Plain heartbeats that change none of it (only refresh
+            // lease confirmations, read at the core's next timer) need no step.
+            let mut print: u64 = 0xcbf2_9ce4_8422_2325;
+            for (id, p) in &peers {
+                for v in [
+                    u64::from(id.0),
+                    u64::from(p.up),
+                    p.incarnation.map_or(0, |i| i.0),
+                    p.generation.0,
+                ] {
+                    print = (print ^ v).wrapping_mul(0x100_0000_01b3);
+                }
+            }
             self.fence.observe(peers);
             if !self.llt.running() {
                 // Still listening for a duplicate node ID (or refused): no
                 // membership decisions before the transport may speak.
                 break;
             }
-            self.fence.handle_timeout(now);
+            let due = self.fence.poll_timeout().is_some_and(|t| t <= now);
+            if news || due || print != self.peer_print || self.fresh {
+                self.peer_print = print;
+                self.fresh = false;
+                self.fence.handle_timeout(now);
+            }
             while let Some(f) = self.fence.poll_output() {
                 moved = true;
                 match f {

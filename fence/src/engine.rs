@@ -152,6 +152,7 @@ pub struct Fence {
     last_race: Option<RaceRecord>,
     last_reach: Option<(Instant, NodeSet, PortMask, Generation)>,
     last_join: Option<Instant>,
+    last_leave: Option<Instant>,
     catchup: BTreeMap<NodeId, Instant>,
     loopback: VecDeque<(NodeId, Msg)>,
     outputs: VecDeque<FenceOutput>,
@@ -204,6 +205,7 @@ impl Fence {
             last_race: None,
             last_reach: None,
             last_join: None,
+            last_leave: None,
             catchup: BTreeMap::new(),
             loopback: VecDeque::new(),
             outputs: VecDeque::new(),
@@ -231,7 +233,10 @@ impl Fence {
     /// Whether the node holds authority at `now`: it held it at its last step and
     /// its lease has not lapsed since.
     pub fn authority_at(&self, now: Instant) -> bool {
-        self.authority && self.lease_until.is_some_and(|l| now < l)
+        self.authority
+            && self.fenced.is_none()
+            && !self.left
+            && self.lease_until.is_some_and(|l| now < l)
     }
 
     pub fn fenced(&self) -> bool {
@@ -260,16 +265,21 @@ impl Fence {
         if self.fenced.is_some() || self.left {
             return NodeSet::EMPTY;
         }
-        let accepted = self.accepted.as_ref().map(|(_, a)| a.node_set());
-        v.node_set()
+        let accepted = self.accepted.as_ref().map(|(_, a)| a.clone());
+        v.members
             .iter()
-            .filter(|p| *p != self.me)
-            .filter(|p| {
+            .filter(|m| m.id != self.me)
+            .filter(|m| {
                 self.peers
-                    .get(p)
-                    .is_some_and(|i| i.generation == v.generation)
+                    .get(&m.id)
+                    .is_some_and(|i| i.incarnation == Some(m.incarnation))
             })
-            .filter(|p| accepted.is_none_or(|a| a.contains(*p)))
+            .filter(|m| {
+                accepted
+                    .as_ref()
+                    .is_none_or(|a| a.contains(m.id, m.incarnation))
+            })
+            .map(|m| m.id)
             .collect()
     }
 
@@ -379,11 +389,25 @@ impl Fence {
             self.event(FenceEvent::Left { generation: g });
             return;
         }
-        let members: Vec<NodeId> = self.up_members();
-        for p in members {
+        self.step(now);
+    }
+
+    /// While leaving, tell the members every heartbeat until a view without us is
+    /// decided (a single message may be lost).
+    fn send_leave(&mut self, now: Instant) {
+        if !self.leave_requested || !self.is_member() {
+            return;
+        }
+        if self
+            .last_leave
+            .is_some_and(|t| now < t + self.cfg.heartbeat)
+        {
+            return;
+        }
+        self.last_leave = Some(now);
+        for p in self.up_members() {
             self.send(p, Msg::Leave);
         }
-        self.step(now);
     }
 
     /// Register the local node on the ports in `mask` (bit 0 = `a`).
@@ -438,6 +462,9 @@ impl Fence {
         if let Some((t, ..)) = self.last_reach {
             take(t + hb * 4);
         }
+        if let (true, Some(t)) = (self.leave_requested, self.last_leave) {
+            take(t + hb);
+        }
         if self.installed.is_none() {
             let seeded_peer = self.peers.values().any(|i| i.up && i.generation.0 > 0);
             if seeded_peer {
@@ -477,13 +504,20 @@ impl Fence {
             return;
         }
         self.send_reach(now);
+        self.send_leave(now);
         self.catch_up(now);
         if self.installed.is_none() {
             self.unseeded_step(now);
         } else {
             self.member_step(now);
         }
+        if self.fenced.is_some() || self.left {
+            return;
+        }
         self.race_step(now);
+        if self.fenced.is_some() || self.left {
+            return;
+        }
         if !self.loopback.is_empty() {
             // Our own promise or accept: handle it now rather than at the next input.
             let again: Vec<(NodeId, Msg)> = self.loopback.drain(..).collect();
@@ -611,7 +645,7 @@ impl Fence {
         let hold = self.cfg.peer_inactive;
         let now = self.now;
         let me = self.me;
-        let reach = |x: NodeId| -> NodeSet {
+        let reach_of = |x: NodeId| -> NodeSet {
             if x == me {
                 return up;
             }
@@ -627,6 +661,12 @@ impl Fence {
                 (None, false) => [x, me].into_iter().collect(),
             }
         };
+        // Once per candidate, not once per pair.
+        let mut table = [NodeSet::EMPTY; 64];
+        for c in candidates {
+            table[c.id.index() % 64] = reach_of(c.id);
+        }
+        let reach = |x: NodeId| table[x.index() % 64];
         // Us first, then the others in the order given (members before joiners).
         let mut ordered: Vec<Member> = candidates
             .iter()
@@ -952,6 +992,9 @@ impl Fence {
     }
 
     fn authority_step(&mut self, now: Instant) {
+        if self.fenced.is_some() || self.left {
+            return self.lose_authority();
+        }
         let Some(v) = self.installed.clone() else {
             return self.lose_authority();
         };
@@ -963,19 +1006,25 @@ impl Fence {
         for m in v.members.iter().filter(|m| m.id != self.me) {
             if let Some(info) = self.peers.get(&m.id) {
                 if let Some((t, g)) = info.confirmed {
-                    if g == v.generation && info.incarnation == Some(m.incarnation) {
+                    // Any generation: the confirmer keeps us in its view (it confirms
+                    // only members of its own view, and an incarnation once dropped
+                    // never comes back), and stops once it accepts a view without us.
+                    let _ = g;
+                    if info.incarnation == Some(m.incarnation) {
                         conf.push((t, m.id));
                     }
                 }
             }
         }
         conf.sort_by(|a, b| b.cmp(a));
+        // The lease is what a quorum of *this* view confirmed: never carried over
+        // from an earlier view, whose quorums need not meet the next race's.
         let mut who = NodeSet::EMPTY;
+        self.lease_until = None;
         for (t, id) in &conf {
             who.insert(*id);
             if has_quorum(v.node_set(), who) {
-                let until = *t + self.cfg.lease;
-                self.lease_until = Some(self.lease_until.map_or(until, |l| l.max(until)));
+                self.lease_until = Some(*t + self.cfg.lease);
                 break;
             }
         }
