@@ -9,6 +9,7 @@ mod fenceadm;
 mod gabconfig;
 mod lltstat;
 mod logging;
+mod sim;
 mod state;
 
 use clap::{Args, Parser, Subcommand};
@@ -66,6 +67,8 @@ enum Command {
     },
     /// Start a local cluster on loopback and show it working (the main job).
     Drill(drill::DrillArgs),
+    /// The deterministic simulator: scenario files, random sweeps, replays, benchmarks.
+    Sim(sim::SimArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -139,6 +142,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => config_check(&file),
         Command::Drill(a) => drill::run(a),
+        Command::Sim(a) => sim::run(a),
     };
     ExitCode::from(code)
 }

@@ -56,11 +56,12 @@ pub fn run(sc: &Scenario, opts: Options) -> Outcome {
     if w.violation().is_none() {
         expect(&mut w, &sc.expect, fault_at, &restarts_at_fault);
     }
-    finish(w, sc.name.clone(), fault_at)
+    let _ = fault_at;
+    finish(w, sc.name.clone(), None)
 }
 
-fn finish(w: World, name: String, fault_at: Instant) -> Outcome {
-    let decision = decision_time(&w, fault_at);
+fn finish(w: World, name: String, cutoff: Option<Instant>) -> Outcome {
+    let decision = decision_time(&w, cutoff);
     let node_seconds = w.now().as_nanos() as f64 / 1e9 * w.nodes() as f64;
     let mut violation = w.violation().cloned();
     if let Some(v) = &mut violation {
@@ -75,13 +76,13 @@ fn finish(w: World, name: String, fault_at: Instant) -> Outcome {
     }
 }
 
-/// From the first fault to the last authority gain or self-fence that followed it.
-fn decision_time(w: &World, fault_at: Instant) -> Option<Duration> {
+/// From the first fault to the last client view change or self-fence that followed
+/// it, before `cutoff` (the start of a random drill's repair phase).
+fn decision_time(w: &World, cutoff: Option<Instant>) -> Option<Duration> {
     let first = w.first_fault()?;
-    let _ = fault_at;
     w.events
         .iter()
-        .filter(|(t, ..)| *t >= first)
+        .filter(|(t, ..)| *t >= first && cutoff.is_none_or(|c| *t < c))
         .filter(|(_, _, _, e)| {
             matches!(
                 e,
@@ -403,7 +404,14 @@ pub fn run_random(seed: u64, nodes: (u8, u8), kinds: &[FaultKind], opts: Options
             }
         }
     }
-    finish(w, sc.name, fault_at)
+    let repair = sc
+        .steps
+        .iter()
+        .filter(|s| s.fault == Fault::Heal)
+        .map(|s| s.at_ms)
+        .max()
+        .map(|at| fault_at + ms(at));
+    finish(w, sc.name, repair)
 }
 
 /// p50 and p99 of durations (nearest rank).
