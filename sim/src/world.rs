@@ -270,6 +270,16 @@ impl World {
         self.slots[i].node.as_ref()
     }
 
+    /// Act on node `i` at its local now (an operator command, a client call), then
+    /// carry out what it produced.
+    pub fn with_node(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant)) {
+        let local = self.slots[i].local(self.now);
+        if let Some(n) = self.slots[i].node.as_mut() {
+            f(n, local);
+        }
+        self.drain(i);
+    }
+
     /// Running, not fenced and not gone.
     pub fn running(&self, i: usize) -> bool {
         self.slots[i]
