@@ -49,6 +49,8 @@ pub struct Node {
     peer_print: u64,
     /// The fence core has not stepped since an input that bypasses the fingerprint.
     fresh: bool,
+    /// The peers llt currently confirms.
+    confirming: NodeSet,
 }
 
 impl Node {
@@ -72,6 +74,7 @@ impl Node {
             outputs: VecDeque::new(),
             peer_print: 0,
             fresh: true,
+            confirming: NodeSet::EMPTY,
         };
         node.pump(now);
         Ok(node)
@@ -100,7 +103,9 @@ impl Node {
     /// The deadline from [`Node::poll_timeout`] has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.llt.handle_timeout(now);
-        self.fence.handle_timeout(now);
+        // The fence core steps inside pump, after it has seen the transport's
+        // latest facts (confirmations included).
+        self.fresh = true;
         self.pump(now);
     }
 
@@ -124,12 +129,14 @@ impl Node {
 
     /// `gabconfig -x`: seed by hand with whoever is reachable.
     pub fn manual_seed(&mut self, now: Instant) {
+        self.observe();
         self.fence.manual_seed(now);
         self.pump(now);
     }
 
     /// `vigil stop`: leave the cluster gracefully; [`FenceEvent::Left`] follows.
     pub fn leave(&mut self, now: Instant) {
+        self.observe();
         self.fence.leave(now);
         self.pump(now);
     }
@@ -154,6 +161,7 @@ impl Node {
             return false;
         };
         self.ports |= bit;
+        self.observe();
         self.fence.set_ports(now, self.ports);
         self.pump(now);
         true
@@ -219,6 +227,29 @@ impl Node {
         }
     }
 
+    /// Hand the fence core the transport's facts about every peer.
+    fn observe(&mut self) {
+        let peers: Vec<(NodeId, PeerInfo)> = self
+            .llt
+            .peer_ids()
+            .filter_map(|id| {
+                self.llt.peer_summary(id).map(|s| {
+                    (
+                        id,
+                        PeerInfo {
+                            up: s.up,
+                            incarnation: s.incarnation,
+                            generation: s.generation,
+                            last_heard: s.last_heard,
+                            confirmed: s.confirmed,
+                        },
+                    )
+                })
+            })
+            .collect();
+        self.fence.observe(peers);
+    }
+
     fn push(&mut self, o: Output) {
         if self.outputs.len() >= MAX_OUTPUTS {
             self.outputs.pop_front();
@@ -256,48 +287,24 @@ impl Node {
                     }
                 }
             }
-            let peers: Vec<(NodeId, PeerInfo)> = self
-                .llt
-                .peer_ids()
-                .filter_map(|id| {
-                    self.llt.peer_summary(id).map(|s| {
-                        (
-                            id,
-                            PeerInfo {
-                                up: s.up,
-                                incarnation: s.incarnation,
-                                generation: s.generation,
-                                last_heard: s.last_heard,
-                                confirmed: s.confirmed,
-                            },
-                        )
-                    })
-                })
-                .collect();
-            // What the fence core decides on: peers up, their incarnations and
-            // generations. Plain heartbeats that change none of it (only refresh
-            // lease confirmations, read at the core's next timer) need no step.
-            let mut print: u64 = 0xcbf2_9ce4_8422_2325;
-            for (id, p) in &peers {
-                for v in [
-                    u64::from(id.0),
-                    u64::from(p.up),
-                    p.incarnation.map_or(0, |i| i.0),
-                    p.generation.0,
-                ] {
-                    print = (print ^ v).wrapping_mul(0x100_0000_01b3);
-                }
-            }
-            self.fence.observe(peers);
             if !self.llt.running() {
                 // Still listening for a duplicate node ID (or refused): no
                 // membership decisions before the transport may speak.
                 break;
             }
+            // The fence core decides on peers up, their incarnations and
+            // generations. Plain heartbeats that change none of it (they only
+            // refresh lease confirmations, read at the core's next step, which comes
+            // before the lease runs out) need no step.
+            let print = self.llt.peers_fingerprint();
             let due = self.fence.poll_timeout().is_some_and(|t| t <= now);
-            if news || due || print != self.peer_print || self.fresh {
+            // A node waiting for authority steps on every frame: a confirmation may
+            // be what it waits for.
+            let waiting = !self.fence.authority() && !self.fence.fenced();
+            if news || due || waiting || print != self.peer_print || self.fresh {
                 self.peer_print = print;
                 self.fresh = false;
+                self.observe();
                 self.fence.handle_timeout(now);
             }
             while let Some(f) = self.fence.poll_output() {
@@ -330,9 +337,12 @@ impl Node {
             }
             self.llt.set_generation(self.fence.advertised_generation());
             let confirm: NodeSet = self.fence.confirm_set();
-            let ids: Vec<NodeId> = self.llt.peer_ids().collect();
-            for id in ids {
-                self.llt.set_confirm(id, confirm.contains(id));
+            if confirm != self.confirming {
+                let ids: Vec<NodeId> = self.llt.peer_ids().collect();
+                for id in ids {
+                    self.llt.set_confirm(id, confirm.contains(id));
+                }
+                self.confirming = confirm;
             }
             if !moved {
                 break;

@@ -459,6 +459,23 @@ impl Llt {
         })
     }
 
+    /// A fingerprint of every peer's up state, incarnation and advertised
+    /// generation: what the layers above decide on. Cheap; no allocation.
+    pub fn peers_fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (id, p) in &self.peers {
+            for v in [
+                u64::from(id.0),
+                u64::from(p.up),
+                p.incarnation.map_or(0, |i| i.0),
+                p.generation.0,
+            ] {
+                h = (h ^ v).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        h
+    }
+
     /// The configured peers, in ID order.
     pub fn peer_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.peers.keys().copied()
