@@ -17,11 +17,7 @@ struct Lab {
 /// on `br-a` and `eth2` (no address, raw frames) on `br-b`.
 fn lab(tag: &str, n: usize) -> Lab {
     let id = std::process::id() % 100_000;
-    let hub = Netns::new(format!("vg{id}{tag}h"));
-    hub.ip(&["link", "add", "br-a", "type", "bridge"]);
-    hub.ip(&["link", "add", "br-b", "type", "bridge"]);
-    hub.ip(&["link", "set", "br-a", "up"]);
-    hub.ip(&["link", "set", "br-b", "up"]);
+    let hub = bridge_hub(format!("vg{id}{tag}h"), &["br-a", "br-b"]);
     let mut nodes = Vec::new();
     for i in 0..n {
         let ns = Netns::new(format!("vg{id}{tag}n{i}"));
@@ -59,27 +55,8 @@ fn lab(tag: &str, n: usize) -> Lab {
 
 /// Give `ns` an `eth1` on the hub's `br-a` (with `addr`) and an `eth2` on `br-b`.
 fn attach(hub: &Netns, ns: &Netns, tag: &str, addr: Option<&str>) {
-    for (dev, br, side) in [("eth1", "br-a", "a"), ("eth2", "br-b", "b")] {
-        let hubside = format!("h{tag}{side}");
-        hub.ip(&[
-            "link",
-            "add",
-            &hubside,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            dev,
-            "netns",
-            ns.name(),
-        ]);
-        hub.ip(&["link", "set", &hubside, "master", br]);
-        hub.ip(&["link", "set", &hubside, "up"]);
-        ns.ip(&["link", "set", dev, "up"]);
-    }
-    if let Some(a) = addr {
-        ns.ip(&["addr", "add", a, "dev", "eth1"]);
-    }
+    veth_to_bridge(hub, ns, &format!("h{tag}a"), "eth1", "br-a", addr);
+    veth_to_bridge(hub, ns, &format!("h{tag}b"), "eth2", "br-b", None);
 }
 
 impl Lab {
