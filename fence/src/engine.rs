@@ -1157,6 +1157,16 @@ impl Fence {
         }
     }
 
+    /// Refuse `from` in `slot`: our promise and the highest generation we have seen.
+    fn nack(&mut self, from: NodeId, slot: Generation) {
+        let msg = Msg::Nack {
+            slot,
+            promised: self.promised,
+            highest: self.highest,
+        };
+        self.send(from, msg);
+    }
+
     fn on_message(&mut self, now: Instant, from: NodeId, msg: Msg) {
         match msg {
             Msg::Reach {
@@ -1208,14 +1218,7 @@ impl Fence {
                         },
                     );
                 } else {
-                    self.send(
-                        from,
-                        Msg::Nack {
-                            slot,
-                            promised: self.promised,
-                            highest: self.highest,
-                        },
-                    );
+                    self.nack(from, slot);
                 }
             }
             Msg::Accept {
@@ -1233,14 +1236,7 @@ impl Fence {
                         .as_ref()
                         .is_some_and(|(_, a)| a.generation == value.generation);
                 if ballot < self.promised || !fresh_seed {
-                    self.send(
-                        from,
-                        Msg::Nack {
-                            slot,
-                            promised: self.promised,
-                            highest: self.highest,
-                        },
-                    );
+                    self.nack(from, slot);
                     return;
                 }
                 self.promised = ballot;
