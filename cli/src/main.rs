@@ -2,6 +2,7 @@
 //! link named `lltstat`, `gabconfig` or `fenceadm` it behaves as that subcommand
 //! (busybox style).
 
+mod bench;
 mod control;
 mod daemon;
 mod drill;
@@ -69,6 +70,8 @@ enum Command {
     Drill(drill::DrillArgs),
     /// The deterministic simulator: scenario files, random sweeps, replays, benchmarks.
     Sim(sim::SimArgs),
+    /// Live benchmarks on this machine: heartbeat jitter, Corosync side by side.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,6 +146,7 @@ fn main() -> ExitCode {
         } => config_check(&file),
         Command::Drill(a) => drill::run(a),
         Command::Sim(a) => sim::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     ExitCode::from(code)
 }
