@@ -38,13 +38,14 @@
 //! link kind; Ethernet links have an interface; a seed count above half the nodes; a key
 //! file of at least 16 bytes that neither group nor others may access.
 
+use crate::health::{OnFailure, ProbeSpec};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vigil_fence::FenceConfig;
+use vigil_fence::{FenceConfig, StallAction};
 use vigil_llt::config::{LinkPriority, LinkSpec, LltConfig};
 use vigil_llt::types::{ClusterId, LinkId, NodeId, MAX_LINKS, MAX_NODE_ID};
 use vigil_membership::NodeSet;
@@ -127,7 +128,104 @@ pub struct ClusterConfig {
     pub links: Vec<LinkConfig>,
     /// The `[[nodes]]`, in file order.
     pub nodes: Vec<NodeConfig>,
+    /// The `[daemon]` table: how each node's daemon runs on its host.
+    pub daemon: DaemonSection,
+    /// The `[watchdog]` table; `None` when absent (no watchdog).
+    pub watchdog: Option<WatchdogConfig>,
+    /// The `[[probes]]`: health checks, each for every node or the nodes it names.
+    pub probes: Vec<ProbeConfig>,
 }
+
+/// The `[daemon]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaemonSection {
+    /// `realtime`: the scheduling of the daemon's node thread (heartbeats, timers):
+    /// `"off"` (default), `"fifo"` or `"rr"`. When the system refuses it (not root,
+    /// no `CAP_SYS_NICE` or `RLIMIT_RTPRIO`) the daemon warns and runs without.
+    pub realtime: Realtime,
+    /// `rt_priority`: the real-time priority, `1..=99`. Default 50.
+    pub rt_priority: u8,
+    /// `mlockall`: lock the daemon's memory so it is never paged out. Default `false`.
+    pub mlockall: bool,
+    /// `stall_action`: what a member does after its own process was not running for
+    /// longer than `timers.lease` (its authority has lapsed, its view may be stale):
+    /// `"fence"` (default) or `"rejoin"` (start again as a new incarnation).
+    pub stall_action: StallAction,
+}
+
+impl Default for DaemonSection {
+    fn default() -> DaemonSection {
+        DaemonSection {
+            realtime: Realtime::Off,
+            rt_priority: 50,
+            mlockall: false,
+            stall_action: StallAction::Fence,
+        }
+    }
+}
+
+/// `daemon.realtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Realtime {
+    #[default]
+    Off,
+    /// `SCHED_FIFO`.
+    Fifo,
+    /// `SCHED_RR`.
+    Rr,
+}
+
+/// The `[watchdog]` table: a Linux watchdog device armed once the node first holds
+/// authority and fed only while it does, so that a node whose user space hangs is
+/// reset by the kernel. Survivors add `timeout` to the settle window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WatchdogConfig {
+    /// `device`: default `/dev/watchdog`.
+    pub device: PathBuf,
+    /// `timeout`: milliseconds, whole seconds (the device API counts seconds), more
+    /// than `peer_inactive + race_timeout + 2 × heartbeat`. Default 10000.
+    #[serde(rename = "timeout_ms", serialize_with = "ser_ms")]
+    pub timeout: Duration,
+    /// `softdog`: when the device is missing, load the `softdog` module and try
+    /// again. Default `true`.
+    pub softdog: bool,
+}
+
+/// Default of `watchdog.device`.
+pub const DEFAULT_WATCHDOG_DEVICE: &str = "/dev/watchdog";
+/// Default of `watchdog.timeout`, in milliseconds.
+pub const DEFAULT_WATCHDOG_TIMEOUT_MS: u64 = 10_000;
+
+/// One `[[probes]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeConfig {
+    /// `name`, `interval`, `timeout`, `threshold`, `on_failure`.
+    pub spec: ProbeSpec,
+    /// `kind` with its fields.
+    pub check: ProbeCheck,
+    /// `nodes`: the nodes (by name in the file) that run it; default every node.
+    pub nodes: NodeSet,
+}
+
+/// What a probe checks (`probes[].kind`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeCheck {
+    /// `kind = "command"`: run `command` (a program and its arguments, no shell);
+    /// it passes when it exits with `expect_exit` (default 0) within the timeout.
+    Command { argv: Vec<String>, expect_exit: i32 },
+    /// `kind = "writable"`: write, fsync and remove a small file in the directory
+    /// `path`.
+    Writable { path: PathBuf },
+    /// `kind = "mount"`: the file system mounted at `path` is not read-only.
+    Mount { path: PathBuf },
+}
+
+/// Default of `probes[].interval`, in milliseconds.
+pub const DEFAULT_PROBE_INTERVAL_MS: u64 = 1000;
+/// Default of `probes[].threshold`.
+pub const DEFAULT_PROBE_THRESHOLD: u32 = 3;
 
 /// The `[cluster]` table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -201,6 +299,11 @@ pub enum SelfFence {
 /// Serialized as `*_ms` integers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Timers {
+    /// `profile`: the named set of defaults the other timers start from:
+    /// `"default"` (heartbeat 100 ms, failure detection in 800 ms, tolerates stalls
+    /// up to 700 ms) or `"fast"` (heartbeat 10 ms, detection in 80 ms, tolerates
+    /// stalls up to 70 ms). Any timer given overrides the profile's value.
+    pub profile: TimerProfile,
     /// `heartbeat`: heartbeat interval on high-priority links. Default 100 ms.
     #[serde(rename = "heartbeat_ms", serialize_with = "ser_ms")]
     pub heartbeat: Duration,
@@ -228,19 +331,56 @@ pub struct Timers {
     /// most `peer_inactive` (it must lapse before survivors can declare the node gone).
     #[serde(rename = "lease_ms", serialize_with = "ser_ms")]
     pub lease: Duration,
+    /// `stall_report`: the daemon logs every stall of its own loop longer than this
+    /// (how late its timers fired); the time is not held against any peer. Default
+    /// half a heartbeat; more than 0 and less than `lease`.
+    #[serde(rename = "stall_report_ms", serialize_with = "ser_ms")]
+    pub stall_report: Duration,
+}
+
+/// `timers.profile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimerProfile {
+    #[default]
+    Default,
+    Fast,
+}
+
+impl Timers {
+    /// The timers of a profile.
+    pub fn profile(p: TimerProfile) -> Timers {
+        let ms = Duration::from_millis;
+        match p {
+            TimerProfile::Default => Timers {
+                profile: p,
+                heartbeat: ms(100),
+                heartbeat_lowpri: ms(250),
+                peer_trouble: ms(400),
+                peer_inactive: ms(800),
+                link_up_count: 3,
+                race_timeout: ms(300),
+                lease: ms(700),
+                stall_report: ms(50),
+            },
+            TimerProfile::Fast => Timers {
+                profile: p,
+                heartbeat: ms(10),
+                heartbeat_lowpri: ms(25),
+                peer_trouble: ms(40),
+                peer_inactive: ms(80),
+                link_up_count: 3,
+                race_timeout: ms(60),
+                lease: ms(70),
+                stall_report: ms(5),
+            },
+        }
+    }
 }
 
 impl Default for Timers {
     fn default() -> Timers {
-        Timers {
-            heartbeat: Duration::from_millis(100),
-            heartbeat_lowpri: Duration::from_millis(250),
-            peer_trouble: Duration::from_millis(400),
-            peer_inactive: Duration::from_millis(800),
-            link_up_count: 3,
-            race_timeout: Duration::from_millis(300),
-            lease: Duration::from_millis(400),
-        }
+        Timers::profile(TimerProfile::Default)
     }
 }
 
@@ -492,6 +632,8 @@ impl ClusterConfig {
             }
         }
 
+        self.validate_health()?;
+
         // Seed count.
         if c.seed == 0 || c.seed > n {
             return err(
@@ -515,6 +657,106 @@ impl ClusterConfig {
         Ok(())
     }
 
+    /// `[daemon]`, `[watchdog]` and `[[probes]]`: ranges, and timeouts that agree.
+    fn validate_health(&self) -> Result<(), ConfigError> {
+        let err =
+            |field: String, reason: String| Err(ConfigError::new(&self.source, field, reason));
+        let ms = |d: Duration| d.as_millis();
+        if !(1..=99).contains(&self.daemon.rt_priority) {
+            return err(
+                "daemon.rt_priority".into(),
+                format!("must be 1..=99, got {}", self.daemon.rt_priority),
+            );
+        }
+        if let Some(w) = &self.watchdog {
+            let t = &self.timers;
+            if w.device.as_os_str().is_empty() {
+                return err("watchdog.device".into(), "must not be empty".into());
+            }
+            if w.timeout.is_zero() || w.timeout.as_millis() % 1000 != 0 {
+                return err(
+                    "watchdog.timeout".into(),
+                    format!(
+                        "must be a whole number of seconds in milliseconds (the device counts seconds), got {} ms",
+                        ms(w.timeout)
+                    ),
+                );
+            }
+            if w.timeout > Duration::from_secs(3600) {
+                return err(
+                    "watchdog.timeout".into(),
+                    format!("must be at most 3600000 ms, got {} ms", ms(w.timeout)),
+                );
+            }
+            // A member that lost authority regains it or fences itself within
+            // detection + race + the spectators' margin; the watchdog must not
+            // reset it before that.
+            let bound = t.peer_inactive + t.race_timeout + t.heartbeat.saturating_mul(2);
+            if w.timeout <= bound {
+                return err(
+                    "watchdog.timeout".into(),
+                    format!(
+                        "must be more than timers.peer_inactive + timers.race_timeout + 2 × timers.heartbeat ({} ms): a node waiting for a race must not be reset; got {} ms",
+                        ms(bound),
+                        ms(w.timeout)
+                    ),
+                );
+            }
+        }
+        for (i, p) in self.probes.iter().enumerate() {
+            let f = |name: &str| format!("probes[{i}].{name}");
+            if let Err(why) = check_name(&p.spec.name, MAX_NODE_NAME_LEN, |ch| {
+                ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.'
+            }) {
+                return err(
+                    f("name"),
+                    format!("{why}; use 1 to {MAX_NODE_NAME_LEN} of A-Z a-z 0-9 _ . -"),
+                );
+            }
+            if let Some(j) = self.probes[..i]
+                .iter()
+                .position(|o| o.spec.name == p.spec.name)
+            {
+                return err(
+                    f("name"),
+                    format!(
+                        "duplicate probe name {}, also used by probes[{j}]",
+                        p.spec.name
+                    ),
+                );
+            }
+            for (name, d) in [("interval", p.spec.interval), ("timeout", p.spec.timeout)] {
+                if d.is_zero() || ms(d) > u128::from(MAX_TIMER_MS) {
+                    return err(
+                        f(name),
+                        format!("must be 1..={MAX_TIMER_MS} ms, got {} ms", ms(d)),
+                    );
+                }
+            }
+            if !(1..=1000).contains(&p.spec.threshold) {
+                return err(
+                    f("threshold"),
+                    format!(
+                        "must be 1..=1000 failures in a row, got {}",
+                        p.spec.threshold
+                    ),
+                );
+            }
+            if p.nodes.is_empty() {
+                return err(
+                    f("nodes"),
+                    "names no node; leave it out to probe every node".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The probes node `id` runs, in file order.
+    pub fn probes_for(&self, id: NodeId) -> impl Iterator<Item = &ProbeConfig> + '_ {
+        self.probes.iter().filter(move |p| p.nodes.contains(id))
+    }
+
     fn validate_timers(&self) -> Result<(), ConfigError> {
         let t = &self.timers;
         let ms = |d: Duration| d.as_millis();
@@ -532,6 +774,7 @@ impl ClusterConfig {
             ("peer_inactive", t.peer_inactive),
             ("race_timeout", t.race_timeout),
             ("lease", t.lease),
+            ("stall_report", t.stall_report),
         ] {
             if ms(d) > u128::from(MAX_TIMER_MS) {
                 return err(
@@ -602,7 +845,7 @@ impl ClusterConfig {
             return err(
                 "lease",
                 format!(
-                    "must be at least 2 × timers.heartbeat ({} ms), got {} ms (it defaults to timers.peer_trouble)",
+                    "must be at least 2 × timers.heartbeat ({} ms), got {} ms (it defaults to timers.peer_inactive - timers.heartbeat)",
                     ms(two_heartbeats),
                     ms(t.lease)
                 ),
@@ -615,6 +858,16 @@ impl ClusterConfig {
                     "must be at most timers.peer_inactive ({} ms), got {} ms",
                     ms(t.peer_inactive),
                     ms(t.lease)
+                ),
+            );
+        }
+        if t.stall_report.is_zero() || t.stall_report >= t.lease {
+            return err(
+                "stall_report",
+                format!(
+                    "must be more than 0 and less than timers.lease ({} ms), got {} ms",
+                    ms(t.lease),
+                    ms(t.stall_report)
                 ),
             );
         }
@@ -683,6 +936,9 @@ impl ClusterConfig {
             heartbeat: self.timers.heartbeat,
             peer_inactive: self.timers.peer_inactive,
             self_fence: self.cluster.fencing == FencingMode::Majority,
+            stall_report: self.timers.stall_report,
+            stall_action: self.daemon.stall_action,
+            watchdog: self.watchdog.as_ref().map(|w| w.timeout),
             sabotage: None,
         }
     }
@@ -701,6 +957,51 @@ struct RawFile {
     links: Vec<RawLink>,
     #[serde(default)]
     nodes: Vec<RawNode>,
+    #[serde(default)]
+    daemon: RawDaemon,
+    watchdog: Option<RawWatchdog>,
+    #[serde(default)]
+    probes: Vec<RawProbe>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    realtime: Option<Realtime>,
+    rt_priority: Option<u8>,
+    mlockall: Option<bool>,
+    stall_action: Option<StallAction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWatchdog {
+    device: Option<PathBuf>,
+    timeout: Option<u64>,
+    softdog: Option<bool>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+enum RawProbeKind {
+    Command,
+    Writable,
+    Mount,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    name: String,
+    kind: RawProbeKind,
+    command: Option<Vec<String>>,
+    expect_exit: Option<i32>,
+    path: Option<PathBuf>,
+    interval: Option<u64>,
+    timeout: Option<u64>,
+    threshold: Option<u32>,
+    on_failure: Option<OnFailure>,
+    nodes: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -735,6 +1036,7 @@ enum RawSelfFence {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawTimers {
+    profile: Option<TimerProfile>,
     heartbeat: Option<u64>,
     heartbeat_lowpri: Option<u64>,
     peer_trouble: Option<u64>,
@@ -742,6 +1044,7 @@ struct RawTimers {
     link_up_count: Option<u32>,
     race_timeout: Option<u64>,
     lease: Option<u64>,
+    stall_report: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -876,8 +1179,8 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
         None => (None, None),
     };
 
-    let defaults = Timers::default();
     let t = raw.timers;
+    let defaults = Timers::profile(t.profile.unwrap_or_default());
     let peer_trouble = t
         .peer_trouble
         .map_or(defaults.peer_trouble, Duration::from_millis);
@@ -896,8 +1199,24 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
         race_timeout: t
             .race_timeout
             .map_or(defaults.race_timeout, Duration::from_millis),
-        // The lease follows peer_trouble unless given.
-        lease: t.lease.map_or(peer_trouble, Duration::from_millis),
+        lease: Duration::ZERO,
+        stall_report: Duration::ZERO,
+        profile: defaults.profile,
+    };
+    let timers = Timers {
+        // The lease follows peer_inactive - heartbeat unless given: as long as a
+        // lease can be without delaying a decision, so that stalls the cluster
+        // tolerates (shorter than peer_inactive - heartbeat) never lapse it.
+        lease: t.lease.map_or(
+            timers.peer_inactive.saturating_sub(timers.heartbeat),
+            Duration::from_millis,
+        ),
+        // Half a heartbeat unless given, at least 1 ms.
+        stall_report: t.stall_report.map_or(
+            (timers.heartbeat / 2).max(Duration::from_millis(1)),
+            Duration::from_millis,
+        ),
+        ..timers
     };
 
     let mut links = Vec::with_capacity(raw.links.len());
@@ -965,6 +1284,101 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
         });
     }
 
+    let d = raw.daemon;
+    let daemon = DaemonSection {
+        realtime: d.realtime.unwrap_or_default(),
+        rt_priority: d.rt_priority.unwrap_or(50),
+        mlockall: d.mlockall.unwrap_or(false),
+        stall_action: d.stall_action.unwrap_or_default(),
+    };
+    let watchdog = raw.watchdog.map(|w| WatchdogConfig {
+        device: w
+            .device
+            .map_or_else(|| DEFAULT_WATCHDOG_DEVICE.into(), resolve),
+        timeout: Duration::from_millis(w.timeout.unwrap_or(DEFAULT_WATCHDOG_TIMEOUT_MS)),
+        softdog: w.softdog.unwrap_or(true),
+    });
+    let mut probes = Vec::with_capacity(raw.probes.len());
+    for (i, p) in raw.probes.into_iter().enumerate() {
+        let f = |name: &str| format!("probes[{i}].{name}");
+        let kind_name = format!("{:?}", p.kind).to_lowercase();
+        let refuse = |field: &str| {
+            Err(err(
+                f(field),
+                format!("is not used by kind = \"{kind_name}\" probes"),
+            ))
+        };
+        let check = match p.kind {
+            RawProbeKind::Command => {
+                if p.path.is_some() {
+                    return refuse("path");
+                }
+                let argv = p.command.unwrap_or_default();
+                if argv.first().is_none_or(|c| c.is_empty()) {
+                    return Err(err(
+                        f("command"),
+                        "a command probe needs command = [\"program\", \"arg\", ...]".into(),
+                    ));
+                }
+                let expect_exit = p.expect_exit.unwrap_or(0);
+                if !(0..=255).contains(&expect_exit) {
+                    return Err(err(
+                        f("expect_exit"),
+                        format!("must be an exit code 0..=255, got {expect_exit}"),
+                    ));
+                }
+                ProbeCheck::Command { argv, expect_exit }
+            }
+            RawProbeKind::Writable | RawProbeKind::Mount => {
+                if p.command.is_some() {
+                    return refuse("command");
+                }
+                if p.expect_exit.is_some() {
+                    return refuse("expect_exit");
+                }
+                let path = match p.path {
+                    Some(path) if !path.as_os_str().is_empty() => resolve(path),
+                    _ => {
+                        return Err(err(
+                            f("path"),
+                            format!("a {kind_name} probe needs path = \"/some/dir\""),
+                        ))
+                    }
+                };
+                if p.kind == RawProbeKind::Writable {
+                    ProbeCheck::Writable { path }
+                } else {
+                    ProbeCheck::Mount { path }
+                }
+            }
+        };
+        let node_set = match p.nodes {
+            None => nodes.iter().map(|n| n.id).collect(),
+            Some(names) => {
+                let mut set = NodeSet::EMPTY;
+                for name in &names {
+                    match nodes.iter().find(|n| &n.name == name) {
+                        Some(n) => set.insert(n.id),
+                        None => return Err(err(f("nodes"), format!("no node named {name:?}"))),
+                    }
+                }
+                set
+            }
+        };
+        let interval = p.interval.unwrap_or(DEFAULT_PROBE_INTERVAL_MS);
+        probes.push(ProbeConfig {
+            spec: ProbeSpec {
+                name: p.name,
+                interval: Duration::from_millis(interval),
+                timeout: Duration::from_millis(p.timeout.unwrap_or(interval)),
+                threshold: p.threshold.unwrap_or(DEFAULT_PROBE_THRESHOLD),
+                on_failure: p.on_failure.unwrap_or_default(),
+            },
+            check,
+            nodes: node_set,
+        });
+    }
+
     Ok(ClusterConfig {
         source: source.to_path_buf(),
         cluster: ClusterSection {
@@ -983,6 +1397,9 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
         timers,
         links,
         nodes,
+        daemon,
+        watchdog,
+        probes,
     })
 }
 
@@ -1336,8 +1753,11 @@ links = { a = "127.0.0.1:5002" }
                 peer_inactive: Duration::from_millis(900),
                 link_up_count: 5,
                 race_timeout: Duration::from_millis(300),
-                // Not given: follows peer_trouble.
-                lease: Duration::from_millis(300),
+                // Not given: follows peer_inactive - heartbeat.
+                lease: Duration::from_millis(850),
+                // Not given: half a heartbeat.
+                stall_report: Duration::from_millis(25),
+                profile: TimerProfile::Default,
             }
         );
         assert_eq!(c.cluster.max_drift_ppm, DEFAULT_MAX_DRIFT_PPM);
@@ -1441,7 +1861,11 @@ links = { a = "127.0.0.1:5002" }
         assert_eq!(c.timers.peer_inactive, Duration::from_millis(800));
         assert_eq!(c.timers.link_up_count, 3);
         assert_eq!(c.timers.race_timeout, Duration::from_millis(300));
-        assert_eq!(c.timers.lease, Duration::from_millis(400));
+        assert_eq!(c.timers.lease, Duration::from_millis(700));
+        assert_eq!(c.timers.stall_report, Duration::from_millis(50));
+        assert_eq!(c.daemon, DaemonSection::default());
+        assert_eq!(c.watchdog, None);
+        assert!(c.probes.is_empty());
         assert_eq!(c.cluster.max_drift_ppm, 1000);
         assert_eq!(c.links[0].priority, LinkPriority::High);
         assert_eq!(c.links[0].interface, None);
@@ -1678,13 +2102,13 @@ links = { a = "127.0.0.1:5002" }
 
     #[test]
     fn fence_timers_and_drift() {
-        // The lease follows peer_trouble unless given.
+        // The lease follows peer_inactive - heartbeat unless given.
         let c = parse(&edit(
             "[[links]]",
             "[timers]\nheartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\npeer_inactive = 400\n\n[[links]]",
         ))
         .unwrap();
-        assert_eq!(c.timers.lease, Duration::from_millis(200));
+        assert_eq!(c.timers.lease, Duration::from_millis(350));
         assert_eq!(c.timers.race_timeout, Duration::from_millis(300));
         let c = parse(
             &edit(
@@ -1726,10 +2150,10 @@ links = { a = "127.0.0.1:5002" }
         refused(
             &edit(
                 "[[links]]",
-                "[timers]\nheartbeat = 250\nheartbeat_lowpri = 250\npeer_trouble = 300\n\n[[links]]",
+                "[timers]\nheartbeat = 250\nheartbeat_lowpri = 250\npeer_trouble = 300\npeer_inactive = 400\n\n[[links]]",
             ),
             "timers.lease",
-            "defaults to timers.peer_trouble",
+            "defaults to timers.peer_inactive - timers.heartbeat",
         );
         refused(
             &edit("id = 1\n", "id = 1\nmax_drift_ppm = 100001\n"),
@@ -1754,7 +2178,10 @@ links = { a = "127.0.0.1:5002" }
         );
         assert_eq!(f.seed, 3);
         assert_eq!(f.race_timeout, Duration::from_millis(300));
-        assert_eq!(f.lease, Duration::from_millis(400));
+        assert_eq!(f.lease, Duration::from_millis(700));
+        assert_eq!(f.stall_report, Duration::from_millis(50));
+        assert_eq!(f.stall_action, StallAction::Fence);
+        assert_eq!(f.watchdog, None);
         assert_eq!(f.max_drift_ppm, 1000);
         assert_eq!(f.heartbeat, Duration::from_millis(100));
         assert!(f.self_fence);

@@ -2,8 +2,13 @@
 //! transport and the fence core (views, the race, leases). The daemon and the
 //! simulator both drive it.
 
+use crate::health::{Health, HealthOutput, OnFailure, ProbeId, ProbeSpec, ProbeStatus};
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use vigil_fence::{Fence, FenceConfig, FenceEvent, FenceOutput, FenceStatus, PeerInfo};
+use std::time::Duration;
+use vigil_fence::{
+    Fence, FenceConfig, FenceEvent, FenceOutput, FenceReason, FenceStatus, PeerInfo, StallAction,
+};
 use vigil_llt::types::{Generation, Incarnation, Instant, LinkAddr, LinkId, NodeId, Port};
 use vigil_llt::{Llt, LltConfig, SendError};
 use vigil_membership::{port_bit, NodeSet, PortMask, View};
@@ -29,6 +34,65 @@ pub enum Output {
     /// Make this highest generation durable (write, fsync, rename) before carrying
     /// out any output that follows it.
     Persist(Generation),
+    /// Run this health probe now, off the heartbeat path, and hand its result to
+    /// [`Node::probe_result`]. A run that does not answer within the probe's
+    /// timeout has failed.
+    RunProbe(ProbeId),
+    /// Something about the node's own health: probes, stalls.
+    Health(HealthEvent),
+    /// After a stall longer than its lease (`stall_action = "rejoin"`), the node
+    /// stopped presenting itself as a member: the driver calls [`Node::rejoin`]
+    /// with a new, larger incarnation.
+    Rejoin { stall: Duration },
+}
+
+/// The node's own health, for the logs and the commands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HealthEvent {
+    /// A probe run failed (or hung past its timeout).
+    ProbeFailed {
+        probe: ProbeId,
+        name: String,
+        failures: u32,
+        reason: String,
+    },
+    /// A probe passed again after failing.
+    ProbeRecovered { probe: ProbeId, name: String },
+    /// A probe reached its failure threshold: the node stops being a member.
+    Unhealthy {
+        probe: ProbeId,
+        name: String,
+        action: OnFailure,
+        reason: String,
+    },
+    /// A graceful leave after a failed probe did not complete in time: the node
+    /// fences itself instead.
+    LeaveTimedOut { probe: String },
+    /// The node was not running for `length` (its timers fired that late). Its
+    /// peers' silence during that time is not held against them.
+    Stall { length: Duration, worst: Duration },
+}
+
+/// The node's own stalls: how late its timers fired.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StallStatus {
+    /// Stalls longer than `stall_report`.
+    pub count: u64,
+    /// The longest stall since start.
+    pub worst: Duration,
+    /// The last stall longer than `stall_report`, and when it ended.
+    pub last: Option<(Duration, Instant)>,
+    /// Time lost in stalls longer than `stall_report`.
+    pub total: Duration,
+}
+
+/// The node's health as the commands show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    pub probes: Vec<ProbeStatus>,
+    pub stalls: StallStatus,
+    /// The probe that failed and took the node out, if any.
+    pub unhealthy: Option<String>,
 }
 
 /// A snapshot of the whole node, for the inspection commands.
@@ -36,6 +100,8 @@ pub enum Output {
 pub struct Status {
     pub llt: LltStatus,
     pub fence: FenceStatus,
+    #[serde(default)]
+    pub health: HealthStatus,
 }
 
 /// One vigil node as a sans-IO state machine.
@@ -51,6 +117,18 @@ pub struct Node {
     fresh: bool,
     /// The peers llt currently confirms.
     confirming: NodeSet,
+    /// The configs, kept to start again as a new incarnation.
+    llt_cfg: LltConfig,
+    fence_cfg: FenceConfig,
+    health: Health,
+    stalls: StallStatus,
+    /// When the node last took an input (a frame, a timeout, a request).
+    last_input: Instant,
+    /// A failed probe made the node leave: fence if not gone by then.
+    leave_deadline: Option<(Instant, String)>,
+    unhealthy: Option<String>,
+    /// Waiting for the driver to call [`Node::rejoin`].
+    rejoining: bool,
 }
 
 impl Node {
@@ -65,6 +143,8 @@ impl Node {
         rng_seed: u64,
         persisted: Generation,
     ) -> Result<Node, ConfigError> {
+        let llt_cfg = llt.clone();
+        let fence_cfg = fence.clone();
         let llt = Llt::new(llt, me, incarnation, now, rng_seed)?;
         let fence = Fence::new(fence, me, incarnation, now, persisted);
         let mut node = Node {
@@ -75,6 +155,14 @@ impl Node {
             peer_print: 0,
             fresh: true,
             confirming: NodeSet::EMPTY,
+            llt_cfg,
+            fence_cfg,
+            health: Health::new(),
+            stalls: StallStatus::default(),
+            last_input: now,
+            leave_deadline: None,
+            unhealthy: None,
+            rejoining: false,
         };
         node.pump(now);
         Ok(node)
@@ -96,12 +184,30 @@ impl Node {
         from: Option<LinkAddr>,
         bytes: &[u8],
     ) {
+        if self.wake(now) {
+            return;
+        }
         self.llt.handle_frame(now, link, from, bytes);
         self.pump(now);
     }
 
     /// The deadline from [`Node::poll_timeout`] has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.wake(now) {
+            return;
+        }
+        self.health.handle_timeout(now);
+        if let Some((t, probe)) = self.leave_deadline.clone() {
+            if now >= t {
+                self.leave_deadline = None;
+            }
+            if now >= t && !self.left() && !self.fenced() {
+                self.push(Output::Health(HealthEvent::LeaveTimedOut {
+                    probe: probe.clone(),
+                }));
+                self.fence.fence_now(now, FenceReason::Unhealthy { probe });
+            }
+        }
         self.llt.handle_timeout(now);
         // The fence core steps inside pump, after it has seen the transport's
         // latest facts (confirmations included).
@@ -111,14 +217,175 @@ impl Node {
 
     /// When the node next needs [`Node::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.rejoining {
+            return None;
+        }
         let fence = if self.llt.running() {
             self.fence.poll_timeout()
         } else {
             None
         };
-        match (self.llt.poll_timeout(), fence) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let gone = self.fenced() || self.left();
+        let health = if gone {
+            None
+        } else {
+            self.health.poll_timeout()
+        };
+        let leave = self
+            .leave_deadline
+            .as_ref()
+            .filter(|_| !gone)
+            .map(|(t, _)| *t);
+        [self.llt.poll_timeout(), fence, health, leave]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Every input first checks how long the node was away. A driver that wakes
+    /// later than the deadline it was given was not running (a frozen process, a
+    /// stunned VM, a long scheduling delay): that time is not held against any peer,
+    /// and a stall longer than the lease ends the node's membership as configured.
+    /// Returns true when the node stopped (it fenced itself or must rejoin).
+    fn wake(&mut self, now: Instant) -> bool {
+        let since = now.saturating_since(self.last_input);
+        self.last_input = self.last_input.max(now);
+        if self.rejoining {
+            return true;
+        }
+        let report = self.fence_cfg.stall_report;
+        // Inputs come at least every heartbeat while the node runs; only a long
+        // quiet spell can hide a stall, so the deadline is looked at only then.
+        if since <= report {
+            return false;
+        }
+        let Some(deadline) = self.poll_timeout() else {
+            return false;
+        };
+        let late = now.saturating_since(deadline);
+        if late <= report {
+            return false;
+        }
+        self.stalls.count += 1;
+        self.stalls.total += late;
+        self.stalls.worst = self.stalls.worst.max(late);
+        self.stalls.last = Some((late, now));
+        self.push(Output::Health(HealthEvent::Stall {
+            length: late,
+            worst: self.stalls.worst,
+        }));
+        self.llt.excuse(late);
+        self.fence.excuse(late);
+        if late > self.fence_cfg.lease && self.fence.in_view() {
+            match self.fence_cfg.stall_action {
+                StallAction::Fence => {
+                    let stall_ms = u64::try_from(late.as_millis()).unwrap_or(u64::MAX);
+                    self.fence.fence_now(now, FenceReason::Stalled { stall_ms });
+                    self.pump(now);
+                    return true;
+                }
+                StallAction::Rejoin => {
+                    self.llt.silence();
+                    self.rejoining = true;
+                    self.push(Output::Rejoin { stall: late });
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Start again as `incarnation` (larger than any before) after
+    /// [`Output::Rejoin`]: a fresh transport and fence core that keep the highest
+    /// generation seen, the registered ports and the probes. The node joins the
+    /// running cluster like a rebooted one.
+    pub fn rejoin(&mut self, now: Instant, incarnation: Incarnation, rng_seed: u64) {
+        let me = self.me();
+        let persisted = self.fence.status().highest_generation;
+        let Ok(llt) = Llt::new(self.llt_cfg.clone(), me, incarnation, now, rng_seed) else {
+            // The same config was accepted at start; only a zero incarnation fails.
+            return;
+        };
+        self.llt = llt;
+        self.fence = Fence::new(self.fence_cfg.clone(), me, incarnation, now, persisted);
+        self.peer_print = 0;
+        self.fresh = true;
+        self.confirming = NodeSet::EMPTY;
+        self.last_input = now;
+        self.rejoining = false;
+        if self.ports != 0 {
+            self.fence.set_ports(now, self.ports);
+        }
+        self.pump(now);
+    }
+
+    /// Register a health probe (a custom check of an embedding daemon, or one of
+    /// the daemon's configured probes); its first run is due at once.
+    pub fn add_probe(&mut self, now: Instant, spec: ProbeSpec) -> ProbeId {
+        let id = self.health.add(now, spec);
+        self.pump(now);
+        id
+    }
+
+    /// The answer to [`Output::RunProbe`]: `Err` says why the check failed.
+    pub fn probe_result(&mut self, now: Instant, probe: ProbeId, result: Result<(), String>) {
+        if self.wake(now) {
+            return;
+        }
+        self.health.handle_result(now, probe, result);
+        self.pump(now);
+    }
+
+    /// Act on what the health core said: probes to run, failures to log, and a
+    /// failed probe that takes the node out.
+    fn health_step(&mut self, now: Instant) {
+        while let Some(h) = self.health.poll_output() {
+            match h {
+                HealthOutput::Run { probe } => self.push(Output::RunProbe(probe)),
+                HealthOutput::ProbeFailed {
+                    probe,
+                    name,
+                    failures,
+                    reason,
+                } => self.push(Output::Health(HealthEvent::ProbeFailed {
+                    probe,
+                    name,
+                    failures,
+                    reason,
+                })),
+                HealthOutput::ProbeRecovered { probe, name } => {
+                    self.push(Output::Health(HealthEvent::ProbeRecovered { probe, name }))
+                }
+                HealthOutput::Failed {
+                    probe,
+                    name,
+                    action,
+                    reason,
+                } => {
+                    self.push(Output::Health(HealthEvent::Unhealthy {
+                        probe,
+                        name: name.clone(),
+                        action,
+                        reason,
+                    }));
+                    if self.unhealthy.is_some() || self.fenced() || self.left() {
+                        continue;
+                    }
+                    self.unhealthy = Some(name.clone());
+                    self.observe();
+                    if action == OnFailure::Fence || !self.fence.in_view() {
+                        // Not in a view, it cannot leave; and it must not join.
+                        self.fence
+                            .fence_now(now, FenceReason::Unhealthy { probe: name });
+                    } else {
+                        self.fence.leave(now);
+                        // Detection of the leave, a race and its retries.
+                        let bound = self.fence_cfg.race_timeout.saturating_mul(3)
+                            + self.fence_cfg.peer_inactive;
+                        self.leave_deadline = Some((now + bound, name));
+                    }
+                }
+            }
         }
     }
 
@@ -136,17 +403,12 @@ impl Node {
 
     /// `vigil stop`: leave the cluster gracefully; [`FenceEvent::Left`] follows.
     pub fn leave(&mut self, now: Instant) {
+        if self.wake(now) {
+            return;
+        }
         self.observe();
         self.fence.leave(now);
         self.pump(now);
-    }
-
-    /// A health probe of this node failed (a custom probe of an embedder, or the
-    /// daemon's probes): the node stops being a member by leaving gracefully, so the
-    /// others take over. [`FenceEvent::Left`] follows once a view without it is
-    /// decided.
-    pub fn report_unhealthy(&mut self, now: Instant) {
-        self.leave(now);
     }
 
     /// Whether this node left the cluster (graceful stop or failed health).
@@ -224,6 +486,11 @@ impl Node {
         Status {
             llt: self.llt.status(),
             fence: self.fence.status(),
+            health: HealthStatus {
+                probes: self.health.status(),
+                stalls: self.stalls.clone(),
+                unhealthy: self.unhealthy.clone(),
+            },
         }
     }
 
@@ -260,6 +527,7 @@ impl Node {
     /// Move outputs between the layers until both are quiet: transport deliveries on
     /// port `b` feed the fence core, whose messages go out through the transport.
     fn pump(&mut self, now: Instant) {
+        self.health_step(now);
         for _ in 0..64 {
             let mut moved = false;
             if self.llt.silenced() {

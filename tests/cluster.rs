@@ -47,6 +47,7 @@ impl Cluster {
         self.w.apply(&Fault::Stall {
             node: i as u8,
             for_ms,
+            drop_backlog: false,
         });
     }
 

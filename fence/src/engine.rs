@@ -375,6 +375,37 @@ impl Fence {
         }
     }
 
+    /// Fence at once for a reason found outside the race (a failed health probe, a
+    /// stall longer than the lease). Nothing happens if already fenced or left.
+    pub fn fence_now(&mut self, now: Instant, reason: FenceReason) {
+        self.now = self.now.max(now);
+        if self.fenced.is_some() || self.left {
+            return;
+        }
+        self.self_fence(reason);
+    }
+
+    /// The node was not running for `stall` (measured by its driver or `Node`): the
+    /// deadlines that accuse others or give up on them move by that much, so no
+    /// timer counts time during which this node could not hear anyone. Leases are
+    /// not moved: they lapse on the node's own clock.
+    pub fn excuse(&mut self, stall: Duration) {
+        if let Some(r) = &mut self.race {
+            r.deadline += stall;
+        }
+        if let Some(t) = &mut self.change_since {
+            *t += stall;
+        }
+        if let Some(t) = &mut self.stale_since {
+            *t += stall;
+        }
+    }
+
+    /// Whether the node is in a view (a member, or racing for the next view).
+    pub fn in_view(&self) -> bool {
+        self.is_member()
+    }
+
     /// `vigil stop`: leave the cluster gracefully.
     pub fn leave(&mut self, now: Instant) {
         if self.fenced.is_some() || self.left {
@@ -1416,7 +1447,9 @@ impl Fence {
         ballot: Ballot,
         heard: Vec<(NodeId, u64)>,
     ) {
-        let lease = self.drift(self.cfg.lease);
+        // A node whose user space hangs holds its lease at most `lease`, and its
+        // watchdog resets it at most the watchdog's timeout after its last pet.
+        let lease = self.drift(self.cfg.lease + self.cfg.watchdog.unwrap_or_default());
         let Some(race) = &mut self.race else { return };
         if race.slot != slot || race.ballot != ballot {
             return;

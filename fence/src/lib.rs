@@ -12,7 +12,8 @@ pub mod types;
 
 pub use engine::{Fence, FenceOutput, PeerInfo};
 pub use types::{
-    FenceConfig, FenceEvent, FenceReason, FenceStatus, NodeState, RaceRecord, RaceVerdict, Sabotage,
+    FenceConfig, FenceEvent, FenceReason, FenceStatus, NodeState, RaceRecord, RaceVerdict,
+    Sabotage, StallAction,
 };
 
 /// Whether `side` has quorum of the previous view `prev`:

@@ -27,10 +27,40 @@ pub struct FenceConfig {
     /// `false` (fencing = "disabled"): races are still run, but a lost race or an
     /// exclusion only drops authority; the node never self-fences.
     pub self_fence: bool,
+    /// A stall of the node's own loop longer than this is logged (and the time it
+    /// was not running is never counted against its peers).
+    #[serde(default = "default_stall_report")]
+    pub stall_report: Duration,
+    /// What a member does after a stall longer than its lease.
+    #[serde(default)]
+    pub stall_action: StallAction,
+    /// The hardware or software watchdog's timeout, when the nodes arm one: a node
+    /// whose user space hangs is reset by then, so survivors add it to the settle
+    /// window.
+    #[serde(default)]
+    pub watchdog: Option<Duration>,
     /// Testing only, never set from a config file: break the protocol on purpose so
     /// that the simulator's checker can be shown to catch it.
     #[serde(default)]
     pub sabotage: Option<Sabotage>,
+}
+
+fn default_stall_report() -> Duration {
+    Duration::from_millis(50)
+}
+
+/// What a member does when it finds it was not running for longer than its lease
+/// (a frozen process, a stunned VM): its authority has lapsed and its view may be
+/// stale, since its peers may have removed it meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StallAction {
+    /// Fence itself at once (default).
+    #[default]
+    Fence,
+    /// Stop presenting itself as a member and start again as a new incarnation,
+    /// which joins the running cluster like a rebooted node.
+    Rejoin,
 }
 
 /// A deliberate protocol break, for showing that the checker catches it.
@@ -55,6 +85,11 @@ pub enum FenceReason {
     NoDecision { slot: Generation },
     /// It learned of a decided view that excludes it (IOFENCE).
     Excluded { generation: Generation },
+    /// A health probe failed and the node fenced itself (the probe says so, or it
+    /// could not leave gracefully).
+    Unhealthy { probe: String },
+    /// The node was not running for longer than its lease.
+    Stalled { stall_ms: u64 },
 }
 
 /// What a member of the cluster is doing.

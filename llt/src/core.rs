@@ -176,6 +176,9 @@ struct PeerLink {
     /// The link has been UP at least once.
     ever_up: bool,
     last_heard: Option<Instant>,
+    /// Time this node itself was not running since `last_heard` (stalls): it does
+    /// not count toward the link's TROUBLE and DOWN deadlines.
+    excused: Duration,
     /// Consecutive frames counted toward bringing a DOWN link UP.
     run: u32,
     /// When the last frame counted toward `run` arrived.
@@ -195,6 +198,7 @@ impl PeerLink {
             state: LinkState::Down,
             ever_up: false,
             last_heard: None,
+            excused: Duration::ZERO,
             run: 0,
             run_counted: None,
             replay: ReplayWindow::default(),
@@ -288,6 +292,10 @@ pub struct Status {
     pub generation: Generation,
     pub links: Vec<LinkStatus>,
     pub peers: Vec<PeerStatus>,
+    /// Heartbeat pacing: gaps between consecutive rounds on the first
+    /// high-priority link.
+    #[serde(default)]
+    pub heartbeat: GapSummary,
 }
 
 /// The llt core: heartbeats, link and peer state, port data, statistics.
@@ -303,6 +311,78 @@ pub struct Llt {
     next_msg_id: u64,
     outputs: VecDeque<Output>,
     duplicates_reported: Vec<Incarnation>,
+    gaps: HeartbeatGaps,
+}
+
+/// How many heartbeat gaps [`HeartbeatGaps`] keeps.
+pub const GAP_WINDOW: usize = 4096;
+
+/// The gaps between consecutive heartbeat rounds on the first high-priority link, as
+/// seen by the core (the time it was handed when it sent them): how well the driver
+/// keeps the beat. The last [`GAP_WINDOW`] gaps, and the largest ever.
+#[derive(Clone, Debug, Default)]
+struct HeartbeatGaps {
+    last_round: Option<Instant>,
+    ring: Vec<u32>,
+    next: usize,
+    count: u64,
+    max_us: u64,
+}
+
+impl HeartbeatGaps {
+    fn round(&mut self, now: Instant) {
+        if let Some(prev) = self.last_round.replace(now) {
+            let us = now.saturating_since(prev).as_micros();
+            let us = u32::try_from(us).unwrap_or(u32::MAX);
+            if self.ring.len() < GAP_WINDOW {
+                self.ring.push(us);
+            } else {
+                self.ring[self.next] = us;
+            }
+            self.next = (self.next + 1) % GAP_WINDOW;
+            self.count += 1;
+            self.max_us = self.max_us.max(u64::from(us));
+        }
+    }
+
+    fn summary(&self, interval: Duration) -> GapSummary {
+        let mut v = self.ring.clone();
+        v.sort_unstable();
+        let pick = |q: f64| -> u64 {
+            if v.is_empty() {
+                return 0;
+            }
+            // Nearest rank.
+            let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+            u64::from(v[rank - 1])
+        };
+        GapSummary {
+            interval_us: interval.as_micros() as u64,
+            count: self.count,
+            window: v.len() as u64,
+            p50_us: pick(0.50),
+            p99_us: pick(0.99),
+            window_max_us: v.last().map_or(0, |m| u64::from(*m)),
+            max_us: self.max_us,
+        }
+    }
+}
+
+/// Heartbeat pacing as measured by the core: gaps between consecutive rounds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapSummary {
+    /// The configured heartbeat interval.
+    pub interval_us: u64,
+    /// Gaps measured since start.
+    pub count: u64,
+    /// Gaps in the window the percentiles are taken over (the last 4096).
+    pub window: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// The largest gap in the window.
+    pub window_max_us: u64,
+    /// The largest gap since start.
+    pub max_us: u64,
 }
 
 impl Llt {
@@ -388,6 +468,7 @@ impl Llt {
             next_msg_id: 0,
             outputs: VecDeque::new(),
             duplicates_reported: Vec::new(),
+            gaps: HeartbeatGaps::default(),
         };
         if llt.phase == Phase::Running {
             llt.push(Output::Event(Event::Started));
@@ -530,6 +611,7 @@ impl Llt {
             }
             for pl in &p.links {
                 let Some(last) = pl.last_heard else { continue };
+                let last = last + pl.excused;
                 match pl.state {
                     LinkState::Up => take(last + self.cfg.peer_trouble),
                     LinkState::Trouble => take(last + self.cfg.peer_inactive),
@@ -538,6 +620,25 @@ impl Llt {
             }
         }
         next
+    }
+
+    /// This node was not running for `stall` (its driver woke that late): no link's
+    /// TROUBLE or DOWN deadline counts that time, so a peer is never accused for
+    /// time during which we could not hear it. The time is taken off again when
+    /// the peer is next heard.
+    pub fn excuse(&mut self, stall: Duration) {
+        for p in self.peers.values_mut() {
+            for pl in &mut p.links {
+                if pl.last_heard.is_some() && pl.state.is_alive() {
+                    pl.excused += stall;
+                }
+            }
+        }
+    }
+
+    /// Heartbeat pacing so far: gaps between consecutive rounds.
+    pub fn heartbeat_gaps(&self) -> GapSummary {
+        self.gaps.summary(self.cfg.heartbeat)
     }
 
     /// Advance timers: end of listening, heartbeats due, links going TROUBLE or DOWN.
@@ -568,6 +669,15 @@ impl Llt {
                 self.send_frame(now, LinkId(li as u8), Some(peer), Kind::Heartbeat, &[]);
             }
             self.links[li].rounds += 1;
+            if Some(li)
+                == self
+                    .cfg
+                    .links
+                    .iter()
+                    .position(|l| l.priority == LinkPriority::High)
+            {
+                self.gaps.round(now);
+            }
             if self.cfg.links[li].broadcast && self.links[li].rounds % 2 == 1 {
                 self.send_frame(now, LinkId(li as u8), None, Kind::Heartbeat, &[]);
             }
@@ -589,6 +699,7 @@ impl Llt {
             if let Some(p) = self.peers.get_mut(&id) {
                 for (li, pl) in p.links.iter_mut().enumerate() {
                     let Some(last) = pl.last_heard else { continue };
+                    let last = last + pl.excused;
                     let link = LinkId(li as u8);
                     if pl.state.is_alive() && now >= last + inactive {
                         pl.state = LinkState::Down;
@@ -788,6 +899,7 @@ impl Llt {
         }
         pl.echo = Some((h.tx_time_us, now));
         let previous = pl.last_heard.replace(now);
+        pl.excused = Duration::ZERO;
         let mut events = Vec::new();
         match pl.state {
             LinkState::Up => {}
@@ -1036,6 +1148,7 @@ impl Llt {
             generation: self.generation,
             links,
             peers,
+            heartbeat: self.heartbeat_gaps(),
         }
     }
 }

@@ -57,7 +57,7 @@ pub mod driver;
 
 pub use crate::config::{LinkPriority, LinkSpec, LltConfig};
 pub use crate::core::{
-    ConfigError, Deliver, Event, LinkState, LinkStatus, Llt, Output, PeerLinkStatus, PeerStatus,
-    PeerSummary, SendError, Status, Transmit,
+    ConfigError, Deliver, Event, GapSummary, LinkState, LinkStatus, Llt, Output, PeerLinkStatus,
+    PeerStatus, PeerSummary, SendError, Status, Transmit, GAP_WINDOW,
 };
 pub use crate::stats::{DropCounts, DropReason, LinkStats, PeerLinkStats};

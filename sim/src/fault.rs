@@ -44,16 +44,29 @@ pub enum Fault {
         #[serde(default)]
         reorder_ms: f64,
     },
-    /// The node gets no input and no timers for `for_ms`, then everything it missed.
-    Stall { node: u8, for_ms: u64 },
+    /// The node gets no input and no timers for `for_ms`, then everything it missed
+    /// (or, with `drop_backlog`, nothing: the frames that came meanwhile were lost,
+    /// as when a socket buffer overflows).
+    Stall {
+        node: u8,
+        for_ms: u64,
+        #[serde(default)]
+        drop_backlog: bool,
+    },
     /// The node's process dies.
     Crash { node: u8 },
     /// The node starts again: a new incarnation, its state file kept.
     Restart { node: u8 },
     /// The node's clock runs `ppm` parts per million fast (or slow, negative).
     ClockSkew { node: u8, ppm: i32 },
-    /// A health probe of the node fails (the half-dead node): it leaves.
-    ProbeFail { node: u8 },
+    /// The node's health probe fails from now on (the half-dead node: a read-only
+    /// disk), or with `hang` never answers (a hung mount). It leaves, or fences
+    /// itself, as the scenario's `probe_on_failure` says. A restart repairs it.
+    ProbeFail {
+        node: u8,
+        #[serde(default)]
+        hang: bool,
+    },
 }
 
 /// A fault at a virtual time (ms after the cluster was started).
@@ -84,6 +97,16 @@ pub struct Expect {
     /// These nodes left the cluster gracefully.
     #[serde(default)]
     pub left: Vec<u8>,
+    /// These nodes declare no peer's link TROUBLE or DOWN after the first fault
+    /// (a node that stalled must not accuse anyone for its own absence).
+    #[serde(default)]
+    pub quiet: Vec<u8>,
+    /// No node installs more than this many views after the first fault (a
+    /// frozen node that wakes up must not disturb the survivors).
+    pub max_views: Option<usize>,
+    /// These nodes fenced themselves for this reason (`stalled`, `unhealthy`,
+    /// `race_lost`, `no_decision`, `excluded`).
+    pub fence_reason: Option<String>,
 }
 
 /// A drill: a cluster, its faults, and the expected outcome.
@@ -108,6 +131,13 @@ pub struct Scenario {
     pub run_ms: u64,
     #[serde(default)]
     pub steps: Vec<Step>,
+    /// What a failed health probe makes a node do: `"leave"` (default) or `"fence"`.
+    #[serde(default)]
+    pub probe_on_failure: vigil::health::OnFailure,
+    /// What a member does after a stall longer than its lease: `"fence"` (default)
+    /// or `"rejoin"`.
+    #[serde(default)]
+    pub stall_action: vigil_fence::StallAction,
     #[serde(default)]
     pub expect: Expect,
 }

@@ -38,6 +38,8 @@ pub fn run(sc: &Scenario, opts: Options) -> Outcome {
     let timers = Timers::default();
     let seed_count = sc.seed.unwrap_or(sc.nodes as usize);
     let mut w = World::new(sc.nodes, seed_count, sc.rng_seed, timers, opts.sabotage);
+    w.probe_action = sc.probe_on_failure;
+    w.stall_action = sc.stall_action;
     w.start_all();
     w.run_for(ms(sc.warmup_ms));
     let restarts_at_fault: Vec<u64> = (0..sc.nodes as usize).map(|i| w.restarts(i)).collect();
@@ -161,6 +163,59 @@ fn expect(w: &mut World, e: &Expect, fault_at: Instant, restarts: &[u64]) {
             return;
         }
     }
+    for q in &e.quiet {
+        let i = *q as usize;
+        if let Some((t, _, ev)) = w
+            .accusations
+            .iter()
+            .find(|(t, n, _)| *n == i && *t >= fault_at)
+        {
+            let after = t.saturating_since(fault_at).as_millis();
+            w.checker.fail_property(
+                "L2",
+                now,
+                vec![i],
+                format!("n{i} accused a peer {after} ms after the fault: {ev}"),
+            );
+            return;
+        }
+    }
+    if let Some(max) = e.max_views {
+        let changed = w.views_installed_since(fault_at);
+        if let Some((n, v)) = changed.iter().find(|(_, v)| v.len() > max) {
+            w.checker.fail_property(
+                "expect",
+                now,
+                vec![*n],
+                format!(
+                    "n{n} installed {} views after the fault ({v:?}), at most {max} expected",
+                    v.len()
+                ),
+            );
+            return;
+        }
+    }
+    if let Some(want) = &e.fence_reason {
+        for f in &e.fenced {
+            let i = *f as usize;
+            let reason = w.events.iter().find_map(|(_, n, r, ev)| match ev {
+                FenceEvent::SelfFence { reason } if *n == i && *r == restarts[i] => {
+                    Some(reason.clone())
+                }
+                _ => None,
+            });
+            let name = reason.as_ref().map(reason_name);
+            if name != Some(want.as_str()) {
+                w.checker.fail_property(
+                    "expect",
+                    now,
+                    vec![i],
+                    format!("n{i} fenced for {reason:?}, expected {want}"),
+                );
+                return;
+            }
+        }
+    }
     if e.no_fence
         && w.events
             .iter()
@@ -184,6 +239,18 @@ fn expect(w: &mut World, e: &Expect, fault_at: Instant, restarts: &[u64]) {
                 format!("views installed after the fault: {changed:?}"),
             );
         }
+    }
+}
+
+/// The stable name of a fence reason.
+pub fn reason_name(r: &vigil_fence::FenceReason) -> &'static str {
+    use vigil_fence::FenceReason as R;
+    match r {
+        R::RaceLost { .. } => "race_lost",
+        R::NoDecision { .. } => "no_decision",
+        R::Excluded { .. } => "excluded",
+        R::Unhealthy { .. } => "unhealthy",
+        R::Stalled { .. } => "stalled",
     }
 }
 
@@ -291,6 +358,7 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
             FaultKind::Stall => Fault::Stall {
                 node: node(&mut rng),
                 for_ms: rng.gen_range(10..1000),
+                drop_backlog: rng.gen_bool(0.3),
             },
             FaultKind::Crash => Fault::Crash {
                 node: node(&mut rng),
@@ -301,6 +369,7 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
             },
             FaultKind::Probe => Fault::ProbeFail {
                 node: node(&mut rng),
+                hang: rng.gen_bool(0.3),
             },
         };
         steps.push(Step { at_ms: at, fault });
@@ -341,6 +410,16 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
         run_ms: 600,
         steps,
         expect: Expect::default(),
+        probe_on_failure: if rng.gen_bool(0.5) {
+            vigil::health::OnFailure::Leave
+        } else {
+            vigil::health::OnFailure::Fence
+        },
+        stall_action: if rng.gen_bool(0.7) {
+            vigil_fence::StallAction::Fence
+        } else {
+            vigil_fence::StallAction::Rejoin
+        },
     }
 }
 
@@ -357,6 +436,8 @@ pub fn run_random(seed: u64, nodes: (u8, u8), kinds: &[FaultKind], opts: Options
         timers,
         opts.sabotage,
     );
+    w.probe_action = sc.probe_on_failure;
+    w.stall_action = sc.stall_action;
     w.start_all();
     w.run_for(ms(sc.warmup_ms));
     let fault_at = w.now();

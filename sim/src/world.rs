@@ -7,8 +7,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use vigil::health::{OnFailure, ProbeId, ProbeSpec};
 use vigil::node::{Node, Output};
-use vigil_fence::{FenceConfig, FenceEvent, Sabotage};
+use vigil_fence::{FenceConfig, FenceEvent, Sabotage, StallAction};
 use vigil_llt::types::{ClusterId, Generation, Incarnation, Instant, LinkId, NodeId};
 use vigil_llt::{LinkPriority, LinkSpec, LltConfig};
 
@@ -37,7 +38,7 @@ impl Default for Timers {
             peer_trouble: Duration::from_millis(40),
             peer_inactive: Duration::from_millis(80),
             race_timeout: Duration::from_millis(60),
-            lease: Duration::from_millis(40),
+            lease: Duration::from_millis(70),
             max_drift_ppm: 1000,
         }
     }
@@ -52,6 +53,20 @@ struct LinkQuality {
     reorder: f64,
     reorder_delay: Duration,
 }
+
+/// How a node's simulated health probe answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum ProbeMode {
+    #[default]
+    Healthy,
+    /// Every run fails (a read-only disk).
+    Failing,
+    /// Runs never answer (a hung NFS mount).
+    Hung,
+}
+
+/// The probe every simulated node runs: a check of its (virtual) disk.
+pub const SIM_PROBE: &str = "sim-disk";
 
 struct Flight {
     due: Instant,
@@ -72,6 +87,9 @@ struct Slot {
     skew_ppm: i32,
     /// Global instant at which the local clock read `local_base`.
     clock_base: (Instant, Instant),
+    probe: ProbeMode,
+    /// Frames that arrive while frozen are lost.
+    drop_backlog: bool,
 }
 
 impl Slot {
@@ -110,8 +128,16 @@ pub struct World {
     /// Fence events: (global time, node, restart count, event).
     pub events: Vec<(Instant, usize, u64, FenceEvent)>,
     first_fault: Option<Instant>,
+    /// Links each node declared TROUBLE or DOWN: (global time, node, event).
+    pub accusations: Vec<(Instant, usize, String)>,
     /// Pending flap toggles: (when, node, link, goes down).
     flaps: Vec<(Instant, usize, u8, bool)>,
+    /// Probe answers on their way: (when, node, restart count, probe, passed).
+    probe_answers: Vec<(Instant, usize, u64, ProbeId, bool)>,
+    /// What a failed probe makes a node do.
+    pub probe_action: OnFailure,
+    /// What a member does after a stall longer than its lease.
+    pub stall_action: StallAction,
 }
 
 fn fnv(hash: u64, bytes: &[u8]) -> u64 {
@@ -149,7 +175,11 @@ impl World {
             trace_hash: 0xcbf2_9ce4_8422_2325,
             events: Vec::new(),
             first_fault: None,
+            accusations: Vec::new(),
             flaps: Vec::new(),
+            probe_answers: Vec::new(),
+            probe_action: OnFailure::Leave,
+            stall_action: StallAction::Fence,
         };
         for _ in 0..n {
             w.slots.push(Slot {
@@ -160,6 +190,8 @@ impl World {
                 backlog: Vec::new(),
                 skew_ppm: 0,
                 clock_base: (Instant::ZERO, Instant::ZERO),
+                probe: ProbeMode::Healthy,
+                drop_backlog: false,
             });
         }
         w
@@ -228,7 +260,21 @@ impl World {
             heartbeat: t.heartbeat,
             peer_inactive: t.peer_inactive,
             self_fence: true,
+            stall_report: t.heartbeat / 2,
+            stall_action: self.stall_action,
+            watchdog: None,
             sabotage: self.sabotage,
+        }
+    }
+
+    fn probe_spec(&self) -> ProbeSpec {
+        let hb = self.timers.heartbeat;
+        ProbeSpec {
+            name: SIM_PROBE.into(),
+            interval: hb * 2,
+            timeout: hb,
+            threshold: 2,
+            on_failure: self.probe_action,
         }
     }
 
@@ -236,11 +282,14 @@ impl World {
     pub fn start(&mut self, i: usize) {
         let llt = self.llt_config();
         let fence = self.fence_config();
+        let probe = self.probe_spec();
         let now = self.now;
         let s = &mut self.slots[i];
         s.restarts += 1;
         s.frozen_until = None;
         s.backlog.clear();
+        // A restart repairs the disk.
+        s.probe = ProbeMode::Healthy;
         let local = s.local(now);
         let inc = Incarnation(((i as u64 + 1) << 40) | s.restarts);
         match Node::new(
@@ -252,7 +301,10 @@ impl World {
             i as u64,
             s.persisted,
         ) {
-            Ok(node) => s.node = Some(node),
+            Ok(mut node) => {
+                node.add_probe(local, probe);
+                s.node = Some(node);
+            }
             Err(e) => panic!("simulated node {i} refused its config: {e}"),
         }
         let r = s.restarts;
@@ -373,23 +425,27 @@ impl World {
                     };
                 }
             }
-            Fault::Stall { node, for_ms } => {
+            Fault::Stall {
+                node,
+                for_ms,
+                drop_backlog,
+            } => {
                 let s = &mut self.slots[*node as usize];
                 if s.node.is_some() {
                     s.frozen_until = Some(self.now + Duration::from_millis(*for_ms));
+                    s.drop_backlog = *drop_backlog;
                 }
             }
             Fault::Crash { node } => {
                 self.slots[*node as usize].node = None;
             }
             Fault::Restart { node } => self.start(*node as usize),
-            Fault::ProbeFail { node } => {
-                let i = *node as usize;
-                let local = self.slots[i].local(self.now);
-                if let Some(n) = self.slots[i].node.as_mut() {
-                    n.report_unhealthy(local);
-                }
-                self.drain(i);
+            Fault::ProbeFail { node, hang } => {
+                self.slots[*node as usize].probe = if *hang {
+                    ProbeMode::Hung
+                } else {
+                    ProbeMode::Failing
+                };
             }
             Fault::ClockSkew { node, ppm } => {
                 let now = self.now;
@@ -466,8 +522,40 @@ impl World {
                     }
                     self.events.push((self.now, i, restarts, e));
                 }
-                Output::Llt(e) => self.log(format!("n{i} {e:?}")),
+                Output::Llt(e) => {
+                    if matches!(
+                        e,
+                        vigil::node::LltEvent::LinkTrouble { .. }
+                            | vigil::node::LltEvent::LinkDown { .. }
+                            | vigil::node::LltEvent::PeerDown { .. }
+                    ) {
+                        self.accusations.push((self.now, i, format!("{e:?}")));
+                    }
+                    self.log(format!("n{i} {e:?}"))
+                }
                 Output::Deliver(_) => {}
+                Output::RunProbe(p) => {
+                    // The check itself takes a quarter of a heartbeat.
+                    let at = self.now + self.timers.heartbeat / 4;
+                    match self.slots[i].probe {
+                        ProbeMode::Healthy => self.probe_answers.push((at, i, restarts, p, true)),
+                        ProbeMode::Failing => self.probe_answers.push((at, i, restarts, p, false)),
+                        ProbeMode::Hung => {}
+                    }
+                }
+                Output::Health(h) => self.log(format!("n{i} {h:?}")),
+                Output::Rejoin { stall } => {
+                    self.log(format!("n{i} rejoins after a stall of {stall:?}"));
+                    let now = self.now;
+                    let s = &mut self.slots[i];
+                    s.restarts += 1;
+                    let local = s.local(now);
+                    let inc = Incarnation(((i as u64 + 1) << 40) | s.restarts);
+                    if let Some(node) = s.node.as_mut() {
+                        node.rejoin(local, inc, i as u64 + s.restarts);
+                    }
+                    // Its outputs are drained on the next round.
+                }
             }
         }
     }
@@ -511,6 +599,9 @@ impl World {
             let mut next: Option<Instant> = self.flights.iter().map(|f| f.due).min();
             let mut take = |t: Instant| next = Some(next.map_or(t, |x: Instant| x.min(t)));
             for (t, ..) in &self.flaps {
+                take(*t);
+            }
+            for (t, ..) in &self.probe_answers {
                 take(*t);
             }
             for s in &self.slots {
@@ -564,6 +655,36 @@ impl World {
                     self.drain(i);
                 }
             }
+            // Probe answers due (a frozen node gets them when it thaws).
+            let (answers, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.probe_answers)
+                .into_iter()
+                .partition(|a| a.0 <= now);
+            self.probe_answers = rest;
+            for (at, i, restarts, probe, passed) in answers {
+                if self.slots[i].frozen_until.is_some_and(|t| now < t) {
+                    self.probe_answers.push((
+                        self.slots[i].frozen_until.unwrap_or(at),
+                        i,
+                        restarts,
+                        probe,
+                        passed,
+                    ));
+                    continue;
+                }
+                if self.slots[i].restarts != restarts {
+                    continue;
+                }
+                let local = self.slots[i].local(now);
+                if let Some(node) = self.slots[i].node.as_mut() {
+                    let result = if passed {
+                        Ok(())
+                    } else {
+                        Err("read-only file system".to_string())
+                    };
+                    node.probe_result(local, probe, result);
+                }
+                self.drain(i);
+            }
             let mut due: Vec<Flight> = Vec::new();
             let mut keep: Vec<Flight> = Vec::new();
             for f in std::mem::take(&mut self.flights) {
@@ -578,7 +699,9 @@ impl World {
             for f in due {
                 let to = f.to;
                 if self.slots[to].frozen_until.is_some_and(|t| now < t) {
-                    self.slots[to].backlog.push(f);
+                    if !self.slots[to].drop_backlog {
+                        self.slots[to].backlog.push(f);
+                    }
                     continue;
                 }
                 let local = self.slots[to].local(now);
