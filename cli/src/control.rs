@@ -67,6 +67,11 @@ pub struct TimersInfo {
     pub link_up_count: u32,
     pub race_timeout_ms: u64,
     pub lease_ms: u64,
+    #[serde(default)]
+    pub stall_report_ms: u64,
+    /// `timers.profile`: `default` or `fast`.
+    #[serde(default)]
+    pub profile: String,
 }
 
 /// What `Request::Status` returns.
@@ -89,6 +94,16 @@ pub struct DaemonStatus {
     pub self_fence: String,
     /// `cluster.max_drift_ppm`.
     pub max_drift_ppm: u32,
+    /// `daemon.stall_action`: `fence` or `rejoin`.
+    #[serde(default)]
+    pub stall_action: String,
+    /// The scheduling the node thread runs with: `off`, `fifo 50`, or what was
+    /// refused and why.
+    #[serde(default)]
+    pub realtime: String,
+    /// The watchdog: `none`, `configured (not armed)`, `armed ...`.
+    #[serde(default)]
+    pub watchdog: String,
     pub links: Vec<LinkInfo>,
     pub nodes: Vec<NodeInfo>,
     pub node: vigil::node::Status,

@@ -13,8 +13,12 @@
 use crate::control::{self, DaemonStatus, LinkInfo, NodeInfo, Request, Response, TimersInfo};
 use crate::exit;
 use crate::logging::{self, wall_us, LogFormat};
+use crate::probes::{self, ProbeDone};
+use crate::rt::{self, RtPolicy};
 use crate::state::StateFile;
+use crate::watchdog::Watchdog;
 use clap::Args;
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,8 +27,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
-use vigil::config::{ClusterConfig, FencingMode, LinkKind, NodeConfig, NodeLinkAddr, SelfFence};
-use vigil::node::{LltEvent, Node, Output, Transmit};
+use vigil::config::{
+    ClusterConfig, FencingMode, LinkKind, NodeConfig, NodeLinkAddr, ProbeCheck, Realtime, SelfFence,
+};
+use vigil::health::ProbeId;
+use vigil::node::{HealthEvent, LltEvent, Node, Output, Transmit};
 use vigil_fence::{FenceEvent, FenceReason, NodeState};
 use vigil_llt::driver::{EtherLink, Link, RxFrame, UdpLink};
 use vigil_llt::types::{Incarnation, Instant, LinkAddr, LinkId, NodeId};
@@ -75,6 +82,37 @@ pub fn run(args: DaemonArgs) -> u8 {
         );
         return exit::FAILURE;
     };
+    // The node runs on this thread (a current-thread runtime): heartbeats, timers
+    // and frames. Real-time scheduling applies to it alone; probe threads, hooks and
+    // the runtime's helpers start at normal priority (SCHED_RESET_ON_FORK).
+    let policy = match cfg.daemon.realtime {
+        Realtime::Off => None,
+        Realtime::Fifo => Some(RtPolicy::Fifo),
+        Realtime::Rr => Some(RtPolicy::Rr),
+    };
+    let rt = rt::apply(policy, cfg.daemon.rt_priority, cfg.daemon.mlockall);
+    for w in &rt.warnings {
+        warn!(
+            event = "daemon.realtime_refused",
+            ts_us = wall_us(),
+            "{w}; running on without it"
+        );
+        eprintln!("vigil daemon: warning: {w}; running on without it");
+    }
+    info!(
+        event = "daemon.realtime",
+        ts_us = wall_us(),
+        policy = %rt.policy,
+        mlocked = rt.mlocked,
+        "node thread scheduling: {}{}",
+        rt.policy,
+        if rt.mlocked { ", memory locked" } else { "" }
+    );
+    let realtime = format!(
+        "{}{}",
+        rt.policy,
+        if rt.mlocked { ", mlockall" } else { "" }
+    );
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -87,7 +125,7 @@ pub fn run(args: DaemonArgs) -> u8 {
     };
     let socket = args.socket.clone().unwrap_or_else(|| cfg.socket_path(&me));
     let (cfg_fence, me_fence) = (cfg.clone(), me.clone());
-    match runtime.block_on(serve(cfg, me, args.config, socket)) {
+    match runtime.block_on(serve(cfg, me, args.config, socket, realtime)) {
         Ok(Ending::Code(code)) => code,
         Ok(Ending::Fenced(reason)) => self_fence(&cfg_fence, &me_fence, &reason),
         Err(e) => {
@@ -131,6 +169,8 @@ fn reason_parts(r: &FenceReason) -> (&'static str, u64) {
         FenceReason::RaceLost { slot } => ("race_lost", slot.0),
         FenceReason::NoDecision { slot } => ("no_decision", slot.0),
         FenceReason::Excluded { generation } => ("excluded", generation.0),
+        FenceReason::Unhealthy { .. } => ("unhealthy", 0),
+        FenceReason::Stalled { .. } => ("stalled", 0),
     }
 }
 
@@ -148,6 +188,12 @@ fn reason_text(r: &FenceReason) -> String {
         FenceReason::Excluded { generation } => {
             format!("view {} was decided without this node", generation.0)
         }
+        FenceReason::Unhealthy { probe } => {
+            format!("health probe {probe} failed and the node could not leave gracefully, or is set to fence")
+        }
+        FenceReason::Stalled { stall_ms } => format!(
+            "this node was not running for {stall_ms} ms, longer than its lease: its authority lapsed and its view may be stale"
+        ),
     }
 }
 
@@ -169,9 +215,126 @@ struct Running {
     node: Node,
     last_now: Instant,
     state: StateFile,
+    /// The configured probes of this node, by the ID the node gave them.
+    checks: BTreeMap<ProbeId, (ProbeCheck, Duration)>,
+    probe_tx: mpsc::UnboundedSender<ProbeDone>,
+    realtime: String,
+    dog: Dog,
+}
+
+/// The watchdog, when configured.
+enum Dog {
+    /// None configured.
+    Off,
+    /// Configured; armed once the node first holds authority.
+    Waiting,
+    /// Open and counting down; fed while the node holds authority.
+    Armed {
+        dog: Watchdog,
+        last_pet: std::time::Instant,
+        pets: u64,
+    },
 }
 
 impl Running {
+    /// Arm the watchdog at the first authority and feed it only while authority
+    /// holds: a node whose user space hangs, or that keeps running without
+    /// authority, is reset by the kernel. `Some` when the daemon must stop.
+    fn tend_watchdog(&mut self) -> Option<Ending> {
+        let cfg = self.cfg.watchdog.clone()?;
+        let now = self.now();
+        if !self.node.authority_at(now) {
+            return None;
+        }
+        match &mut self.dog {
+            Dog::Off => None,
+            Dog::Waiting => match Watchdog::open(&cfg.device, cfg.timeout, cfg.softdog) {
+                Ok(dog) => {
+                    warn!(
+                        event = "watchdog.armed",
+                        ts_us = wall_us(),
+                        node = self.me.id.0,
+                        device = %cfg.device.display(),
+                        timeout_ms = dog.timeout().as_millis() as u64,
+                        test_device = dog.is_test_device(),
+                        "watchdog {} armed ({} s): fed while this node holds authority",
+                        cfg.device.display(),
+                        dog.timeout().as_secs()
+                    );
+                    let mut armed = Dog::Armed {
+                        dog,
+                        last_pet: std::time::Instant::now(),
+                        pets: 0,
+                    };
+                    if let Dog::Armed { dog, pets, .. } = &mut armed {
+                        if dog.pet().is_ok() {
+                            *pets += 1;
+                        }
+                    }
+                    self.dog = armed;
+                    None
+                }
+                Err(e) => {
+                    error!(
+                        event = "watchdog.failed",
+                        ts_us = wall_us(),
+                        node = self.me.id.0,
+                        "cannot arm the watchdog: {e}; the cluster counts on it, so this node stops"
+                    );
+                    eprintln!("vigil daemon: cannot arm the watchdog: {e}");
+                    Some(Ending::Code(exit::FAILURE))
+                }
+            },
+            Dog::Armed {
+                dog,
+                last_pet,
+                pets,
+            } => {
+                if last_pet.elapsed() >= self.cfg.timers.heartbeat / 2 {
+                    match dog.pet() {
+                        Ok(()) => {
+                            *pets += 1;
+                            *last_pet = std::time::Instant::now();
+                        }
+                        Err(e) => {
+                            warn!(event = "watchdog.pet_failed", ts_us = wall_us(), "{e}")
+                        }
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    fn watchdog_word(&self) -> String {
+        match &self.dog {
+            Dog::Off => "none".into(),
+            Dog::Waiting => {
+                let device = self
+                    .cfg
+                    .watchdog
+                    .as_ref()
+                    .map_or_else(String::new, |w| w.device.display().to_string());
+                format!("{device} configured, armed at the first authority")
+            }
+            Dog::Armed {
+                dog,
+                last_pet,
+                pets,
+            } => format!(
+                "{} armed{}, timeout {} s, {pets} pets, last {} ms ago",
+                dog.device().display(),
+                if dog.is_test_device() {
+                    " (test device)"
+                } else {
+                    ""
+                },
+                dog.timeout().as_secs(),
+                last_pet.elapsed().as_millis()
+            ),
+        }
+    }
+
     fn now(&mut self) -> Instant {
         let now = Instant::from_nanos(self.origin.elapsed().as_nanos() as u64);
         self.last_now = self.last_now.max(now);
@@ -217,6 +380,32 @@ impl Running {
                         generation = g.0,
                         "generation recorded"
                     );
+                }
+                Output::RunProbe(id) => {
+                    if let Some((check, timeout)) = self.checks.get(&id) {
+                        probes::spawn(
+                            id,
+                            check.clone(),
+                            *timeout,
+                            self.me.name.clone(),
+                            self.probe_tx.clone(),
+                        );
+                    }
+                }
+                Output::Health(e) => self.log_health(&e),
+                Output::Rejoin { stall } => {
+                    let incarnation = fresh_incarnation();
+                    warn!(
+                        event = "node.rejoin",
+                        ts_us = wall_us(),
+                        node = self.me.id.0,
+                        stall_ms = stall.as_millis() as u64,
+                        incarnation = %incarnation,
+                        "not running for {} ms, longer than the lease: starting again as incarnation {incarnation}",
+                        stall.as_millis()
+                    );
+                    let now = self.now();
+                    self.node.rejoin(now, incarnation, rand::random());
                 }
                 Output::Fence(e) => {
                     self.log_fence(&e);
@@ -351,6 +540,66 @@ impl Running {
         }
     }
 
+    /// A health event: probes and stalls, one line each with a stable name.
+    fn log_health(&self, e: &HealthEvent) {
+        let ts = wall_us();
+        match e {
+            HealthEvent::ProbeFailed {
+                name,
+                failures,
+                reason,
+                ..
+            } => warn!(
+                event = "probe.failed",
+                ts_us = ts,
+                probe = %name,
+                failures,
+                reason = %reason,
+                "health probe {name} failed ({failures} in a row): {reason}"
+            ),
+            HealthEvent::ProbeRecovered { name, .. } => info!(
+                event = "probe.recovered",
+                ts_us = ts,
+                probe = %name,
+                "health probe {name} passes again"
+            ),
+            HealthEvent::Unhealthy {
+                name,
+                action,
+                reason,
+                ..
+            } => error!(
+                event = "node.unhealthy",
+                ts_us = ts,
+                node = self.me.id.0,
+                probe = %name,
+                action = ?action,
+                reason = %reason,
+                "health probe {name} reached its failure threshold ({reason}): {}",
+                match action {
+                    vigil::health::OnFailure::Leave => "leaving the cluster so the others take over",
+                    vigil::health::OnFailure::Fence => "fencing this node",
+                }
+            ),
+            HealthEvent::LeaveTimedOut { probe } => error!(
+                event = "node.leave_timeout",
+                ts_us = ts,
+                node = self.me.id.0,
+                probe = %probe,
+                "the graceful leave after probe {probe} failed did not complete: fencing instead"
+            ),
+            HealthEvent::Stall { length, worst } => warn!(
+                event = "node.stall",
+                ts_us = ts,
+                node = self.me.id.0,
+                stall_us = length.as_micros() as u64,
+                worst_us = worst.as_micros() as u64,
+                "this node was not running for {:.1} ms (its timers fired that late); peers are not held to it",
+                length.as_secs_f64() * 1e3
+            ),
+        }
+    }
+
     /// A link state change: one line with the stable event name, peer and link.
     fn log_link(
         &self,
@@ -450,7 +699,12 @@ impl Running {
                 link_up_count: t.link_up_count,
                 race_timeout_ms: t.race_timeout.as_millis() as u64,
                 lease_ms: t.lease.as_millis() as u64,
+                stall_report_ms: t.stall_report.as_millis() as u64,
+                profile: format!("{:?}", t.profile).to_lowercase(),
             },
+            stall_action: format!("{:?}", self.cfg.daemon.stall_action).to_lowercase(),
+            realtime: self.realtime.clone(),
+            watchdog: self.watchdog_word(),
             fencing: match self.cfg.cluster.fencing {
                 FencingMode::Majority => "majority".into(),
                 FencingMode::Disabled => "disabled".into(),
@@ -606,11 +860,14 @@ async fn serve(
     me: NodeConfig,
     config_file: PathBuf,
     socket: PathBuf,
+    realtime: String,
 ) -> Result<Ending, String> {
     let origin = std::time::Instant::now();
     let incarnation = fresh_incarnation();
     let state = StateFile::open(&cfg.cluster.state_dir, &me.name)?;
     let (rx_tx, mut rx) = mpsc::channel::<RxFrame>(RX_QUEUE);
+    // Unbounded, but bounded in practice: at most one run per probe is out.
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ProbeDone>();
     let listener = bind_control(&socket)?;
     let links = open_links(&cfg, &me, &rx_tx)?;
     drop(rx_tx);
@@ -639,6 +896,24 @@ async fn serve(
         cfg.llt_config().listen_window.as_millis()
     );
     let race_timeout = cfg.timers.race_timeout;
+    let mut node = node;
+    let mut checks = BTreeMap::new();
+    for p in cfg.probes_for(me.id) {
+        let id = node.add_probe(Instant::ZERO, p.spec.clone());
+        checks.insert(id, (p.check.clone(), p.spec.timeout));
+        info!(
+            event = "probe.configured",
+            ts_us = wall_us(),
+            probe = %p.spec.name,
+            check = ?p.check,
+            interval_ms = p.spec.interval.as_millis() as u64,
+            timeout_ms = p.spec.timeout.as_millis() as u64,
+            threshold = p.spec.threshold,
+            on_failure = ?p.spec.on_failure,
+            "health probe {} configured",
+            p.spec.name
+        );
+    }
     let mut run = Running {
         cfg,
         me,
@@ -648,7 +923,14 @@ async fn serve(
         node,
         last_now: Instant::ZERO,
         state,
+        checks,
+        probe_tx,
+        realtime,
+        dog: Dog::Off,
     };
+    if run.cfg.watchdog.is_some() {
+        run.dog = Dog::Waiting;
+    }
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Ctl>(CTL_QUEUE);
     let live = Arc::new(());
     let accept_live = live.clone();
@@ -675,6 +957,9 @@ async fn serve(
     let mut stop_now: Option<Ending> = None;
     let ending = loop {
         if let Some(end) = run.drain() {
+            break end;
+        }
+        if let Some(end) = run.tend_watchdog() {
             break end;
         }
         if let Some(end) = stop_now.take() {
@@ -734,6 +1019,10 @@ async fn serve(
                     more += 1;
                 }
             }
+            Some(done) = probe_rx.recv() => {
+                let now = run.now();
+                run.node.probe_result(now, done.probe, done.result);
+            }
             Some(ctl) = ctl_rx.recv() => {
                 let response = match ctl.req {
                     Request::Status => Response::Status(Box::new(run.status())),
@@ -767,6 +1056,19 @@ async fn serve(
             drop(run.links);
         }
         Ending::Code(code) => {
+            // A deliberate stop: the watchdog stands down (magic close). A fenced
+            // node keeps it counting, so the kernel resets the machine if the
+            // fence action does not.
+            if let Dog::Armed { dog, .. } = std::mem::replace(&mut run.dog, Dog::Off) {
+                match dog.disarm() {
+                    Ok(()) => info!(
+                        event = "watchdog.disarmed",
+                        ts_us = wall_us(),
+                        "watchdog stopped (magic close)"
+                    ),
+                    Err(e) => error!(event = "watchdog.disarm_failed", ts_us = wall_us(), "{e}"),
+                }
+            }
             // Let control connections in flight write their answers (`vigil stop`).
             drop(ctl_rx);
             let grace = tokio::time::Instant::now() + ANSWER_GRACE;

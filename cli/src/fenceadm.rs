@@ -131,7 +131,65 @@ pub fn fence_json(s: &DaemonStatus) -> Value {
            "lease_remaining_ms": lease_remaining_ms(s),
            "fenced": f.fenced,
            "nodes": nodes,
-           "last_race": f.last_race.as_ref().map(|r| race_json(s, r))})
+           "last_race": f.last_race.as_ref().map(|r| race_json(s, r)),
+           "health": health_json(s)})
+}
+
+/// Probes and stalls, for `fenceadm -d --json` and `lltstat -c --json`.
+pub fn health_json(s: &DaemonStatus) -> Value {
+    let h = &s.node.health;
+    let probes: Vec<Value> = h
+        .probes
+        .iter()
+        .map(|p| {
+            json!({"name": p.spec.name, "state": p.state, "runs": p.runs,
+                   "failures": p.failures, "consecutive_failures": p.consecutive,
+                   "threshold": p.spec.threshold,
+                   "interval_ms": p.spec.interval.as_millis() as u64,
+                   "timeout_ms": p.spec.timeout.as_millis() as u64,
+                   "on_failure": p.spec.on_failure, "running": p.running,
+                   "last_error": p.last_error,
+                   "last_duration_us": p.last_duration.map(|d| d.as_micros() as u64)})
+        })
+        .collect();
+    json!({"unhealthy": h.unhealthy, "probes": probes, "stalls": stalls_json(s)})
+}
+
+/// The node's own stalls.
+pub fn stalls_json(s: &DaemonStatus) -> Value {
+    let st = &s.node.health.stalls;
+    json!({"count": st.count, "worst_us": st.worst.as_micros() as u64,
+           "total_us": st.total.as_micros() as u64,
+           "last_us": st.last.map(|(d, _)| d.as_micros() as u64),
+           "last_ago_ms": st.last.map(|(_, at)| ms(s.now_ns.saturating_sub(at.as_nanos()))),
+           "report_ms": s.timers.stall_report_ms, "action": s.stall_action})
+}
+
+/// One line per probe: `name state (failures in a row/threshold), last error`.
+pub fn probes_text(s: &DaemonStatus, out: &mut String) {
+    let h = &s.node.health;
+    if h.probes.is_empty() {
+        out.push_str("        none configured\n");
+    }
+    for p in &h.probes {
+        let err = p
+            .last_error
+            .as_deref()
+            .map(|e| format!(", last error: {e}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "        {:<16} {:<8} {}/{} failures in a row, {} runs, every {} ms, timeout {} ms, on failure {}{err}",
+            p.spec.name,
+            p.state,
+            p.consecutive,
+            p.spec.threshold,
+            p.runs,
+            p.spec.interval.as_millis(),
+            p.spec.timeout.as_millis(),
+            format!("{:?}", p.spec.on_failure).to_lowercase(),
+        );
+    }
 }
 
 pub fn fence_text(s: &DaemonStatus) -> String {
@@ -183,6 +241,23 @@ pub fn fence_text(s: &DaemonStatus) -> String {
             node_state(s, n.id)
         );
     }
+    out.push_str("\n Health Probes:\n");
+    probes_text(s, &mut out);
+    if let Some(p) = &s.node.health.unhealthy {
+        let _ = writeln!(
+            out,
+            "        UNHEALTHY: probe {p} failed; this node left or fenced itself"
+        );
+    }
+    let st = &s.node.health.stalls;
+    let _ = writeln!(
+        out,
+        " Stalls: {} over {} ms, worst {:.1} ms (after a stall longer than the lease: {})",
+        st.count,
+        s.timers.stall_report_ms,
+        st.worst.as_secs_f64() * 1e3,
+        s.stall_action
+    );
     out.push_str("\n Last Race:\n");
     match &f.last_race {
         None => out.push_str("        none\n"),
@@ -241,6 +316,28 @@ mod tests {
             duration: Some(Duration::from_millis(312)),
             verdict: RaceVerdict::Won,
         });
+        s.node.health.probes.push(vigil::health::ProbeStatus {
+            id: vigil::health::ProbeId(0),
+            spec: vigil::health::ProbeSpec {
+                name: "rootfs".into(),
+                interval: Duration::from_millis(1000),
+                timeout: Duration::from_millis(500),
+                threshold: 3,
+                on_failure: vigil::health::OnFailure::Leave,
+            },
+            state: "failing".into(),
+            runs: 12,
+            failures: 1,
+            consecutive: 1,
+            last_error: Some(
+                "cannot write /var/lib/vigil/.vigil-probe-n2: Read-only file system (os error 30)"
+                    .into(),
+            ),
+            last_duration: Some(Duration::from_micros(1200)),
+            running: false,
+        });
+        s.node.health.stalls.count = 2;
+        s.node.health.stalls.worst = Duration::from_micros(61_500);
         let text = fence_text(&s);
         assert_eq!(
             text,
@@ -260,6 +357,9 @@ mod tests {
              \x20       node   2 (n2): member\n\
              \x20       node   3 (n3): member (jeopardy)\n\
              \x20       node   4 (n4): member\n\n \
+             Health Probes:\n\
+             \x20       rootfs           failing  1/3 failures in a row, 12 runs, every 1000 ms, timeout 500 ms, on failure leave, last error: cannot write /var/lib/vigil/.vigil-probe-n2: Read-only file system (os error 30)\n \
+             Stalls: 2 over 50 ms, worst 61.5 ms (after a stall longer than the lease: fence)\n\n \
              Last Race:\n\
              \x20       after view 6: racer 2 (n2), verdict won, started 1500 ms ago, took 312 ms; proposal [2,3,4]\n"
         );
@@ -275,6 +375,11 @@ mod tests {
         assert_eq!(j["last_race"]["started_ms"], 8500);
         assert_eq!(j["last_race"]["duration_ms"], 312);
         assert_eq!(j["nodes"][0]["state"], "not seen");
+        assert_eq!(j["health"]["probes"][0]["name"], "rootfs");
+        assert_eq!(j["health"]["probes"][0]["state"], "failing");
+        assert_eq!(j["health"]["probes"][0]["consecutive_failures"], 1);
+        assert_eq!(j["health"]["stalls"]["worst_us"], 61_500);
+        assert_eq!(j["health"]["unhealthy"], Value::Null);
     }
 
     #[test]

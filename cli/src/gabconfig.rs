@@ -296,11 +296,16 @@ pub(crate) mod tests {
                 peer_inactive_ms: 800,
                 link_up_count: 3,
                 race_timeout_ms: 300,
-                lease_ms: 400,
+                lease_ms: 700,
+                stall_report_ms: 50,
+                profile: "default".into(),
             },
             fencing: "majority".into(),
             self_fence: "exit".into(),
             max_drift_ppm: 1000,
+            stall_action: "fence".into(),
+            realtime: "off".into(),
+            watchdog: "none".into(),
             links: Vec::new(),
             nodes: (0..n)
                 .map(|i| NodeInfo {
@@ -327,7 +332,9 @@ pub(crate) mod tests {
                             links: Vec::new(),
                         })
                         .collect(),
+                    heartbeat: Default::default(),
                 },
+                health: Default::default(),
                 fence: FenceStatus {
                     state,
                     authority: state == NodeState::Member,

@@ -234,7 +234,9 @@ pub fn stats_json(s: &DaemonStatus) -> Value {
         })
         .collect();
     json!({"local": s.local, "node": s.node_name, "incarnation": s.node.llt.incarnation.0,
-           "uptime_ms": s.uptime_ms, "links": links, "peers": peers})
+           "uptime_ms": s.uptime_ms, "links": links, "peers": peers,
+           "heartbeat": s.node.llt.heartbeat, "realtime": s.realtime,
+           "stalls": crate::fenceadm::stalls_json(s)})
 }
 
 pub fn stats_text(s: &DaemonStatus) -> String {
@@ -273,6 +275,35 @@ pub fn stats_text(s: &DaemonStatus) -> String {
             );
         }
     }
+    let g = &s.node.llt.heartbeat;
+    let ms = |us: u64| us as f64 / 1e3;
+    let _ = writeln!(
+        out,
+        "  Heartbeat pacing (every {:.1} ms): gap p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms over the last {} rounds ({} since start, max ever {:.3} ms)",
+        ms(g.interval_us),
+        ms(g.p50_us),
+        ms(g.p99_us),
+        ms(g.window_max_us),
+        g.window,
+        g.count,
+        ms(g.max_us)
+    );
+    let st = &s.node.health.stalls;
+    let _ = writeln!(
+        out,
+        "  Stalls of this node: {} over {} ms, worst {:.3} ms{}",
+        st.count,
+        s.timers.stall_report_ms,
+        st.worst.as_secs_f64() * 1e3,
+        st.last
+            .map(|(d, at)| format!(
+                ", last {:.3} ms, {} ms ago",
+                d.as_secs_f64() * 1e3,
+                s.now_ns.saturating_sub(at.as_nanos()) / 1_000_000
+            ))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(out, "  Scheduling: {}", s.realtime);
     out.push_str("  Peers:\n");
     for p in &s.node.llt.peers {
         let name = s
@@ -309,7 +340,9 @@ pub fn config_json(s: &DaemonStatus) -> Value {
     json!({"local": s.local, "fencing": s.fencing, "self_fence": s.self_fence, "max_drift_ppm": s.max_drift_ppm, "node": s.node_name, "cluster": {"name": s.cluster_name, "id": s.cluster_id},
            "config_file": s.config_file, "authenticated": s.authenticated,
            "incarnation": s.node.llt.incarnation.0, "pid": s.pid,
-           "timers": s.timers, "links": s.links.iter().map(|l| json!({"id": l.id, "name": l.name, "kind": l.kind, "priority": l.priority, "address": l.local_address})).collect::<Vec<_>>(),
+           "timers": s.timers, "stall_action": s.stall_action, "realtime": s.realtime,
+           "watchdog": s.watchdog, "health": crate::fenceadm::health_json(s),
+           "links": s.links.iter().map(|l| json!({"id": l.id, "name": l.name, "kind": l.kind, "priority": l.priority, "address": l.local_address})).collect::<Vec<_>>(),
            "nodes": s.nodes})
 }
 
@@ -344,13 +377,22 @@ pub fn config_text(s: &DaemonStatus) -> String {
             .join(",")
     );
     let _ = writeln!(out, "    max nodes: 64, max links: 8");
-    let _ = writeln!(out, "    timers (ms): heartbeat {} heartbeat_lowpri {} peer_trouble {} peer_inactive {} link_up_count {}",
-        t.heartbeat_ms, t.heartbeat_lowpri_ms, t.peer_trouble_ms, t.peer_inactive_ms, t.link_up_count);
+    let _ = writeln!(out, "    timers (ms, profile {}): heartbeat {} heartbeat_lowpri {} peer_trouble {} peer_inactive {} link_up_count {}",
+        t.profile, t.heartbeat_ms, t.heartbeat_lowpri_ms, t.peer_trouble_ms, t.peer_inactive_ms, t.link_up_count);
     let _ = writeln!(
         out,
         "    fencing: {} (self-fence: {}), race_timeout {} ms, lease {} ms, max drift {} ppm",
         s.fencing, s.self_fence, t.race_timeout_ms, t.lease_ms, s.max_drift_ppm
     );
+    let _ = writeln!(
+        out,
+        "    stalls: logged over {} ms; after one longer than the lease: {}",
+        t.stall_report_ms, s.stall_action
+    );
+    let _ = writeln!(out, "    scheduling: {}", s.realtime);
+    let _ = writeln!(out, "    watchdog: {}", s.watchdog);
+    out.push_str("    health probes:\n");
+    crate::fenceadm::probes_text(s, &mut out);
     out.push_str("    links:\n");
     for l in &s.links {
         let _ = writeln!(

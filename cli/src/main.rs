@@ -10,8 +10,11 @@ mod fenceadm;
 mod gabconfig;
 mod lltstat;
 mod logging;
+mod probes;
+mod rt;
 mod sim;
 mod state;
+mod watchdog;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
