@@ -17,11 +17,15 @@ enum BenchCommand {
     Jitter(jitter::JitterArgs),
     /// Corosync 3 (knet, votequorum) in network namespaces: fault to new membership.
     Corosync(corosync::CorosyncArgs),
+    /// Spin on one core forever (the CPU burner `bench jitter` starts; not for users).
+    #[command(hide = true)]
+    Burn,
 }
 
 pub fn run(args: BenchArgs) -> u8 {
     match args.command {
         BenchCommand::Jitter(a) => jitter::run(a),
         BenchCommand::Corosync(a) => corosync::run(a),
+        BenchCommand::Burn => jitter::burn(),
     }
 }
