@@ -3,150 +3,18 @@
 //! race, win and hold authority on a new view. And generations survive a restart of
 //! the whole cluster through the state files. Needs root; under `CI=true` it must run.
 
-use serde_json::Value;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vigil_tests::*;
 
 /// The daemon's exit code after fencing itself (`self_fence = "exit"`).
 const FENCED: i32 = 4;
 
-struct Lab {
-    _hub: Netns,
-    nodes: Vec<Netns>,
-    dir: TempDir,
-    config: PathBuf,
-}
-
-/// Node `i` has `eth1` (10.202.1.i+1) on the hub's `br-a` and `eth2` (10.202.2.i+1)
-/// on `br-b`; link `a` is UDP over the first, link `b` UDP over the second.
-fn lab(tag: &str, n: usize) -> Lab {
-    let id = std::process::id() % 100_000;
-    let hub = bridge_hub(format!("vf{id}{tag}h"), &["br-a", "br-b"]);
-    let mut nodes = Vec::new();
-    for i in 0..n {
-        let ns = Netns::new(format!("vf{id}{tag}n{i}"));
-        for (dev, br, side, net) in [("eth1", "br-a", "a", 1), ("eth2", "br-b", "b", 2)] {
-            veth_to_bridge(
-                &hub,
-                &ns,
-                &format!("f{tag}{i}{side}"),
-                dev,
-                br,
-                Some(&format!("10.202.{net}.{}/24", i + 1)),
-            );
-        }
-        nodes.push(ns);
-    }
-    let dir = TempDir::new(&format!("fence-{tag}"));
-    let mut t = format!(
-        "[cluster]\nname = \"fence\"\nid = 78\nrun_dir = \"{d}\"\nstate_dir = \"{d}/state\"\n\
-         fencing = \"majority\"\nself_fence = \"exit\"\n\n\
-         [timers]\nheartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\npeer_inactive = 400\n\
-         race_timeout = 300\n\n\
-         [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5701\n\n\
-         [[links]]\nname = \"b\"\nkind = \"udp\"\nport = 5702\n",
-        d = dir.path().display()
-    );
-    for i in 0..n {
-        t.push_str(&format!(
-            "\n[[nodes]]\nid = {i}\nname = \"n{i}\"\n[nodes.links]\na = \"10.202.1.{n}\"\nb = \"10.202.2.{n}\"\n",
-            n = i + 1
-        ));
-    }
-    let config = dir.path().join("cluster.toml");
-    std::fs::write(&config, t).expect("write the config");
-    Lab {
-        _hub: hub,
-        nodes,
-        dir,
-        config,
-    }
-}
-
-impl Lab {
-    fn start(&self, i: usize) -> Daemon {
-        Daemon::start(
-            &self.config,
-            &format!("n{i}"),
-            &self.dir.path().join(format!("n{i}.sock")),
-            &self.dir.path().join(format!("n{i}.log")),
-            Some(self.nodes[i].name()),
-        )
-    }
-
-    /// Partition: every namespace drops all traffic to and from the other side's
-    /// addresses on both links.
-    fn split(&self, sides: &[&[usize]]) {
-        for side in sides {
-            let blocked: Vec<String> = (0..self.nodes.len())
-                .filter(|j| !side.contains(j))
-                .flat_map(|j| [format!("10.202.1.{}", j + 1), format!("10.202.2.{}", j + 1)])
-                .collect();
-            let rules = partition_ruleset(&blocked);
-            for &i in *side {
-                nft_apply(&self.nodes[i], &rules);
-            }
-        }
-    }
-}
-
-/// Every daemon shows the same view of `members` (port a) in `gabconfig -a --json`;
-/// its generation.
-fn same_view(daemons: &[&Daemon], members: &[u64]) -> Option<u64> {
-    let mut gens = Vec::new();
-    for d in daemons {
-        let (g, m) = port_a(&gabconfig_json(&d.socket)?)?;
-        if m != members {
-            return None;
-        }
-        gens.push(g);
-    }
-    gens.windows(2).all(|w| w[0] == w[1]).then(|| gens[0])
-}
-
-fn wait_same_view(daemons: &[&Daemon], members: &[u64], timeout: Duration) -> (u64, Duration) {
-    let mut gen = 0;
-    let took = wait_for(
-        timeout,
-        &format!("one view of {members:?} everywhere"),
-        || same_view(daemons, members).map(|g| gen = g).is_some(),
-    );
-    (gen, took)
-}
-
-/// A survivor is done when it holds authority on a view of `members` above `above`.
-fn holds_authority(d: &Daemon, members: &[u64], above: u64) -> Option<u64> {
-    let f = fenceadm_json(&d.socket)?;
-    let m: Vec<u64> = f["members"]
-        .as_array()?
-        .iter()
-        .filter_map(Value::as_u64)
-        .collect();
-    let g = f["generation"].as_u64()?;
-    (f["authority"] == true && m == members && g > above).then_some(g)
-}
-
-fn dump(daemons: &[Daemon]) -> String {
-    let mut s = String::new();
-    for d in daemons {
-        s.push_str(&format!("--- {} ---\n", d.name));
-        for e in d.events() {
-            let ev = e["event"].as_str().unwrap_or("");
-            if !ev.is_empty() && !ev.starts_with("link.") {
-                s.push_str(&format!("{e}\n"));
-            }
-        }
-    }
-    s
-}
-
 #[test]
 fn a_3_2_split_leaves_the_three_with_authority_and_fences_the_two() {
     if !root_or_skip("the network-namespace fencing test") {
         return;
     }
-    let lab = lab("s", 5);
+    let lab = lab("s", 5, "");
     let mut daemons: Vec<Daemon> = (0..5).map(|i| lab.start(i)).collect();
     let all: Vec<&Daemon> = daemons.iter().collect();
     let (g0, took) = wait_same_view(&all, &[0, 1, 2, 3, 4], Duration::from_secs(20));
@@ -288,7 +156,7 @@ fn generations_keep_growing_across_a_full_restart() {
     if !root_or_skip("the network-namespace restart test") {
         return;
     }
-    let lab = lab("r", 3);
+    let lab = lab("r", 3, "");
     let mut daemons: Vec<Daemon> = (0..3).map(|i| lab.start(i)).collect();
     let (g, took) = wait_same_view(
         &daemons.iter().collect::<Vec<_>>(),

@@ -72,14 +72,35 @@ impl Daemon {
         log: &Path,
         netns: Option<&str>,
     ) -> Daemon {
+        Daemon::start_wrapped(config, node, socket, log, netns, &[])
+    }
+
+    /// [`Daemon::start`] through `wrapper` (a program and its arguments that end by
+    /// exec'ing the rest of the command line, such as `unshare --mount ...`), so
+    /// that the daemon's PID is still the child's.
+    pub fn start_wrapped(
+        config: &Path,
+        node: &str,
+        socket: &Path,
+        log: &Path,
+        netns: Option<&str>,
+        wrapper: &[&str],
+    ) -> Daemon {
         let logf = std::fs::File::create(log).expect("log file");
         let mut cmd = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(vigil_bin());
+                c.args(["netns", "exec", ns]).args(wrapper).arg(vigil_bin());
                 c
             }
-            None => Command::new(vigil_bin()),
+            None => match wrapper.split_first() {
+                Some((program, args)) => {
+                    let mut c = Command::new(program);
+                    c.args(args).arg(vigil_bin());
+                    c
+                }
+                None => Command::new(vigil_bin()),
+            },
         };
         cmd.args(["daemon", "--log-format", "json", "--node", node, "--config"])
             .arg(config)
@@ -417,4 +438,147 @@ pub fn nft_apply(ns: &Netns, ruleset: &str) {
         ns.name(),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// ---------------------------------------------------------------------------------
+// The fencing lab: five (or n) namespaces on two bridges, UDP links a and b.
+
+pub struct Lab {
+    _hub: Netns,
+    pub nodes: Vec<Netns>,
+    pub dir: TempDir,
+    pub config: PathBuf,
+}
+
+/// A fencing lab: `n` namespaces, each on two bridges of a hub namespace. `extra`
+/// is appended to the config (`{dir}` stands for the lab's directory).
+///
+/// Node `i` has `eth1` (10.202.1.i+1) on the hub's `br-a` and `eth2` (10.202.2.i+1)
+/// on `br-b`; link `a` is UDP over the first, link `b` UDP over the second.
+pub fn lab(tag: &str, n: usize, extra: &str) -> Lab {
+    let id = std::process::id() % 100_000;
+    let hub = bridge_hub(format!("vf{id}{tag}h"), &["br-a", "br-b"]);
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let ns = Netns::new(format!("vf{id}{tag}n{i}"));
+        for (dev, br, side, net) in [("eth1", "br-a", "a", 1), ("eth2", "br-b", "b", 2)] {
+            veth_to_bridge(
+                &hub,
+                &ns,
+                &format!("f{tag}{i}{side}"),
+                dev,
+                br,
+                Some(&format!("10.202.{net}.{}/24", i + 1)),
+            );
+        }
+        nodes.push(ns);
+    }
+    let dir = TempDir::new(&format!("fence-{tag}"));
+    let mut t = format!(
+        "[cluster]\nname = \"fence\"\nid = 78\nrun_dir = \"{d}\"\nstate_dir = \"{d}/state\"\n\
+         fencing = \"majority\"\nself_fence = \"exit\"\n\n\
+         [timers]\nheartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\npeer_inactive = 400\n\
+         race_timeout = 300\n\n\
+         [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5701\n\n\
+         [[links]]\nname = \"b\"\nkind = \"udp\"\nport = 5702\n",
+        d = dir.path().display()
+    );
+    for i in 0..n {
+        t.push_str(&format!(
+            "\n[[nodes]]\nid = {i}\nname = \"n{i}\"\n[nodes.links]\na = \"10.202.1.{n}\"\nb = \"10.202.2.{n}\"\n",
+            n = i + 1
+        ));
+    }
+    t.push_str(&extra.replace("{dir}", &dir.path().display().to_string()));
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(&config, t).expect("write the config");
+    Lab {
+        _hub: hub,
+        nodes,
+        dir,
+        config,
+    }
+}
+
+impl Lab {
+    pub fn start(&self, i: usize) -> Daemon {
+        self.start_wrapped(i, &[])
+    }
+
+    /// Start node `i` through `wrapper` (see [`Daemon::start_wrapped`]).
+    pub fn start_wrapped(&self, i: usize, wrapper: &[&str]) -> Daemon {
+        Daemon::start_wrapped(
+            &self.config,
+            &format!("n{i}"),
+            &self.dir.path().join(format!("n{i}.sock")),
+            &self.dir.path().join(format!("n{i}.log")),
+            Some(self.nodes[i].name()),
+            wrapper,
+        )
+    }
+
+    /// Partition: every namespace drops all traffic to and from the other side's
+    /// addresses on both links.
+    pub fn split(&self, sides: &[&[usize]]) {
+        for side in sides {
+            let blocked: Vec<String> = (0..self.nodes.len())
+                .filter(|j| !side.contains(j))
+                .flat_map(|j| [format!("10.202.1.{}", j + 1), format!("10.202.2.{}", j + 1)])
+                .collect();
+            let rules = partition_ruleset(&blocked);
+            for &i in *side {
+                nft_apply(&self.nodes[i], &rules);
+            }
+        }
+    }
+}
+
+/// Every daemon shows the same view of `members` (port a) in `gabconfig -a --json`;
+/// its generation.
+pub fn same_view(daemons: &[&Daemon], members: &[u64]) -> Option<u64> {
+    let mut gens = Vec::new();
+    for d in daemons {
+        let (g, m) = port_a(&gabconfig_json(&d.socket)?)?;
+        if m != members {
+            return None;
+        }
+        gens.push(g);
+    }
+    gens.windows(2).all(|w| w[0] == w[1]).then(|| gens[0])
+}
+
+pub fn wait_same_view(daemons: &[&Daemon], members: &[u64], timeout: Duration) -> (u64, Duration) {
+    let mut gen = 0;
+    let took = wait_for(
+        timeout,
+        &format!("one view of {members:?} everywhere"),
+        || same_view(daemons, members).map(|g| gen = g).is_some(),
+    );
+    (gen, took)
+}
+
+/// A survivor is done when it holds authority on a view of `members` above `above`.
+pub fn holds_authority(d: &Daemon, members: &[u64], above: u64) -> Option<u64> {
+    let f = fenceadm_json(&d.socket)?;
+    let m: Vec<u64> = f["members"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    let g = f["generation"].as_u64()?;
+    (f["authority"] == true && m == members && g > above).then_some(g)
+}
+
+pub fn dump(daemons: &[Daemon]) -> String {
+    let mut s = String::new();
+    for d in daemons {
+        s.push_str(&format!("--- {} ---\n", d.name));
+        for e in d.events() {
+            let ev = e["event"].as_str().unwrap_or("");
+            if !ev.is_empty() && !ev.starts_with("link.") {
+                s.push_str(&format!("{e}\n"));
+            }
+        }
+    }
+    s
 }
