@@ -2192,6 +2192,205 @@ links = { a = "127.0.0.1:5002" }
     }
 
     #[test]
+    fn timer_profiles() {
+        let c = parse(&edit(
+            "[[links]]",
+            "[timers]\nprofile = \"fast\"\n\n[[links]]",
+        ))
+        .unwrap();
+        assert_eq!(c.timers, Timers::profile(TimerProfile::Fast));
+        assert_eq!(c.timers.heartbeat, Duration::from_millis(10));
+        assert_eq!(c.timers.peer_inactive, Duration::from_millis(80));
+        assert_eq!(c.timers.lease, Duration::from_millis(70));
+        // A timer given overrides the profile's value; derived ones follow it.
+        let c = parse(&edit(
+            "[[links]]",
+            "[timers]\nprofile = \"fast\"\npeer_inactive = 100\n\n[[links]]",
+        ))
+        .unwrap();
+        assert_eq!(c.timers.peer_inactive, Duration::from_millis(100));
+        assert_eq!(c.timers.lease, Duration::from_millis(90));
+        refused(
+            &edit("[[links]]", "[timers]\nprofile = \"slow\"\n\n[[links]]"),
+            "timers.profile",
+            "unknown variant",
+        );
+        refused(
+            &edit("[[links]]", "[timers]\nstall_report = 0\n\n[[links]]"),
+            "timers.stall_report",
+            "less than timers.lease (700 ms)",
+        );
+        refused(
+            &edit("[[links]]", "[timers]\nstall_report = 700\n\n[[links]]"),
+            "timers.stall_report",
+            "got 700 ms",
+        );
+    }
+
+    #[test]
+    fn daemon_section() {
+        let c = parse(&format!(
+            "{MINIMAL}\n[daemon]\nrealtime = \"fifo\"\nrt_priority = 60\nmlockall = true\nstall_action = \"rejoin\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.daemon,
+            DaemonSection {
+                realtime: Realtime::Fifo,
+                rt_priority: 60,
+                mlockall: true,
+                stall_action: StallAction::Rejoin,
+            }
+        );
+        assert_eq!(c.fence_config().stall_action, StallAction::Rejoin);
+        refused(
+            &format!("{MINIMAL}\n[daemon]\nrt_priority = 0\n"),
+            "daemon.rt_priority",
+            "must be 1..=99, got 0",
+        );
+        refused(
+            &format!("{MINIMAL}\n[daemon]\nrealtime = \"deadline\"\n"),
+            "daemon.realtime",
+            "unknown variant",
+        );
+        refused(
+            &format!("{MINIMAL}\n[daemon]\nnice = 1\n"),
+            "daemon.nice",
+            "unknown field",
+        );
+    }
+
+    #[test]
+    fn watchdog_timeouts_must_agree() {
+        let c = parse(&format!("{MINIMAL}\n[watchdog]\n")).unwrap();
+        let w = c.watchdog.as_ref().unwrap();
+        assert_eq!(w.device, PathBuf::from(DEFAULT_WATCHDOG_DEVICE));
+        assert_eq!(w.timeout, Duration::from_secs(10));
+        assert!(w.softdog);
+        // Survivors wait for it in the settle window.
+        assert_eq!(c.fence_config().watchdog, Some(Duration::from_secs(10)));
+        let c = parse(&format!(
+            "{MINIMAL}\n[watchdog]\ndevice = \"wd\"\ntimeout = 2000\nsoftdog = false\n"
+        ))
+        .unwrap();
+        let w = c.watchdog.unwrap();
+        assert_eq!(w.device, PathBuf::from("/etc/vigil/wd"));
+        assert!(!w.softdog);
+        refused(
+            &format!("{MINIMAL}\n[watchdog]\ntimeout = 2500\n"),
+            "watchdog.timeout",
+            "whole number of seconds",
+        );
+        // 800 + 300 + 2 x 100 = 1300 ms: a node waiting for a race must not be reset.
+        refused(
+            &format!("{MINIMAL}\n[watchdog]\ntimeout = 1000\n"),
+            "watchdog.timeout",
+            "more than timers.peer_inactive + timers.race_timeout + 2 × timers.heartbeat (1300 ms)",
+        );
+        refused(
+            &format!("{MINIMAL}\n[watchdog]\ntimeout = 0\n"),
+            "watchdog.timeout",
+            "whole number of seconds",
+        );
+    }
+
+    #[test]
+    fn probes_per_node() {
+        let c = parse(&format!(
+            "{MINIMAL}\n\
+             [[probes]]\nname = \"root\"\nkind = \"mount\"\npath = \"/\"\n\n\
+             [[probes]]\nname = \"data\"\nkind = \"writable\"\npath = \"data\"\ninterval = 500\nthreshold = 2\non_failure = \"fence\"\nnodes = [\"n1\"]\n\n\
+             [[probes]]\nname = \"app\"\nkind = \"command\"\ncommand = [\"/usr/bin/check\", \"-q\"]\nexpect_exit = 3\ntimeout = 200\n"
+        ))
+        .unwrap();
+        assert_eq!(c.probes.len(), 3);
+        let root = &c.probes[0];
+        assert_eq!(root.check, ProbeCheck::Mount { path: "/".into() });
+        assert_eq!(root.spec.interval, Duration::from_millis(1000));
+        assert_eq!(root.spec.timeout, Duration::from_millis(1000));
+        assert_eq!(root.spec.threshold, 3);
+        assert_eq!(root.spec.on_failure, OnFailure::Leave);
+        assert_eq!(root.nodes.len(), 2);
+        let data = &c.probes[1];
+        assert_eq!(
+            data.check,
+            ProbeCheck::Writable {
+                path: "/etc/vigil/data".into()
+            }
+        );
+        assert_eq!(data.spec.timeout, Duration::from_millis(500));
+        assert_eq!(data.spec.on_failure, OnFailure::Fence);
+        let names = |id: u8| -> Vec<String> {
+            c.probes_for(NodeId(id))
+                .map(|p| p.spec.name.clone())
+                .collect()
+        };
+        assert_eq!(names(0), ["root", "app"]);
+        assert_eq!(names(1), ["root", "data", "app"]);
+        assert_eq!(
+            c.probes[2].check,
+            ProbeCheck::Command {
+                argv: vec!["/usr/bin/check".into(), "-q".into()],
+                expect_exit: 3
+            }
+        );
+
+        let probe = |body: &str| format!("{MINIMAL}\n[[probes]]\n{body}\n");
+        refused(
+            &probe("name = \"x\"\nkind = \"mount\""),
+            "probes[0].path",
+            "needs path",
+        );
+        refused(
+            &probe("name = \"x\"\nkind = \"command\""),
+            "probes[0].command",
+            "needs command",
+        );
+        refused(
+            &probe("name = \"x\"\nkind = \"command\"\ncommand = [\"true\"]\npath = \"/\""),
+            "probes[0].path",
+            "not used by kind = \"command\"",
+        );
+        refused(
+            &probe("name = \"x\"\nkind = \"mount\"\npath = \"/\"\nexpect_exit = 1"),
+            "probes[0].expect_exit",
+            "not used by kind = \"mount\"",
+        );
+        refused(
+            &probe("name = \"x\"\nkind = \"mount\"\npath = \"/\"\nnodes = [\"n9\"]"),
+            "probes[0].nodes",
+            "no node named \"n9\"",
+        );
+        refused(
+            &probe("name = \"x\"\nkind = \"mount\"\npath = \"/\"\nthreshold = 0"),
+            "probes[0].threshold",
+            "must be 1..=1000",
+        );
+        refused(
+            &probe("name = \"x\"\nkind = \"mount\"\npath = \"/\"\ninterval = 0"),
+            "probes[0].interval",
+            "must be 1..=",
+        );
+        refused(
+            &probe("name = \"x\"\nkind = \"disk\"\npath = \"/\""),
+            "probes[0].kind",
+            "unknown variant",
+        );
+        refused(
+            &format!(
+                "{MINIMAL}\n[[probes]]\nname = \"x\"\nkind = \"mount\"\npath = \"/\"\n[[probes]]\nname = \"x\"\nkind = \"mount\"\npath = \"/\"\n"
+            ),
+            "probes[1].name",
+            "duplicate probe name x",
+        );
+        refused(
+            &probe("name = \"x\"\nkind = \"mount\"\npath = \"/\"\nnodes = []"),
+            "probes[0].nodes",
+            "names no node",
+        );
+    }
+
+    #[test]
     fn seed_must_exceed_half() {
         refused(
             &nodes_text(4, Some(2)),
