@@ -21,6 +21,40 @@ pub enum Request {
     ManualSeed,
     /// `vigil stop`: leave the cluster gracefully, then exit.
     Stop,
+    /// `vigil fault`: a testing tool that drops this node's traffic to or from
+    /// chosen peers; refused unless `cluster.fault_injection = true`.
+    Fault(FaultCmd),
+}
+
+/// Which way a fault drops frames, as seen from the daemon asked.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Frames from the peers are dropped on arrival.
+    In,
+    /// Frames to the peers are not sent.
+    Out,
+    Both,
+}
+
+/// A fault-injection command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FaultCmd {
+    /// Drop frames to and/or from `peers` on `links` (link names; empty: all).
+    Block {
+        peers: Vec<u8>,
+        links: Vec<String>,
+        direction: Direction,
+    },
+    /// Undo [`FaultCmd::Block`] for `peers` on `links` (empty: all).
+    Unblock { peers: Vec<u8>, links: Vec<String> },
+    /// Drop nothing any more.
+    Clear,
+    /// Only report what is dropped.
+    Show,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +138,9 @@ pub struct DaemonStatus {
     /// The watchdog: `none`, `configured (not armed)`, `armed ...`.
     #[serde(default)]
     pub watchdog: String,
+    /// Faults injected with `vigil fault` (testing only), one line each.
+    #[serde(default)]
+    pub faults: Vec<String>,
     pub links: Vec<LinkInfo>,
     pub nodes: Vec<NodeInfo>,
     pub node: vigil::node::Status,

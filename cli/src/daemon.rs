@@ -10,7 +10,9 @@
 //! out, so the node stops presenting itself as a member; then the configured action
 //! runs (exit code [`exit::FENCED`], a hook, reboot or halt).
 
-use crate::control::{self, DaemonStatus, LinkInfo, NodeInfo, Request, Response, TimersInfo};
+use crate::control::{
+    self, DaemonStatus, Direction, FaultCmd, LinkInfo, NodeInfo, Request, Response, TimersInfo,
+};
 use crate::exit;
 use crate::logging::{self, wall_us, LogFormat};
 use crate::probes::{self, ProbeDone};
@@ -19,6 +21,7 @@ use crate::state::StateFile;
 use crate::watchdog::Watchdog;
 use clap::Args;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -220,6 +223,13 @@ struct Running {
     probe_tx: mpsc::UnboundedSender<ProbeDone>,
     realtime: String,
     dog: Dog,
+    /// Fault injection (testing only): frames from these (peer, link) are dropped
+    /// on arrival, frames to these are not sent.
+    drop_in: BTreeSet<(NodeId, LinkId)>,
+    drop_out: BTreeSet<(NodeId, LinkId)>,
+    /// Who sends from which UDP address, to apply `drop_in`.
+    senders: BTreeMap<std::net::SocketAddr, NodeId>,
+    injected_drops: u64,
 }
 
 /// The watchdog, when configured.
@@ -304,6 +314,148 @@ impl Running {
                 None
             }
         }
+    }
+
+    /// Whether an arriving frame is to be dropped by an injected fault.
+    fn injected_drop(&mut self, link: LinkId, from: &LinkAddr) -> bool {
+        if self.drop_in.is_empty() {
+            return false;
+        }
+        let LinkAddr::Udp(addr) = from else {
+            return false;
+        };
+        let hit = self
+            .senders
+            .get(addr)
+            .is_some_and(|peer| self.drop_in.contains(&(*peer, link)));
+        if hit {
+            self.injected_drops += 1;
+        }
+        hit
+    }
+
+    /// `vigil fault`: change or show what is dropped.
+    fn fault(&mut self, cmd: FaultCmd) -> Response {
+        if !self.cfg.cluster.fault_injection {
+            return Response::Error {
+                message: "fault injection is disabled: it is a testing tool, enabled only with cluster.fault_injection = true in the config".into(),
+            };
+        }
+        let links = |names: &[String]| -> Result<Vec<LinkId>, String> {
+            if names.is_empty() {
+                return Ok(self.cfg.links.iter().map(|l| l.id).collect());
+            }
+            names
+                .iter()
+                .map(|n| {
+                    self.cfg
+                        .links
+                        .iter()
+                        .find(|l| &l.name == n)
+                        .map(|l| l.id)
+                        .ok_or_else(|| format!("no link named {n}"))
+                })
+                .collect()
+        };
+        let peers = |ids: &[u8]| -> Result<Vec<NodeId>, String> {
+            if ids.is_empty() {
+                return Ok(self
+                    .cfg
+                    .nodes
+                    .iter()
+                    .map(|n| n.id)
+                    .filter(|id| *id != self.me.id)
+                    .collect());
+            }
+            ids.iter()
+                .map(|i| {
+                    self.cfg
+                        .node(NodeId(*i))
+                        .map(|n| n.id)
+                        .ok_or_else(|| format!("no node with ID {i}"))
+                })
+                .collect()
+        };
+        let result = match &cmd {
+            FaultCmd::Block {
+                peers: p,
+                links: l,
+                direction,
+            } => peers(p).and_then(|p| {
+                let l = links(l)?;
+                for peer in &p {
+                    for link in &l {
+                        if matches!(direction, Direction::In | Direction::Both) {
+                            self.drop_in.insert((*peer, *link));
+                        }
+                        if matches!(direction, Direction::Out | Direction::Both) {
+                            self.drop_out.insert((*peer, *link));
+                        }
+                    }
+                }
+                Ok(())
+            }),
+            FaultCmd::Unblock { peers: p, links: l } => peers(p).and_then(|p| {
+                let l = links(l)?;
+                for peer in &p {
+                    for link in &l {
+                        self.drop_in.remove(&(*peer, *link));
+                        self.drop_out.remove(&(*peer, *link));
+                    }
+                }
+                Ok(())
+            }),
+            FaultCmd::Clear => {
+                self.drop_in.clear();
+                self.drop_out.clear();
+                Ok(())
+            }
+            FaultCmd::Show => Ok(()),
+        };
+        if let Err(message) = result {
+            return Response::Error { message };
+        }
+        let faults = self.fault_lines();
+        if cmd != FaultCmd::Show {
+            warn!(
+                event = "fault.injected",
+                ts_us = wall_us(),
+                node = self.me.id.0,
+                command = ?cmd,
+                dropping = %faults.join("; "),
+                "fault injection (testing): {}",
+                if faults.is_empty() { "nothing dropped".to_string() } else { faults.join("; ") }
+            );
+        }
+        Response::Done {
+            message: if faults.is_empty() {
+                "dropping nothing".into()
+            } else {
+                faults.join("\n")
+            },
+        }
+    }
+
+    /// What injected faults drop, one line per direction and link.
+    fn fault_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (set, what) in [(&self.drop_in, "from"), (&self.drop_out, "to")] {
+            for l in &self.cfg.links {
+                let peers: Vec<String> = set
+                    .iter()
+                    .filter(|(_, link)| *link == l.id)
+                    .map(|(p, _)| p.0.to_string())
+                    .collect();
+                if !peers.is_empty() {
+                    lines.push(format!(
+                        "link {}: dropping frames {what} nodes {}",
+                        l.name,
+                        peers.join(",")
+                    ));
+                }
+            }
+        }
+        lines
     }
 
     fn watchdog_word(&self) -> String {
@@ -421,7 +573,13 @@ impl Running {
         left.then_some(Ending::Code(exit::OK))
     }
 
-    fn transmit(&self, tx: Transmit) {
+    fn transmit(&mut self, tx: Transmit) {
+        if let Some(to) = tx.to {
+            if self.drop_out.contains(&(to, tx.link)) {
+                self.injected_drops += 1;
+                return;
+            }
+        }
         let Some(link) = self.links.get(tx.link.index()) else {
             return;
         };
@@ -705,6 +863,16 @@ impl Running {
             stall_action: format!("{:?}", self.cfg.daemon.stall_action).to_lowercase(),
             realtime: self.realtime.clone(),
             watchdog: self.watchdog_word(),
+            faults: {
+                let mut f = self.fault_lines();
+                if self.injected_drops > 0 {
+                    f.push(format!(
+                        "{} frames dropped by injected faults",
+                        self.injected_drops
+                    ));
+                }
+                f
+            },
             fencing: match self.cfg.cluster.fencing {
                 FencingMode::Majority => "majority".into(),
                 FencingMode::Disabled => "disabled".into(),
@@ -927,7 +1095,18 @@ async fn serve(
         probe_tx,
         realtime,
         dog: Dog::Off,
+        drop_in: BTreeSet::new(),
+        drop_out: BTreeSet::new(),
+        senders: BTreeMap::new(),
+        injected_drops: 0,
     };
+    for n in &run.cfg.nodes {
+        for a in &n.links {
+            if let NodeLinkAddr::Udp { addr, .. } = a {
+                run.senders.insert(*addr, n.id);
+            }
+        }
+    }
     if run.cfg.watchdog.is_some() {
         run.dog = Dog::Waiting;
     }
@@ -1008,15 +1187,18 @@ async fn serve(
                 run.node.handle_timeout(now);
             }
             Some(frame) = rx.recv() => {
-                let now = run.now();
-                run.node.handle_frame(now, frame.link, Some(frame.from), &frame.bytes);
                 // Take whatever else is already queued before going round again.
+                let mut next = Some(frame);
                 let mut more = 0;
-                while more < 256 {
-                    let Ok(f) = rx.try_recv() else { break };
-                    let now = run.now();
-                    run.node.handle_frame(now, f.link, Some(f.from), &f.bytes);
+                while let Some(f) = next.take() {
+                    if !run.injected_drop(f.link, &f.from) {
+                        let now = run.now();
+                        run.node.handle_frame(now, f.link, Some(f.from), &f.bytes);
+                    }
                     more += 1;
+                    if more < 256 {
+                        next = rx.try_recv().ok();
+                    }
                 }
             }
             Some(done) = probe_rx.recv() => {
@@ -1027,6 +1209,7 @@ async fn serve(
                 let response = match ctl.req {
                     Request::Status => Response::Status(Box::new(run.status())),
                     Request::ManualSeed => manual_seed(&mut run),
+                    Request::Fault(cmd) => run.fault(cmd),
                     Request::Stop => {
                         let now = run.now();
                         let state = run.node.status().fence.state;

@@ -1,41 +1,228 @@
-//! `vigil drill`: the main job on one machine, with no set-up. It starts a local
-//! cluster of real daemon processes on loopback, each with two UDP links, shows
-//! `lltstat -nvv` and `gabconfig -a`, then kills one node and times how long the
-//! others take to declare it down and to hold authority on a view without it.
+//! `vigil drill [NAME]`: the main job on one machine. It starts a live cluster of
+//! real daemon processes (5 by default, two UDP links each), injects one of the
+//! failures from the field, prints a timeline of what every node did and when, and
+//! ends with PASS or FAIL against the drill's expected outcome.
+//!
+//! On loopback (any user) the faults come from the daemons' fault-injection command
+//! (`vigil fault`, enabled in the drill's own config only), signals and a probe
+//! directory that stops being writable. With `--netns` (root) every node lives in
+//! its own network namespace with two veth links on two bridges, and the faults are
+//! nftables rules, links set down, signals and a read-only bind mount in the node's
+//! own mount namespace. Every process, namespace and rule the drill made is removed
+//! when it ends, also after Ctrl-C.
 
-use crate::control;
-use crate::exit;
-use crate::gabconfig;
-use crate::lltstat;
-use clap::Args;
+use crate::control::{self, DaemonStatus, Direction, FaultCmd};
+use crate::netlab::{self, Lab, ProcId};
+use crate::{exit, fault, gabconfig, lltstat};
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[derive(Args, Debug)]
+/// The drills: the failures from the field (SPEC section 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DrillName {
+    /// 5 nodes split 3|2: the three survive, the two fence themselves.
+    #[value(name = "split-3-2")]
+    Split32,
+    /// 4 nodes split 2|2: the half with the lowest node ID survives.
+    EvenSplit,
+    /// 2 nodes lose their interconnect: the lowest ID survives, the other fences.
+    TwoNode,
+    /// A node stopped (SIGSTOP) for 10 × peer_inactive wakes up and fences itself.
+    Freeze,
+    /// A node's health probe fails: it leaves, the others take over.
+    HalfDead,
+    /// A node is killed (SIGKILL): the others remove it.
+    Kill,
+    /// One of a node's two links is lost: jeopardy, no membership change.
+    LinkLoss,
+    /// One of a node's links flaps down and up: no membership change.
+    Flap,
+    /// The lowest node is killed and restarted at once: it rejoins as a new
+    /// incarnation and fences nobody.
+    Reboot,
+    /// A node stops hearing the others while they still hear it: only one side
+    /// survives.
+    OneWay,
+}
+
+impl DrillName {
+    pub fn name(self) -> &'static str {
+        match self {
+            DrillName::Split32 => "split-3-2",
+            DrillName::EvenSplit => "even-split",
+            DrillName::TwoNode => "two-node",
+            DrillName::Freeze => "freeze",
+            DrillName::HalfDead => "half-dead",
+            DrillName::Kill => "kill",
+            DrillName::LinkLoss => "link-loss",
+            DrillName::Flap => "flap",
+            DrillName::Reboot => "reboot",
+            DrillName::OneWay => "one-way",
+        }
+    }
+
+    /// How many nodes the drill needs by default.
+    fn default_nodes(self) -> u8 {
+        match self {
+            DrillName::EvenSplit => 4,
+            DrillName::TwoNode => 2,
+            _ => 5,
+        }
+    }
+}
+
+/// Timer profile of the drill's cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Profile {
+    Default,
+    Fast,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct DrillArgs {
-    /// How many nodes to start (2..=16).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=16))]
-    pub nodes: u8,
+    /// The drill to run.
+    #[arg(value_enum, default_value = "split-3-2")]
+    pub name: DrillName,
+    /// How many nodes to start (default: 5; 4 for even-split, 2 for two-node).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(2..=32))]
+    pub nodes: Option<u8>,
+    /// Timer profile: default (heartbeat 100 ms, detection in 800 ms) or fast
+    /// (heartbeat 10 ms, detection in 80 ms).
+    #[arg(long, value_enum, default_value = "default")]
+    pub profile: Profile,
+    /// Run every node in its own network namespace (needs root): nftables, veth
+    /// links and signals instead of the fault-injection command.
+    #[arg(long)]
+    pub netns: bool,
     /// Keep the working directory (configs and daemon logs) afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// Print only the timeline and the verdict (no lltstat/gabconfig output).
+    #[arg(long)]
+    pub brief: bool,
+    /// Print the outcome as one JSON document instead (times in ms after the fault).
+    #[arg(long)]
+    pub json: bool,
 }
 
-/// The daemons and their directory; dropping it kills every daemon and removes the
-/// directory unless asked to keep it.
-struct Cluster {
+/// What a drill must end with.
+#[derive(Clone, Debug, Default)]
+struct Expect {
+    /// These hold authority on one view whose members are exactly them.
+    survivors: Vec<u8>,
+    /// These fence themselves (exit code 4).
+    fenced: Vec<u8>,
+    /// ... for this reason.
+    fence_reason: Option<&'static str>,
+    /// These leave gracefully (exit code 0).
+    left: Vec<u8>,
+    /// No view is installed after the fault.
+    no_view_change: bool,
+}
+
+/// What one node did after the fault, in ms after it (from its JSON log).
+#[derive(Clone, Debug, Default)]
+pub struct NodeTimes {
+    pub detect: Option<f64>,
+    pub race: Option<f64>,
+    pub verdict: Option<(String, f64)>,
+    pub view: Option<(u64, f64)>,
+    pub authority: Option<f64>,
+    pub fenced: Option<(String, f64)>,
+    pub left: Option<f64>,
+    pub exit: Option<(i32, f64)>,
+}
+
+/// The outcome of one drill.
+#[derive(Clone, Debug)]
+pub struct DrillResult {
+    pub name: &'static str,
+    pub pass: bool,
+    /// Why it failed, when it did.
+    pub failures: Vec<String>,
+    /// Per node.
+    pub times: Vec<NodeTimes>,
+    /// Fault to decision: every survivor holds authority on the new view and every
+    /// loser has fenced itself (ms), when the drill has a decision.
+    pub decision_ms: Option<f64>,
+}
+
+impl DrillResult {
+    /// The outcome as JSON: `{"drill", "pass", "failures", "decision_ms", "nodes":
+    /// [{"node", "detect_ms", "race_ms", "verdict", "view", "authority_ms",
+    /// "self_fence", "left_ms", "exit"}]}`.
+    pub fn to_json(&self) -> Value {
+        let nodes: Vec<Value> = self
+            .times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                serde_json::json!({
+                    "node": i,
+                    "detect_ms": t.detect,
+                    "race_ms": t.race,
+                    "verdict": t.verdict.as_ref().map(|(v, m)| serde_json::json!({"verdict": v, "ms": m})),
+                    "view": t.view.map(|(g, m)| serde_json::json!({"generation": g, "ms": m})),
+                    "authority_ms": t.authority,
+                    "self_fence": t.fenced.as_ref().map(|(r, m)| serde_json::json!({"reason": r, "ms": m})),
+                    "left_ms": t.left,
+                    "exit": t.exit.map(|(c, m)| serde_json::json!({"code": c, "ms": m})),
+                })
+            })
+            .collect();
+        serde_json::json!({"drill": self.name, "pass": self.pass, "failures": self.failures,
+                           "decision_ms": self.decision_ms, "nodes": nodes})
+    }
+}
+
+/// Where the nodes run.
+enum Hosts {
+    Loopback {
+        children: Vec<Option<Child>>,
+    },
+    Netns {
+        lab: Lab,
+        procs: Vec<Option<ProcId>>,
+    },
+}
+
+/// A running drill cluster; dropping it stops everything it started.
+pub struct Cluster {
     dir: PathBuf,
     config: PathBuf,
-    children: Vec<Option<Child>>,
+    n: u8,
+    hosts: Hosts,
     keep: bool,
+    exits: Vec<Option<(i32, f64)>>,
+    /// Wall clock of the fault, µs.
+    t0_us: u64,
+    exe: PathBuf,
+    peer_inactive: Duration,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for c in self.children.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
+        match &mut self.hosts {
+            Hosts::Loopback { children } => {
+                for c in children.iter_mut().flatten() {
+                    // A stopped daemon must be continued to die cleanly.
+                    let _ = Command::new("kill")
+                        .args(["-CONT", &c.id().to_string()])
+                        .output();
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+            Hosts::Netns { lab, .. } => {
+                if let Err(e) = lab.cleanup() {
+                    eprintln!("vigil drill: cleanup: {e}");
+                }
+            }
         }
         if self.keep {
             println!("kept {}", self.dir.display());
@@ -58,46 +245,468 @@ fn free_udp_ports(count: usize) -> Result<Vec<u16>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// A cluster config for `n` nodes on 127.0.0.1 with links `a` and `b`.
-pub fn loopback_config(dir: &Path, n: u8) -> Result<String, String> {
-    let ports = free_udp_ports(2 * n as usize)?;
+/// The drill cluster's config: `n` nodes, links `a` and `b`, fault injection on, a
+/// writable probe per node on its own directory.
+fn drill_config(dir: &Path, n: u8, profile: Profile, netns: bool) -> Result<String, String> {
+    let profile = match profile {
+        Profile::Default => "default",
+        Profile::Fast => "fast",
+    };
     let mut t = format!(
-        "# written by `vigil drill`\n[cluster]\nname = \"drill\"\nid = 4242\nstate_dir = \"{d}\"\nrun_dir = \"{d}\"\n\n\
-         [timers]\nheartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\npeer_inactive = 400\n\n\
-         [[links]]\nname = \"a\"\nkind = \"udp\"\n\n[[links]]\nname = \"b\"\nkind = \"udp\"\n",
+        "# written by `vigil drill`: a test cluster (fault injection is on)\n\
+         [cluster]\nname = \"drill\"\nid = 4242\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}\"\n\
+         fault_injection = true\n\n\
+         [timers]\nprofile = \"{profile}\"\n\n\
+         [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5801\n\n\
+         [[links]]\nname = \"b\"\nkind = \"udp\"\nport = 5802\n",
         d = dir.display()
     );
+    let ports = if netns {
+        Vec::new()
+    } else {
+        free_udp_ports(2 * n as usize)?
+    };
     for i in 0..n {
-        let (pa, pb) = (ports[2 * i as usize], ports[2 * i as usize + 1]);
+        let (a, b) = if netns {
+            (
+                netlab::node_addr(i as usize, 0).to_string(),
+                netlab::node_addr(i as usize, 1).to_string(),
+            )
+        } else {
+            let (pa, pb) = (ports[2 * i as usize], ports[2 * i as usize + 1]);
+            (format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}"))
+        };
         t.push_str(&format!(
-            "\n[[nodes]]\nid = {i}\nname = \"n{i}\"\n[nodes.links]\na = \"127.0.0.1:{pa}\"\nb = \"127.0.0.1:{pb}\"\n"
+            "\n[[nodes]]\nid = {i}\nname = \"n{i}\"\n[nodes.links]\na = \"{a}\"\nb = \"{b}\"\n"
+        ));
+    }
+    for i in 0..n {
+        t.push_str(&format!(
+            "\n[[probes]]\nname = \"disk-n{i}\"\nkind = \"writable\"\npath = \"{d}/disk-n{i}\"\n\
+             interval = 100\ntimeout = 500\nthreshold = 2\nnodes = [\"n{i}\"]\n",
+            d = dir.display()
         ));
     }
     Ok(t)
 }
 
-fn socket(dir: &Path, i: u8) -> PathBuf {
-    dir.join(format!("n{i}.sock"))
+impl Cluster {
+    fn socket(&self, i: u8) -> PathBuf {
+        self.dir.join(format!("n{i}.sock"))
+    }
+
+    fn log(&self, i: u8) -> PathBuf {
+        self.dir.join(format!("n{i}.log"))
+    }
+
+    fn probe_dir(&self, i: u8) -> PathBuf {
+        self.dir.join(format!("disk-n{i}"))
+    }
+
+    /// Start (or restart) node `i`.
+    fn start(&mut self, i: u8) -> Result<(), String> {
+        let name = format!("n{i}");
+        let exe = self.exe.to_string_lossy().to_string();
+        let config = self.config.to_string_lossy().to_string();
+        let argv = [
+            exe.as_str(),
+            "daemon",
+            "--log-format",
+            "json",
+            "--node",
+            &name,
+            "--config",
+            &config,
+        ];
+        let log = self.log(i);
+        let probe = self.probe_dir(i).to_string_lossy().to_string();
+        match &mut self.hosts {
+            Hosts::Loopback { children } => {
+                let logf = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .map_err(|e| format!("{}: {e}", log.display()))?;
+                let child = Command::new(argv[0])
+                    .args(&argv[1..])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(logf)
+                    .spawn()
+                    .map_err(|e| format!("cannot start daemon {name}: {e}"))?;
+                children[i as usize] = Some(child);
+            }
+            Hosts::Netns { lab, procs } => {
+                // Each daemon gets its own mount namespace where its probe
+                // directory is a bind mount of itself, so that it alone can be made
+                // read-only.
+                let script = format!("mount --bind '{probe}' '{probe}' && exec \"$@\"");
+                let mut full = vec![
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    &script,
+                    "vigil-node",
+                ];
+                full.extend_from_slice(&argv);
+                let id = lab.spawn(i as usize, &full, Some(&log))?;
+                procs[i as usize] = Some(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn pid(&self, i: u8) -> Option<u32> {
+        match &self.hosts {
+            Hosts::Loopback { children } => children[i as usize].as_ref().map(Child::id),
+            Hosts::Netns { lab, procs } => procs[i as usize].and_then(|p| lab.pid(p).ok()),
+        }
+    }
+
+    fn signal(&self, i: u8, sig: i32) -> Result<(), String> {
+        let pid = self
+            .pid(i)
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| format!("n{i} is not running"))?;
+        // SAFETY: kill(2) has no memory preconditions; the PID is our unreaped child.
+        if unsafe { libc::kill(pid, sig) } != 0 {
+            return Err(format!(
+                "kill(n{i}, {sig}): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    }
+
+    fn kill(&mut self, i: u8) -> Result<(), String> {
+        match &mut self.hosts {
+            Hosts::Loopback { children } => {
+                if let Some(mut c) = children[i as usize].take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                Ok(())
+            }
+            Hosts::Netns { lab, procs } => match procs[i as usize].take() {
+                Some(p) => lab.kill(p),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Note exit codes of daemons that have ended (ms after the fault).
+    fn reap(&mut self) {
+        let at = ms_since(self.t0_us);
+        for i in 0..self.n as usize {
+            let code = match &mut self.hosts {
+                Hosts::Loopback { children } => match children[i].as_mut().map(Child::try_wait) {
+                    Some(Ok(Some(st))) => {
+                        children[i] = None;
+                        Some(st.code().unwrap_or(-1))
+                    }
+                    _ => None,
+                },
+                Hosts::Netns { lab, procs } => match procs[i] {
+                    Some(p) => match lab.wait_exit(p, Duration::ZERO) {
+                        Ok(Some(st)) => {
+                            procs[i] = None;
+                            Some(st.code().unwrap_or(-1))
+                        }
+                        _ => None,
+                    },
+                    None => None,
+                },
+            };
+            if let Some(code) = code {
+                self.exits[i] = Some((code, at));
+            }
+        }
+    }
+
+    fn status(&self, i: u8) -> Option<DaemonStatus> {
+        control::status(&self.socket(i)).ok()
+    }
+
+    /// Drop traffic between `a` and every node of `b` (on every link), both ways.
+    fn cut(&mut self, sides: &[Vec<u8>]) -> Result<String, String> {
+        match &mut self.hosts {
+            Hosts::Netns { lab, .. } => {
+                let sides: Vec<Vec<usize>> = sides
+                    .iter()
+                    .map(|s| s.iter().map(|i| *i as usize).collect())
+                    .collect();
+                lab.partition(&sides)?;
+                Ok("nftables rules in every namespace".into())
+            }
+            Hosts::Loopback { .. } => {
+                for (k, side) in sides.iter().enumerate() {
+                    let others: Vec<u8> = sides
+                        .iter()
+                        .enumerate()
+                        .filter(|(o, _)| *o != k)
+                        .flat_map(|(_, s)| s.iter().copied())
+                        .collect();
+                    for &i in side {
+                        self.inject(
+                            i,
+                            FaultCmd::Block {
+                                peers: others.clone(),
+                                links: Vec::new(),
+                                direction: Direction::Both,
+                            },
+                        )?;
+                    }
+                }
+                Ok("vigil fault block on every node".into())
+            }
+        }
+    }
+
+    fn inject(&self, i: u8, cmd: FaultCmd) -> Result<String, String> {
+        fault::send(&self.socket(i), cmd).map_err(|e| format!("n{i}: {e}"))
+    }
+
+    /// Node `i` loses link `b` (index 1) to every peer.
+    fn link_b(&mut self, i: u8, down: bool) -> Result<String, String> {
+        match &mut self.hosts {
+            Hosts::Netns { lab, .. } => {
+                if down {
+                    lab.link_down(i as usize, 1)?;
+                } else {
+                    lab.link_up(i as usize, 1)?;
+                }
+                Ok(format!(
+                    "ip link set eth1 {}",
+                    if down { "down" } else { "up" }
+                ))
+            }
+            Hosts::Loopback { .. } => {
+                let cmd = if down {
+                    FaultCmd::Block {
+                        peers: Vec::new(),
+                        links: vec!["b".into()],
+                        direction: Direction::Both,
+                    }
+                } else {
+                    FaultCmd::Unblock {
+                        peers: Vec::new(),
+                        links: vec!["b".into()],
+                    }
+                };
+                self.inject(i, cmd)?;
+                Ok(format!(
+                    "vigil fault {} --link b",
+                    if down { "block" } else { "unblock" }
+                ))
+            }
+        }
+    }
+
+    /// Node `i` hears nobody, while the others still hear it.
+    fn deafen(&mut self, i: u8) -> Result<String, String> {
+        match &mut self.hosts {
+            Hosts::Netns { lab, .. } => {
+                let peers: Vec<String> = (0..self.n as usize)
+                    .filter(|j| *j != i as usize)
+                    .flat_map(|j| lab.addrs(j))
+                    .map(|a| a.to_string())
+                    .collect();
+                let rules = format!(
+                    "table inet vigil_oneway {{\n\
+                     \tchain input {{ type filter hook input priority 0; policy accept; ip saddr {{ {} }} drop; }}\n\
+                     }}\n",
+                    peers.join(", ")
+                );
+                netlab::run_stdin(
+                    &["ip", "netns", "exec", &lab.ns(i as usize), "nft", "-f", "-"],
+                    &rules,
+                )?;
+                Ok("nftables input rule in its namespace".into())
+            }
+            Hosts::Loopback { .. } => {
+                self.inject(
+                    i,
+                    FaultCmd::Block {
+                        peers: Vec::new(),
+                        links: Vec::new(),
+                        direction: Direction::In,
+                    },
+                )?;
+                Ok("vigil fault block --dir in".into())
+            }
+        }
+    }
+
+    /// Node `i`'s probe directory stops being writable.
+    fn break_disk(&mut self, i: u8) -> Result<String, String> {
+        let dir = self.probe_dir(i);
+        match &self.hosts {
+            Hosts::Netns { .. } => {
+                let pid = self.pid(i).ok_or_else(|| format!("n{i} is not running"))?;
+                let d = dir.to_string_lossy().to_string();
+                netlab::run(&[
+                    "nsenter",
+                    "-t",
+                    &pid.to_string(),
+                    "-m",
+                    "mount",
+                    "-o",
+                    "remount,bind,ro",
+                    &d,
+                ])?;
+                Ok(format!("{d} remounted read-only in n{i}'s mount namespace"))
+            }
+            Hosts::Loopback { .. } => {
+                // A file where the directory was: every write under it fails, for
+                // root too (unlike a permission change).
+                std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                std::fs::write(&dir, b"not a directory\n")
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                Ok(format!("{} replaced by a file", dir.display()))
+            }
+        }
+    }
 }
 
-/// Every node sees every other node OPEN with every link UP.
-fn all_up(dir: &Path, n: u8) -> bool {
-    (0..n).all(|i| {
-        control::status(&socket(dir, i)).is_ok_and(|s| {
-            s.node.llt.peers.len() == n as usize - 1
-                && s.node
-                    .llt
-                    .peers
-                    .iter()
-                    .all(|p| p.up && p.links.iter().all(|l| l.state == vigil_llt::LinkState::Up))
-        })
-    })
+fn ms_since(t0_us: u64) -> f64 {
+    (crate::logging::wall_us().saturating_sub(t0_us)) as f64 / 1e3
+}
+
+/// Every node sees every other node with every link UP, and all hold authority on
+/// one view of all.
+fn all_up(c: &Cluster) -> Option<u64> {
+    let mut gen = None;
+    for i in 0..c.n {
+        let s = c.status(i)?;
+        let links_up = s.node.llt.peers.len() == c.n as usize - 1
+            && s.node
+                .llt
+                .peers
+                .iter()
+                .all(|p| p.up && p.links.iter().all(|l| l.state == vigil_llt::LinkState::Up));
+        let view = s.node.fence.client_view.as_ref()?;
+        if !links_up || !s.node.fence.authority || view.members.len() != c.n as usize {
+            return None;
+        }
+        if gen.is_some_and(|g| g != view.generation.0) {
+            return None;
+        }
+        gen = Some(view.generation.0);
+    }
+    gen
+}
+
+/// The JSON events of node `i` at or after `t0_us`.
+fn events(c: &Cluster, i: u8) -> Vec<Value> {
+    std::fs::read_to_string(c.log(i))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["ts_us"].as_u64().is_some_and(|t| t >= c.t0_us))
+        .collect()
+}
+
+fn at(c: &Cluster, e: &Value) -> f64 {
+    e["ts_us"]
+        .as_u64()
+        .unwrap_or(c.t0_us)
+        .saturating_sub(c.t0_us) as f64
+        / 1e3
+}
+
+/// Node `i`'s timeline from its log.
+fn node_times(c: &Cluster, i: u8, g0: u64) -> NodeTimes {
+    let mut t = NodeTimes {
+        exit: c.exits[i as usize],
+        ..NodeTimes::default()
+    };
+    for e in events(c, i) {
+        let ms = at(c, &e);
+        match e["event"].as_str().unwrap_or("") {
+            "peer.down" | "node.unhealthy" | "node.stall" if t.detect.is_none() => {
+                t.detect = Some(ms)
+            }
+            "race.started" if t.race.is_none() => t.race = Some(ms),
+            "race.won" if t.verdict.is_none() => t.verdict = Some(("won".into(), ms)),
+            "race.lost" if t.verdict.is_none() => t.verdict = Some(("lost".into(), ms)),
+            "view.installed" => {
+                if let Some(g) = e["generation"].as_u64().filter(|g| *g > g0) {
+                    t.view = Some((g, ms));
+                }
+            }
+            "view.client" if e["generation"].as_u64().is_some_and(|g| g > g0) => {
+                t.authority = Some(ms);
+            }
+            "node.self_fence" if t.fenced.is_none() => {
+                let reason = e["reason"].as_str().unwrap_or("?").to_string();
+                t.fenced = Some((reason, ms));
+            }
+            "node.left" if t.left.is_none() => t.left = Some(ms),
+            _ => {}
+        }
+    }
+    t
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |m| format!("{m:.0}"))
+}
+
+/// The timeline table.
+fn timeline(times: &[NodeTimes]) -> String {
+    let mut out = format!(
+        "  {:<5} {:>8} {:>8} {:>12} {:>12} {:>10} {:>18} {:>8} {:>12}\n",
+        "node", "detect", "race", "verdict", "view", "authority", "self-fence", "left", "exit"
+    );
+    for (i, t) in times.iter().enumerate() {
+        let verdict = t
+            .verdict
+            .as_ref()
+            .map_or("-".into(), |(v, m)| format!("{v} {m:.0}"));
+        let view = t
+            .view
+            .map_or("-".into(), |(g, m)| format!("gen {g} {m:.0}"));
+        let fenced = t
+            .fenced
+            .as_ref()
+            .map_or("-".into(), |(r, m)| format!("{r} {m:.0}"));
+        let exit = t
+            .exit
+            .map_or("running".into(), |(c, m)| format!("code {c} {m:.0}"));
+        let _ = writeln!(
+            out,
+            "  n{i:<4} {:>8} {:>8} {:>12} {:>12} {:>10} {:>18} {:>8} {:>12}",
+            fmt_ms(t.detect),
+            fmt_ms(t.race),
+            verdict,
+            view,
+            fmt_ms(t.authority),
+            fenced,
+            fmt_ms(t.left),
+            exit
+        );
+    }
+    out
 }
 
 pub fn run(args: DrillArgs) -> u8 {
-    match drill(&args) {
-        Ok(true) => exit::OK,
-        Ok(false) => exit::FAILURE,
+    if let Err(e) = netlab::catch_interrupts() {
+        eprintln!("vigil drill: {e}");
+    }
+    match run_drill(&args, !args.json) {
+        Ok(r) if args.json => {
+            println!("{}", r.to_json());
+            if r.pass {
+                exit::OK
+            } else {
+                exit::FAILURE
+            }
+        }
+        Ok(r) if r.pass => exit::OK,
+        Ok(_) => exit::FAILURE,
         Err(e) => {
             eprintln!("vigil drill: {e}");
             exit::FAILURE
@@ -105,132 +714,437 @@ pub fn run(args: DrillArgs) -> u8 {
     }
 }
 
-fn drill(args: &DrillArgs) -> Result<bool, String> {
-    let n = args.nodes;
-    let dir = std::env::temp_dir().join(format!("vigil-drill-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+/// Start a cluster, run the drill, print (when `print`) and return the outcome.
+pub fn run_drill(args: &DrillArgs, print: bool) -> Result<DrillResult, String> {
+    let say = |s: String| {
+        if print {
+            println!("{s}");
+        }
+    };
+    let name = args.name;
+    let n = args.nodes.unwrap_or(name.default_nodes());
+    if name == DrillName::TwoNode && n != 2 {
+        return Err("two-node runs with 2 nodes".into());
+    }
+    if n < 3 && !matches!(name, DrillName::TwoNode) {
+        return Err(format!("{} needs at least 3 nodes", name.name()));
+    }
+    if args.netns && !netlab::is_root() {
+        return Err("--netns needs root (network namespaces, nftables, mount namespaces); run the loopback drill without it".into());
+    }
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "vigil-drill-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(dir.join("state")).map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = dir.join("cluster.toml");
-    let mut cluster = Cluster {
+    std::fs::write(&config, drill_config(&dir, n, args.profile, args.netns)?)
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+    let cfg = vigil::ClusterConfig::load(&config).map_err(|e| e.to_string())?;
+    let hosts = if args.netns {
+        Hosts::Netns {
+            lab: Lab::new(n as usize, 2)?,
+            procs: vec![None; n as usize],
+        }
+    } else {
+        Hosts::Loopback {
+            children: (0..n).map(|_| None).collect(),
+        }
+    };
+    let mut c = Cluster {
         dir: dir.clone(),
         config: config.clone(),
-        children: Vec::new(),
+        n,
+        hosts,
         keep: args.keep,
+        exits: vec![None; n as usize],
+        t0_us: 0,
+        exe: std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?,
+        peer_inactive: cfg.timers.peer_inactive,
     };
-    std::fs::write(&config, loopback_config(&dir, n)?)
-        .map_err(|e| format!("{}: {e}", config.display()))?;
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
-    println!(
-        "vigil drill: starting {n} daemons on 127.0.0.1, two UDP links each (config {})",
+    let timers = &cfg.timers;
+    say(format!(
+        "vigil drill {}: {n} daemons {}, two UDP links each, timers {:?} (heartbeat {} ms, peer_inactive {} ms, race_timeout {} ms)\n  config {}",
+        name.name(),
+        if args.netns { "in network namespaces" } else { "on 127.0.0.1" },
+        timers.profile,
+        timers.heartbeat.as_millis(),
+        timers.peer_inactive.as_millis(),
+        timers.race_timeout.as_millis(),
         config.display()
-    );
+    ));
     for i in 0..n {
-        let log =
-            std::fs::File::create(dir.join(format!("n{i}.log"))).map_err(|e| e.to_string())?;
-        let child = Command::new(&exe)
-            .args([
-                "daemon",
-                "--log-format",
-                "json",
-                "--node",
-                &format!("n{i}"),
-                "--config",
-            ])
-            .arg(&cluster.config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start daemon n{i}: {e}"))?;
-        cluster.children.push(Some(child));
+        std::fs::create_dir_all(c.probe_dir(i)).map_err(|e| e.to_string())?;
+        c.start(i)?;
     }
-    let t0 = Instant::now();
-    while !all_up(&dir, n) {
-        if t0.elapsed() > Duration::from_secs(15) {
+    let started = Instant::now();
+    let g0 = loop {
+        netlab::check_interrupted()?;
+        if let Some(g) = all_up(&c) {
+            break g;
+        }
+        c.reap();
+        if let Some((i, (code, _))) = c
+            .exits
+            .iter()
+            .enumerate()
+            .find_map(|(i, e)| e.map(|e| (i, e)))
+        {
             return Err(format!(
-                "the cluster did not come up within 15 s; logs in {}",
+                "daemon n{i} exited with code {code} while starting; its log: {}",
+                c.log(i as u8).display()
+            ));
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            return Err(format!(
+                "the cluster did not form within 20 s; logs in {}",
                 dir.display()
             ));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    say(format!(
+        "all {n} nodes up on both links and holding authority on view {g0} after {} ms\n",
+        started.elapsed().as_millis()
+    ));
+    if !args.brief && print {
+        if let Some(s) = c.status(0) {
+            println!("$ vigil lltstat -nvv   # on n0");
+            println!("{}", lltstat::nodes_text(&s, true));
+            println!("$ vigil gabconfig -a   # on n0");
+            println!("{}", gabconfig::ports_text(&s));
+        }
     }
-    println!(
-        "all {n} nodes see each other on both links after {} ms\n",
-        t0.elapsed().as_millis()
-    );
-    for i in 0..n {
-        let s = control::status(&socket(&dir, i))?;
-        println!("$ vigil lltstat -nvv   # on n{i}");
-        println!("{}", lltstat::nodes_text(&s, true));
-    }
-    let before = control::status(&socket(&dir, 0))?;
-    println!("$ vigil gabconfig -a   # on n0");
-    println!("{}", gabconfig::ports_text(&before));
-    let gen_before = before
-        .node
-        .fence
-        .installed
-        .as_ref()
-        .map_or(0, |v| v.generation.0);
-    // Kill the last node and time the others' verdict.
-    let victim = n - 1;
-    let inactive = control::status(&socket(&dir, 0))?.timers.peer_inactive_ms;
-    if let Some(mut c) = cluster.children[victim as usize].take() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    let killed = Instant::now();
-    println!("killed n{victim} (SIGKILL); waiting for the others to declare it DOWN (peer_inactive {inactive} ms)");
-    let mut pending: Vec<u8> = (0..victim).collect();
-    let mut ok = true;
-    while !pending.is_empty() {
-        pending.retain(|i| {
-            let down = control::status(&socket(&dir, *i))
-                .is_ok_and(|s| s.node.llt.peers.iter().any(|p| p.id.0 == victim && !p.up));
-            if down {
-                println!(
-                    "  n{i}: n{victim} DOWN after {} ms",
-                    killed.elapsed().as_millis()
-                );
-            }
-            !down
-        });
-        if killed.elapsed() > Duration::from_secs(10) {
-            println!("  still not DOWN after 10 s on: {pending:?}");
-            ok = false;
+
+    let all: Vec<u8> = (0..n).collect();
+    let last = n - 1;
+    let inactive = c.peer_inactive;
+    // The fault, and what must follow.
+    c.t0_us = crate::logging::wall_us();
+    let t0 = Instant::now();
+    let (what, expect) = match name {
+        DrillName::Split32 | DrillName::EvenSplit | DrillName::TwoNode => {
+            // The low IDs against the high ones: for an odd count the low side is
+            // the minority; for an even split it holds the lowest ID and wins.
+            let cut = n / 2;
+            let (low, high): (Vec<u8>, Vec<u8>) = ((0..cut).collect(), (cut..n).collect());
+            let how = c.cut(&[low.clone(), high.clone()])?;
+            let (survivors, fenced) = if n % 2 == 1 {
+                (high.clone(), low.clone())
+            } else {
+                (low.clone(), high.clone())
+            };
+            (
+                format!("partition {low:?} | {high:?} ({how})"),
+                Expect {
+                    survivors,
+                    fenced,
+                    ..Expect::default()
+                },
+            )
+        }
+        DrillName::Freeze => {
+            c.signal(last, libc::SIGSTOP)?;
+            (
+                format!(
+                    "SIGSTOP n{last} for {} ms (10 × peer_inactive), then SIGCONT",
+                    (inactive * 10).as_millis()
+                ),
+                Expect {
+                    survivors: (0..last).collect(),
+                    fenced: vec![last],
+                    fence_reason: Some("stalled"),
+                    ..Expect::default()
+                },
+            )
+        }
+        DrillName::HalfDead => {
+            let how = c.break_disk(last)?;
+            (
+                format!("n{last}'s health probe directory stops being writable: {how}"),
+                Expect {
+                    survivors: (0..last).collect(),
+                    left: vec![last],
+                    ..Expect::default()
+                },
+            )
+        }
+        DrillName::Kill => {
+            c.kill(last)?;
+            (
+                format!("SIGKILL n{last}"),
+                Expect {
+                    survivors: (0..last).collect(),
+                    ..Expect::default()
+                },
+            )
+        }
+        DrillName::LinkLoss => {
+            let how = c.link_b(last, true)?;
+            (
+                format!("n{last} loses link b ({how})"),
+                Expect {
+                    survivors: all.clone(),
+                    no_view_change: true,
+                    ..Expect::default()
+                },
+            )
+        }
+        DrillName::Flap => {
+            let how = c.link_b(last, true)?;
+            (
+                format!(
+                    "n{last}'s link b flaps: down and up every {} ms, 4 times ({how})",
+                    (inactive * 3 / 2).as_millis()
+                ),
+                Expect {
+                    survivors: all.clone(),
+                    no_view_change: true,
+                    ..Expect::default()
+                },
+            )
+        }
+        DrillName::Reboot => {
+            c.kill(0)?;
+            c.start(0)?;
+            (
+                "n0 (the lowest ID) killed and restarted at once".to_string(),
+                Expect {
+                    survivors: all.clone(),
+                    ..Expect::default()
+                },
+            )
+        }
+        DrillName::OneWay => {
+            let how = c.deafen(last)?;
+            (
+                format!("n{last} stops hearing the others; they still hear it ({how})"),
+                Expect {
+                    survivors: (0..last).collect(),
+                    fenced: vec![last],
+                    ..Expect::default()
+                },
+            )
+        }
+    };
+    say(format!("t0: {what}"));
+
+    // Drive the rest of the fault and wait for the outcome.
+    let bound = inactive * 10 + cfg.timers.race_timeout * 4 + Duration::from_secs(5);
+    let mut flaps = 0;
+    let mut next_flap = t0 + inactive * 3 / 2;
+    let mut link_down = matches!(name, DrillName::Flap);
+    let mut continued = false;
+    let observe = match name {
+        DrillName::LinkLoss => inactive * 4,
+        DrillName::Flap => inactive * 3 / 2 * 8 + inactive * 2,
+        _ => Duration::ZERO,
+    };
+    let mut decided: Option<Duration> = None;
+    loop {
+        netlab::check_interrupted()?;
+        c.reap();
+        let now = t0.elapsed();
+        if name == DrillName::Freeze && !continued && now >= inactive * 10 {
+            c.signal(last, libc::SIGCONT)?;
+            continued = true;
+            say(format!("{:.0} ms: SIGCONT n{last}", ms_since(c.t0_us)));
+        }
+        if name == DrillName::Flap && flaps < 8 && Instant::now() >= next_flap {
+            link_down = !link_down;
+            c.link_b(last, link_down)?;
+            flaps += 1;
+            next_flap += inactive * 3 / 2;
+        }
+        let done = if expect.no_view_change {
+            now >= observe
+        } else {
+            outcome_reached(&c, &expect, g0) && (name != DrillName::Freeze || continued)
+        };
+        if done {
+            decided = Some(now);
+            break;
+        }
+        if now > bound {
             break;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    // Then the survivors' new view, with authority.
-    let mut pending: Vec<u8> = (0..victim).collect();
-    while !pending.is_empty() && ok {
-        pending.retain(|i| {
-            let done = control::status(&socket(&dir, *i)).is_ok_and(|s| {
-                s.node.fence.authority
-                    && s.node.fence.client_view.as_ref().is_some_and(|v| {
-                        v.generation.0 > gen_before
-                            && v.member(vigil_llt::types::NodeId(victim)).is_none()
-                    })
-            });
-            if done {
-                println!(
-                    "  n{i}: holds authority on a view without n{victim} after {} ms",
-                    killed.elapsed().as_millis()
-                );
+    // Let late disturbances show (a woken node, a flap's echo), then judge.
+    std::thread::sleep(inactive * 2);
+    c.reap();
+    let times: Vec<NodeTimes> = (0..n).map(|i| node_times(&c, i, g0)).collect();
+    let failures = judge(&c, &expect, g0, &times, name);
+    let pass = failures.is_empty() && decided.is_some();
+    let decision_ms = if expect.no_view_change {
+        None
+    } else {
+        let a = expect
+            .survivors
+            .iter()
+            .filter_map(|i| times[*i as usize].authority);
+        let f = expect
+            .fenced
+            .iter()
+            .filter_map(|i| times[*i as usize].fenced.as_ref().map(|x| x.1));
+        a.chain(f)
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    if print {
+        println!("\ntimeline (ms after t0; from each daemon's JSON log):");
+        print!("{}", timeline(&times));
+        if !args.brief {
+            if let Some(s) = expect.survivors.first().and_then(|i| c.status(*i)) {
+                println!("\n$ vigil gabconfig -a   # on n{}", expect.survivors[0]);
+                println!("{}", gabconfig::ports_text(&s));
             }
-            !done
-        });
-        if killed.elapsed() > Duration::from_secs(10) {
-            println!("  no new view with authority after 10 s on: {pending:?}");
-            ok = false;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        println!();
+        let mut expected = format!(
+            "survivors {:?} hold authority on one view of them",
+            expect.survivors
+        );
+        if !expect.fenced.is_empty() {
+            expected += &format!(", {:?} fence themselves", expect.fenced);
+            if let Some(r) = expect.fence_reason {
+                expected += &format!(" ({r})");
+            }
+        }
+        if !expect.left.is_empty() {
+            expected += &format!(", {:?} leave", expect.left);
+        }
+        if expect.no_view_change {
+            expected += ", no view change";
+        }
+        if let Some(d) = decision_ms {
+            expected += &format!("; fault to decision {d:.0} ms");
+        }
+        for f in &failures {
+            println!("  FAIL: {f}");
+        }
+        if decided.is_none() && failures.is_empty() {
+            println!(
+                "  FAIL: the outcome was not reached within {} ms",
+                bound.as_millis()
+            );
+        }
+        println!(
+            "{} {}: {expected}",
+            if pass { "PASS" } else { "FAIL" },
+            name.name()
+        );
     }
-    println!();
-    let s = control::status(&socket(&dir, 0))?;
-    println!("$ vigil lltstat -n   # on n0");
-    println!("{}", lltstat::nodes_text(&s, false));
-    println!("$ vigil gabconfig -a   # on n0");
-    println!("{}", gabconfig::ports_text(&s));
-    println!("{}", if ok { "PASS" } else { "FAIL" });
-    Ok(ok)
+    Ok(DrillResult {
+        name: name.name(),
+        pass,
+        failures,
+        times,
+        decision_ms,
+    })
+}
+
+/// Survivors hold authority on a view of exactly them, above `g0`; losers exited.
+fn outcome_reached(c: &Cluster, e: &Expect, g0: u64) -> bool {
+    let members: Vec<u8> = e.survivors.clone();
+    let view_ok = e.survivors.iter().all(|i| {
+        c.status(*i).is_some_and(|s| {
+            s.node.fence.authority
+                && s.node.fence.client_view.as_ref().is_some_and(|v| {
+                    v.generation.0 > g0
+                        && v.members.iter().map(|m| m.id.0).collect::<Vec<_>>() == members
+                })
+        })
+    });
+    let gone = e
+        .fenced
+        .iter()
+        .chain(&e.left)
+        .all(|i| c.exits[*i as usize].is_some());
+    view_ok && gone
+}
+
+/// Everything that is not as the drill expects, in words.
+fn judge(c: &Cluster, e: &Expect, g0: u64, times: &[NodeTimes], name: DrillName) -> Vec<String> {
+    let mut fails = Vec::new();
+    let mut gens = BTreeMap::new();
+    for &i in &e.survivors {
+        match c.status(i) {
+            None => fails.push(format!("n{i} does not answer")),
+            Some(s) => {
+                let f = &s.node.fence;
+                let view = f.client_view.as_ref();
+                let members: Vec<u8> =
+                    view.map_or(Vec::new(), |v| v.members.iter().map(|m| m.id.0).collect());
+                if !f.authority {
+                    fails.push(format!("n{i} holds no authority"));
+                }
+                if members != e.survivors {
+                    fails.push(format!(
+                        "n{i} is in view {members:?}, expected {:?}",
+                        e.survivors
+                    ));
+                }
+                let g = view.map_or(0, |v| v.generation.0);
+                if e.no_view_change && g != g0 {
+                    fails.push(format!("n{i} changed view: generation {g0} -> {g}"));
+                }
+                gens.insert(i, g);
+            }
+        }
+        if times[i as usize].fenced.is_some() {
+            fails.push(format!("n{i} fenced itself"));
+        }
+    }
+    let distinct: std::collections::BTreeSet<u64> = gens.values().copied().collect();
+    if distinct.len() > 1 {
+        fails.push(format!("survivors disagree on the generation: {gens:?}"));
+    }
+    for &i in &e.fenced {
+        match (&times[i as usize].fenced, c.exits[i as usize]) {
+            (Some((reason, _)), Some((4, _))) => {
+                if let Some(want) = e.fence_reason {
+                    if reason != want {
+                        fails.push(format!("n{i} fenced for {reason}, expected {want}"));
+                    }
+                }
+            }
+            (f, x) => fails.push(format!(
+                "n{i} should have fenced itself (exit 4): fence {f:?}, exit {x:?}"
+            )),
+        }
+    }
+    for &i in &e.left {
+        if times[i as usize].left.is_none() || c.exits[i as usize].map(|x| x.0) != Some(0) {
+            fails.push(format!(
+                "n{i} should have left gracefully (exit 0): exit {:?}",
+                c.exits[i as usize]
+            ));
+        }
+    }
+    if name == DrillName::Freeze {
+        // The woken node must not disturb the survivors: one view change only.
+        for &i in &e.survivors {
+            let views = events(c, i)
+                .iter()
+                .filter(|ev| ev["event"] == "view.installed")
+                .count();
+            if views != 1 {
+                fails.push(format!(
+                    "n{i} installed {views} views after the fault, expected 1 (the frozen node's removal)"
+                ));
+            }
+        }
+    }
+    if name == DrillName::Reboot {
+        // The rebooted node must not seed a cluster of its own.
+        if events(c, 0)
+            .iter()
+            .any(|ev| ev["event"] == "race.started" && ev["slot"] == 0)
+        {
+            fails.push("the rebooted n0 tried to seed a new cluster".into());
+        }
+    }
+    fails
 }

@@ -306,6 +306,7 @@ pub(crate) mod tests {
             stall_action: "fence".into(),
             realtime: "off".into(),
             watchdog: "none".into(),
+            faults: Vec::new(),
             links: Vec::new(),
             nodes: (0..n)
                 .map(|i| NodeInfo {

@@ -6,10 +6,12 @@ mod bench;
 mod control;
 mod daemon;
 mod drill;
+mod fault;
 mod fenceadm;
 mod gabconfig;
 mod lltstat;
 mod logging;
+mod netlab;
 mod probes;
 mod rt;
 mod sim;
@@ -73,6 +75,9 @@ enum Command {
     Drill(drill::DrillArgs),
     /// The deterministic simulator: scenario files, random sweeps, replays, benchmarks.
     Sim(sim::SimArgs),
+    /// Testing tool: make a daemon drop traffic to or from chosen peers (needs
+    /// cluster.fault_injection = true).
+    Fault(fault::FaultArgs),
     /// Live benchmarks on this machine: heartbeat jitter, Corosync side by side.
     Bench(bench::BenchArgs),
 }
@@ -150,6 +155,7 @@ fn main() -> ExitCode {
         Command::Drill(a) => drill::run(a),
         Command::Sim(a) => sim::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Fault(a) => fault::run(a),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,72 @@
+//! `vigil fault`: a testing tool. It tells one daemon to drop its traffic to or from
+//! chosen peers on chosen links, so that partitions, one-way links and link failures
+//! can be drilled on loopback without root. A daemon refuses it unless its config
+//! sets `cluster.fault_injection = true`; never enable that in production.
+
+use crate::control::{self, Direction, FaultCmd, Request};
+use crate::{exit, Target};
+use clap::{Args, Subcommand};
+
+#[derive(Args, Debug)]
+pub struct FaultArgs {
+    #[command(subcommand)]
+    command: FaultCommand,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Subcommand, Debug)]
+enum FaultCommand {
+    /// Drop frames to and/or from some peers.
+    Block(Selection),
+    /// Stop dropping frames to and from some peers.
+    Unblock(Selection),
+    /// Stop dropping anything.
+    Clear,
+    /// Show what is dropped.
+    Show,
+}
+
+#[derive(Args, Debug)]
+struct Selection {
+    /// Peer node IDs, comma-separated; default: every peer.
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    peers: Vec<u8>,
+    /// Link name; repeat for several; default: every link.
+    #[arg(long = "link", value_name = "NAME")]
+    links: Vec<String>,
+    /// Which frames: those coming in, going out, or both (block only).
+    #[arg(long = "dir", value_enum, default_value = "both")]
+    direction: Direction,
+}
+
+pub fn run(args: FaultArgs) -> u8 {
+    let cmd = match args.command {
+        FaultCommand::Block(s) => FaultCmd::Block {
+            peers: s.peers,
+            links: s.links,
+            direction: s.direction,
+        },
+        FaultCommand::Unblock(s) => FaultCmd::Unblock {
+            peers: s.peers,
+            links: s.links,
+        },
+        FaultCommand::Clear => FaultCmd::Clear,
+        FaultCommand::Show => FaultCmd::Show,
+    };
+    match control::resolve(&args.target).and_then(|s| send(&s, cmd)) {
+        Ok(message) => {
+            println!("{message}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("vigil fault: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// Send one fault command to the daemon at `socket`; its answer.
+pub fn send(socket: &std::path::Path, cmd: FaultCmd) -> Result<String, String> {
+    control::command(socket, &Request::Fault(cmd))
+}
