@@ -19,31 +19,17 @@ struct Cluster {
 }
 
 fn write_config(dir: &Path, n: usize, key: Option<&[u8]>) -> (PathBuf, Vec<u16>) {
-    let ports = free_udp_ports(2 * n);
-    let mut t = format!(
-        "[cluster]\nname = \"t\"\nid = 4711\nrun_dir = \"{d}\"\nstate_dir = \"{d}\"\n",
-        d = dir.display()
-    );
+    let mut cluster = String::new();
     if let Some(key) = key {
         let kp = dir.join("key");
         std::fs::write(&kp, key).unwrap();
         std::fs::set_permissions(&kp, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        t.push_str("key_file = \"key\"\n");
+        cluster.push_str("key_file = \"key\"\n");
     }
-    t.push_str(&format!(
-        "\n[timers]\nheartbeat = {HEARTBEAT_MS}\nheartbeat_lowpri = 100\npeer_trouble = 250\npeer_inactive = {PEER_INACTIVE_MS}\n\n\
-         [[links]]\nname = \"a\"\nkind = \"udp\"\n\n[[links]]\nname = \"b\"\nkind = \"udp\"\n"
-    ));
-    for i in 0..n {
-        t.push_str(&format!(
-            "\n[[nodes]]\nid = {i}\nname = \"n{i}\"\n[nodes.links]\na = \"127.0.0.1:{}\"\nb = \"127.0.0.1:{}\"\n",
-            ports[2 * i],
-            ports[2 * i + 1]
-        ));
-    }
-    let config = dir.join("cluster.toml");
-    std::fs::write(&config, t).unwrap();
-    (config, ports)
+    let timers = format!(
+        "heartbeat = {HEARTBEAT_MS}\nheartbeat_lowpri = 100\npeer_trouble = 250\npeer_inactive = {PEER_INACTIVE_MS}"
+    );
+    loopback_config(dir, n, &cluster, &timers, "")
 }
 
 impl Cluster {

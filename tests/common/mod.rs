@@ -557,7 +557,8 @@ pub fn wait_same_view(daemons: &[&Daemon], members: &[u64], timeout: Duration) -
     (gen, took)
 }
 
-/// A survivor is done when it holds authority on a view of `members` above `above`.
+/// A survivor is done when it holds authority on a view of `members` above `above`
+/// that its clients see (the settle window has passed).
 pub fn holds_authority(d: &Daemon, members: &[u64], above: u64) -> Option<u64> {
     let f = fenceadm_json(&d.socket)?;
     let m: Vec<u64> = f["members"]
@@ -566,7 +567,8 @@ pub fn holds_authority(d: &Daemon, members: &[u64], above: u64) -> Option<u64> {
         .filter_map(Value::as_u64)
         .collect();
     let g = f["generation"].as_u64()?;
-    (f["authority"] == true && m == members && g > above).then_some(g)
+    let clients_see_it = f["client_generation"].as_u64() == Some(g);
+    (f["authority"] == true && clients_see_it && m == members && g > above).then_some(g)
 }
 
 pub fn dump(daemons: &[Daemon]) -> String {
@@ -581,4 +583,37 @@ pub fn dump(daemons: &[Daemon]) -> String {
         }
     }
     s
+}
+
+// ---------------------------------------------------------------------------------
+// Loopback clusters.
+
+/// Write `{dir}/cluster.toml` for `n` nodes on 127.0.0.1 with UDP links `a` and `b`
+/// on free ports. `cluster` is added to the `[cluster]` table, `timers` is the
+/// `[timers]` table's body, `tail` is appended (`{dir}` stands for `dir`).
+pub fn loopback_config(
+    dir: &Path,
+    n: usize,
+    cluster: &str,
+    timers: &str,
+    tail: &str,
+) -> (PathBuf, Vec<u16>) {
+    let ports = free_udp_ports(2 * n);
+    let mut t = format!(
+        "[cluster]\nname = \"t\"\nid = 4711\nrun_dir = \"{d}\"\nstate_dir = \"{d}\"\n{cluster}\n\
+         [timers]\n{timers}\n\n\
+         [[links]]\nname = \"a\"\nkind = \"udp\"\n\n[[links]]\nname = \"b\"\nkind = \"udp\"\n",
+        d = dir.display()
+    );
+    for i in 0..n {
+        t.push_str(&format!(
+            "\n[[nodes]]\nid = {i}\nname = \"n{i}\"\n[nodes.links]\na = \"127.0.0.1:{}\"\nb = \"127.0.0.1:{}\"\n",
+            ports[2 * i],
+            ports[2 * i + 1]
+        ));
+    }
+    t.push_str(&tail.replace("{dir}", &dir.display().to_string()));
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, t).expect("write the config");
+    (config, ports)
 }
