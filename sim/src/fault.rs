@@ -104,6 +104,9 @@ pub struct Expect {
     /// No node installs more than this many views after the first fault (a
     /// frozen node that wakes up must not disturb the survivors).
     pub max_views: Option<usize>,
+    /// The fault is decided (the last survivor's clients see the new view and the
+    /// last loser fenced) within this many ms of the first fault.
+    pub decision_by_ms: Option<u64>,
     /// These nodes fenced themselves for this reason (`stalled`, `unhealthy`,
     /// `race_lost`, `no_decision`, `excluded`).
     pub fence_reason: Option<String>,

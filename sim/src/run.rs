@@ -58,7 +58,18 @@ pub fn run(sc: &Scenario, opts: Options) -> Outcome {
     if w.violation().is_none() {
         expect(&mut w, &sc.expect, fault_at, &restarts_at_fault);
     }
-    let _ = fault_at;
+    if let (None, Some(by)) = (w.violation(), sc.expect.decision_by_ms) {
+        let took = decision_time(&w, None);
+        if took.is_none_or(|t| t > ms(by)) {
+            let now = w.now();
+            w.checker.fail_property(
+                "expect",
+                now,
+                Vec::new(),
+                format!("fault to decision {took:?}, expected within {by} ms"),
+            );
+        }
+    }
     finish(w, sc.name.clone(), None)
 }
 
