@@ -107,3 +107,6 @@ netns_drill!(netns_link_loss, "link-loss");
 netns_drill!(netns_flap, "flap");
 netns_drill!(netns_reboot, "reboot");
 netns_drill!(netns_one_way, "one-way");
+netns_drill!(netns_fence_loop, "fence-loop");
+netns_drill!(netns_non_transitive, "non-transitive");
+netns_drill!(netns_cascading, "cascading");

@@ -48,6 +48,14 @@ pub enum DrillName {
     /// A node stops hearing the others while they still hear it: only one side
     /// survives.
     OneWay,
+    /// Split 3|2; the two fenced nodes restart while the split persists: they
+    /// wait, unseeded, and disturb nobody.
+    FenceLoop,
+    /// 3 nodes, A–B and B–C talk but A–C do not: one two-node view survives.
+    NonTransitive,
+    /// Split 3|2, then split the three 2|1 right after their race: the two
+    /// holding the lowest ID of the three survive.
+    Cascading,
 }
 
 impl DrillName {
@@ -63,6 +71,9 @@ impl DrillName {
             DrillName::Flap => "flap",
             DrillName::Reboot => "reboot",
             DrillName::OneWay => "one-way",
+            DrillName::FenceLoop => "fence-loop",
+            DrillName::NonTransitive => "non-transitive",
+            DrillName::Cascading => "cascading",
         }
     }
 
@@ -71,6 +82,7 @@ impl DrillName {
         match self {
             DrillName::EvenSplit => 4,
             DrillName::TwoNode => 2,
+            DrillName::NonTransitive => 3,
             _ => 5,
         }
     }
@@ -123,6 +135,11 @@ struct Expect {
     left: Vec<u8>,
     /// No view is installed after the fault.
     no_view_change: bool,
+    /// These (fenced first) are restarted and must then wait: running, unseeded,
+    /// without authority.
+    waiting: Vec<u8>,
+    /// Survivors install at most this many views after the fault.
+    max_views: Option<usize>,
 }
 
 /// What one node did after the fault, in ms after it (from its JSON log).
@@ -461,6 +478,31 @@ impl Cluster {
                     }
                 }
                 Ok("vigil fault block on every node".into())
+            }
+        }
+    }
+
+    /// Nodes `a` and `b` cannot talk (every link, both ways); all other pairs can.
+    fn cut_pair(&mut self, a: u8, b: u8) -> Result<String, String> {
+        match &mut self.hosts {
+            Hosts::Netns { lab, .. } => {
+                let (aa, ba) = (lab.addrs(a as usize), lab.addrs(b as usize));
+                lab.block(a as usize, &ba)?;
+                lab.block(b as usize, &aa)?;
+                Ok("nftables rules in both namespaces".into())
+            }
+            Hosts::Loopback { .. } => {
+                for (x, y) in [(a, b), (b, a)] {
+                    self.inject(
+                        x,
+                        FaultCmd::Block {
+                            peers: vec![y],
+                            links: Vec::new(),
+                            direction: Direction::Both,
+                        },
+                    )?;
+                }
+                Ok("vigil fault block on both".into())
             }
         }
     }
@@ -917,6 +959,45 @@ pub fn run_drill(args: &DrillArgs, print: bool) -> Result<DrillResult, String> {
                 },
             )
         }
+        DrillName::FenceLoop => {
+            let how = c.cut(&[vec![0, 1], (2..n).collect()])?;
+            (
+                format!("partition [0, 1] | {:?} ({how}); the fenced nodes are restarted while it lasts", (2..n).collect::<Vec<u8>>()),
+                Expect {
+                    survivors: (2..n).collect(),
+                    fenced: vec![0, 1],
+                    waiting: vec![0, 1],
+                    max_views: Some(1),
+                    ..Expect::default()
+                },
+            )
+        }
+        DrillName::NonTransitive => {
+            // Only the pair (0, last) cannot talk.
+            let how = c.cut_pair(0, last)?;
+            (
+                format!("n0 and n{last} cannot talk; every other pair can ({how})"),
+                Expect {
+                    survivors: (0..last).collect(),
+                    fenced: vec![last],
+                    ..Expect::default()
+                },
+            )
+        }
+        DrillName::Cascading => {
+            let how = c.cut(&[vec![0, 1], (2..n).collect()])?;
+            (
+                format!(
+                    "partition [0, 1] | {:?} ({how}); then, once the three decided, [2, 3] | [4]",
+                    (2..n).collect::<Vec<u8>>()
+                ),
+                Expect {
+                    survivors: (2..last).collect(),
+                    fenced: vec![0, 1, last],
+                    ..Expect::default()
+                },
+            )
+        }
         DrillName::OneWay => {
             let how = c.deafen(last)?;
             (
@@ -943,10 +1024,52 @@ pub fn run_drill(args: &DrillArgs, print: bool) -> Result<DrillResult, String> {
         _ => Duration::ZERO,
     };
     let mut decided: Option<Duration> = None;
+    // fence-loop: when the fenced nodes were restarted, and their first exits.
+    let mut restarted: Option<Duration> = None;
+    let mut first_exits = c.exits.clone();
+    // cascading: whether the second split happened.
+    let mut second_split = false;
     loop {
         netlab::check_interrupted()?;
         c.reap();
         let now = t0.elapsed();
+        if name == DrillName::FenceLoop
+            && restarted.is_none()
+            && expect
+                .waiting
+                .iter()
+                .all(|i| c.exits[*i as usize].is_some())
+        {
+            first_exits = c.exits.clone();
+            for &i in &expect.waiting {
+                c.exits[i as usize] = None;
+                c.start(i)?;
+            }
+            restarted = Some(now);
+            say(format!(
+                "{:.0} ms: restarted {:?} while the partition persists",
+                ms_since(c.t0_us),
+                expect.waiting
+            ));
+        }
+        if name == DrillName::Cascading
+            && !second_split
+            && c.status(2).is_some_and(|s| {
+                s.node
+                    .fence
+                    .installed
+                    .as_ref()
+                    .is_some_and(|v| v.generation.0 > g0)
+            })
+        {
+            c.cut(&[(0..2).collect(), (2..last).collect(), vec![last]])?;
+            second_split = true;
+            say(format!(
+                "{:.0} ms: second split {:?} | [{last}]",
+                ms_since(c.t0_us),
+                (2..last).collect::<Vec<u8>>()
+            ));
+        }
         if name == DrillName::Freeze && !continued && now >= inactive * 10 {
             c.signal(last, libc::SIGCONT)?;
             continued = true;
@@ -960,8 +1083,14 @@ pub fn run_drill(args: &DrillArgs, print: bool) -> Result<DrillResult, String> {
         }
         let done = if expect.no_view_change {
             now >= observe
+        } else if name == DrillName::FenceLoop {
+            // The restarted nodes had time to do harm: detection, a race, retries.
+            restarted.is_some_and(|r| now >= r + (inactive + cfg.timers.race_timeout) * 3)
+                && outcome_reached(&c, &expect, g0, &first_exits)
         } else {
-            outcome_reached(&c, &expect, g0) && (name != DrillName::Freeze || continued)
+            outcome_reached(&c, &expect, g0, &c.exits)
+                && (name != DrillName::Freeze || continued)
+                && (name != DrillName::Cascading || second_split)
         };
         if done {
             decided = Some(now);
@@ -975,8 +1104,19 @@ pub fn run_drill(args: &DrillArgs, print: bool) -> Result<DrillResult, String> {
     // Let late disturbances show (a woken node, a flap's echo), then judge.
     std::thread::sleep(inactive * 2);
     c.reap();
-    let times: Vec<NodeTimes> = (0..n).map(|i| node_times(&c, i, g0)).collect();
-    let failures = judge(&c, &expect, g0, &times, name);
+    if restarted.is_none() {
+        first_exits = c.exits.clone();
+    }
+    let mut times: Vec<NodeTimes> = (0..n).map(|i| node_times(&c, i, g0)).collect();
+    if restarted.is_some() {
+        // The timeline shows the first incarnation's exit.
+        for (i, t) in times.iter_mut().enumerate() {
+            if first_exits[i].is_some() {
+                t.exit = first_exits[i];
+            }
+        }
+    }
+    let failures = judge(&c, &expect, g0, &times, name, &first_exits);
     let pass = failures.is_empty() && decided.is_some();
     let decision_ms = if expect.no_view_change {
         None
@@ -1015,6 +1155,15 @@ pub fn run_drill(args: &DrillArgs, print: bool) -> Result<DrillResult, String> {
         if !expect.left.is_empty() {
             expected += &format!(", {:?} leave", expect.left);
         }
+        if !expect.waiting.is_empty() {
+            expected += &format!(
+                ", {:?} restarted during the split wait unseeded",
+                expect.waiting
+            );
+        }
+        if let Some(m) = expect.max_views {
+            expected += &format!(", survivors install at most {m} view");
+        }
         if expect.no_view_change {
             expected += ", no view change";
         }
@@ -1045,8 +1194,9 @@ pub fn run_drill(args: &DrillArgs, print: bool) -> Result<DrillResult, String> {
     })
 }
 
-/// Survivors hold authority on a view of exactly them, above `g0`; losers exited.
-fn outcome_reached(c: &Cluster, e: &Expect, g0: u64) -> bool {
+/// Survivors hold authority on a view of exactly them, above `g0`; losers exited
+/// (per `exits`).
+fn outcome_reached(c: &Cluster, e: &Expect, g0: u64, exits: &[Option<(i32, f64)>]) -> bool {
     let members: Vec<u8> = e.survivors.clone();
     let view_ok = e.survivors.iter().all(|i| {
         c.status(*i).is_some_and(|s| {
@@ -1061,12 +1211,19 @@ fn outcome_reached(c: &Cluster, e: &Expect, g0: u64) -> bool {
         .fenced
         .iter()
         .chain(&e.left)
-        .all(|i| c.exits[*i as usize].is_some());
+        .all(|i| exits[*i as usize].is_some());
     view_ok && gone
 }
 
 /// Everything that is not as the drill expects, in words.
-fn judge(c: &Cluster, e: &Expect, g0: u64, times: &[NodeTimes], name: DrillName) -> Vec<String> {
+fn judge(
+    c: &Cluster,
+    e: &Expect,
+    g0: u64,
+    times: &[NodeTimes],
+    name: DrillName,
+    first_exits: &[Option<(i32, f64)>],
+) -> Vec<String> {
     let mut fails = Vec::new();
     let mut gens = BTreeMap::new();
     for &i in &e.survivors {
@@ -1102,7 +1259,7 @@ fn judge(c: &Cluster, e: &Expect, g0: u64, times: &[NodeTimes], name: DrillName)
         fails.push(format!("survivors disagree on the generation: {gens:?}"));
     }
     for &i in &e.fenced {
-        match (&times[i as usize].fenced, c.exits[i as usize]) {
+        match (&times[i as usize].fenced, first_exits[i as usize]) {
             (Some((reason, _)), Some((4, _))) => {
                 if let Some(want) = e.fence_reason {
                     if reason != want {
@@ -1121,6 +1278,38 @@ fn judge(c: &Cluster, e: &Expect, g0: u64, times: &[NodeTimes], name: DrillName)
                 "n{i} should have left gracefully (exit 0): exit {:?}",
                 c.exits[i as usize]
             ));
+        }
+    }
+    for &i in &e.waiting {
+        match (c.exits[i as usize], c.status(i)) {
+            (None, Some(s)) => {
+                let f = &s.node.fence;
+                if f.authority
+                    || f.installed.is_some()
+                    || f.state != vigil_fence::NodeState::Unseeded
+                {
+                    fails.push(format!(
+                        "the restarted n{i} should wait unseeded without authority, but is {:?} (authority {})",
+                        f.state, f.authority
+                    ));
+                }
+            }
+            (exit, _) => fails.push(format!(
+                "the restarted n{i} should be running and waiting: exit {exit:?}"
+            )),
+        }
+    }
+    if let Some(max) = e.max_views {
+        for &i in &e.survivors {
+            let views = events(c, i)
+                .iter()
+                .filter(|ev| ev["event"] == "view.installed")
+                .count();
+            if views > max {
+                fails.push(format!(
+                    "n{i} installed {views} views after the fault, at most {max} expected"
+                ));
+            }
         }
     }
     if name == DrillName::Freeze {
