@@ -300,9 +300,9 @@ pub enum SelfFence {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Timers {
     /// `profile`: the named set of defaults the other timers start from:
-    /// `"default"` (heartbeat 100 ms, failure detection in 800 ms, tolerates stalls
-    /// up to 700 ms) or `"fast"` (heartbeat 10 ms, detection in 80 ms, tolerates
-    /// stalls up to 70 ms). Any timer given overrides the profile's value.
+    /// `"default"` (heartbeat 100 ms, failure detection in 600 ms, tolerates stalls
+    /// up to 500 ms) or `"fast"` (heartbeat 10 ms, detection in 50 ms, tolerates
+    /// stalls up to 40 ms). Any timer given overrides the profile's value.
     pub profile: TimerProfile,
     /// `heartbeat`: heartbeat interval on high-priority links. Default 100 ms.
     #[serde(rename = "heartbeat_ms", serialize_with = "ser_ms")]
@@ -356,22 +356,22 @@ impl Timers {
                 profile: p,
                 heartbeat: ms(100),
                 heartbeat_lowpri: ms(250),
-                peer_trouble: ms(400),
-                peer_inactive: ms(800),
+                peer_trouble: ms(300),
+                peer_inactive: ms(600),
                 link_up_count: 3,
-                race_timeout: ms(300),
-                lease: ms(700),
+                race_timeout: ms(200),
+                lease: ms(500),
                 stall_report: ms(50),
             },
             TimerProfile::Fast => Timers {
                 profile: p,
                 heartbeat: ms(10),
                 heartbeat_lowpri: ms(25),
-                peer_trouble: ms(40),
-                peer_inactive: ms(80),
+                peer_trouble: ms(30),
+                peer_inactive: ms(50),
                 link_up_count: 3,
-                race_timeout: ms(60),
-                lease: ms(70),
+                race_timeout: ms(40),
+                lease: ms(40),
                 stall_report: ms(5),
             },
         }
@@ -1752,7 +1752,7 @@ links = { a = "127.0.0.1:5002" }
                 peer_trouble: Duration::from_millis(300),
                 peer_inactive: Duration::from_millis(900),
                 link_up_count: 5,
-                race_timeout: Duration::from_millis(300),
+                race_timeout: Duration::from_millis(200),
                 // Not given: follows peer_inactive - heartbeat.
                 lease: Duration::from_millis(850),
                 // Not given: half a heartbeat.
@@ -1857,11 +1857,11 @@ links = { a = "127.0.0.1:5002" }
         assert_eq!(c.timers, Timers::default());
         assert_eq!(c.timers.heartbeat, Duration::from_millis(100));
         assert_eq!(c.timers.heartbeat_lowpri, Duration::from_millis(250));
-        assert_eq!(c.timers.peer_trouble, Duration::from_millis(400));
-        assert_eq!(c.timers.peer_inactive, Duration::from_millis(800));
+        assert_eq!(c.timers.peer_trouble, Duration::from_millis(300));
+        assert_eq!(c.timers.peer_inactive, Duration::from_millis(600));
         assert_eq!(c.timers.link_up_count, 3);
-        assert_eq!(c.timers.race_timeout, Duration::from_millis(300));
-        assert_eq!(c.timers.lease, Duration::from_millis(700));
+        assert_eq!(c.timers.race_timeout, Duration::from_millis(200));
+        assert_eq!(c.timers.lease, Duration::from_millis(500));
         assert_eq!(c.timers.stall_report, Duration::from_millis(50));
         assert_eq!(c.daemon, DaemonSection::default());
         assert_eq!(c.watchdog, None);
@@ -2063,9 +2063,9 @@ links = { a = "127.0.0.1:5002" }
     #[test]
     fn timers_must_be_ordered() {
         refused(
-            &edit("[[links]]", "[timers]\npeer_inactive = 400\n\n[[links]]"),
+            &edit("[[links]]", "[timers]\npeer_inactive = 300\n\n[[links]]"),
             "timers.peer_inactive",
-            "must be greater than timers.peer_trouble (400 ms), got 400 ms",
+            "must be greater than timers.peer_trouble (300 ms), got 300 ms",
         );
         refused(
             &edit(
@@ -2073,7 +2073,7 @@ links = { a = "127.0.0.1:5002" }
                 "[timers]\nheartbeat = 400\nheartbeat_lowpri = 400\n\n[[links]]",
             ),
             "timers.peer_trouble",
-            "must be greater than timers.heartbeat_lowpri (400 ms), got 400 ms",
+            "must be greater than timers.heartbeat_lowpri (400 ms), got 300 ms",
         );
         refused(
             &edit("[[links]]", "[timers]\nheartbeat = 500\n\n[[links]]"),
@@ -2109,21 +2109,21 @@ links = { a = "127.0.0.1:5002" }
         ))
         .unwrap();
         assert_eq!(c.timers.lease, Duration::from_millis(350));
-        assert_eq!(c.timers.race_timeout, Duration::from_millis(300));
+        assert_eq!(c.timers.race_timeout, Duration::from_millis(200));
         let c = parse(
             &edit(
                 "[[links]]",
-                "[timers]\nrace_timeout = 500\nlease = 800\n\n[[links]]",
+                "[timers]\nrace_timeout = 500\nlease = 600\n\n[[links]]",
             )
             .replacen("id = 1\n", "id = 1\nmax_drift_ppm = 0\n", 1),
         )
         .unwrap();
         assert_eq!(c.timers.race_timeout, Duration::from_millis(500));
-        assert_eq!(c.timers.lease, Duration::from_millis(800));
+        assert_eq!(c.timers.lease, Duration::from_millis(600));
         assert_eq!(c.cluster.max_drift_ppm, 0);
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["timers"]["race_timeout_ms"], 500);
-        assert_eq!(json["timers"]["lease_ms"], 800);
+        assert_eq!(json["timers"]["lease_ms"], 600);
         assert_eq!(json["cluster"]["max_drift_ppm"], 0);
 
         refused(
@@ -2142,15 +2142,15 @@ links = { a = "127.0.0.1:5002" }
             "must be at least 2 × timers.heartbeat (200 ms), got 199 ms",
         );
         refused(
-            &edit("[[links]]", "[timers]\nlease = 801\n\n[[links]]"),
+            &edit("[[links]]", "[timers]\nlease = 601\n\n[[links]]"),
             "timers.lease",
-            "must be at most timers.peer_inactive (800 ms), got 801 ms",
+            "must be at most timers.peer_inactive (600 ms), got 601 ms",
         );
         // A default lease that no longer fits says where it came from.
         refused(
             &edit(
                 "[[links]]",
-                "[timers]\nheartbeat = 250\nheartbeat_lowpri = 250\npeer_trouble = 300\npeer_inactive = 400\n\n[[links]]",
+                "[timers]\nheartbeat = 250\nheartbeat_lowpri = 250\npeer_trouble = 300\npeer_inactive = 400\nrace_timeout = 300\n\n[[links]]",
             ),
             "timers.lease",
             "defaults to timers.peer_inactive - timers.heartbeat",
@@ -2177,8 +2177,8 @@ links = { a = "127.0.0.1:5002" }
             (0..5).map(NodeId).collect::<Vec<_>>()
         );
         assert_eq!(f.seed, 3);
-        assert_eq!(f.race_timeout, Duration::from_millis(300));
-        assert_eq!(f.lease, Duration::from_millis(700));
+        assert_eq!(f.race_timeout, Duration::from_millis(200));
+        assert_eq!(f.lease, Duration::from_millis(500));
         assert_eq!(f.stall_report, Duration::from_millis(50));
         assert_eq!(f.stall_action, StallAction::Fence);
         assert_eq!(f.watchdog, None);
@@ -2200,8 +2200,8 @@ links = { a = "127.0.0.1:5002" }
         .unwrap();
         assert_eq!(c.timers, Timers::profile(TimerProfile::Fast));
         assert_eq!(c.timers.heartbeat, Duration::from_millis(10));
-        assert_eq!(c.timers.peer_inactive, Duration::from_millis(80));
-        assert_eq!(c.timers.lease, Duration::from_millis(70));
+        assert_eq!(c.timers.peer_inactive, Duration::from_millis(50));
+        assert_eq!(c.timers.lease, Duration::from_millis(40));
         // A timer given overrides the profile's value; derived ones follow it.
         let c = parse(&edit(
             "[[links]]",
@@ -2218,12 +2218,12 @@ links = { a = "127.0.0.1:5002" }
         refused(
             &edit("[[links]]", "[timers]\nstall_report = 0\n\n[[links]]"),
             "timers.stall_report",
-            "less than timers.lease (700 ms)",
+            "less than timers.lease (500 ms)",
         );
         refused(
-            &edit("[[links]]", "[timers]\nstall_report = 700\n\n[[links]]"),
+            &edit("[[links]]", "[timers]\nstall_report = 500\n\n[[links]]"),
             "timers.stall_report",
-            "got 700 ms",
+            "got 500 ms",
         );
     }
 
@@ -2281,11 +2281,11 @@ links = { a = "127.0.0.1:5002" }
             "watchdog.timeout",
             "whole number of seconds",
         );
-        // 800 + 300 + 2 x 100 = 1300 ms: a node waiting for a race must not be reset.
+        // 600 + 200 + 2 x 100 = 1000 ms: a node waiting for a race must not be reset.
         refused(
             &format!("{MINIMAL}\n[watchdog]\ntimeout = 1000\n"),
             "watchdog.timeout",
-            "more than timers.peer_inactive + timers.race_timeout + 2 × timers.heartbeat (1300 ms)",
+            "more than timers.peer_inactive + timers.race_timeout + 2 × timers.heartbeat (1000 ms)",
         );
         refused(
             &format!("{MINIMAL}\n[watchdog]\ntimeout = 0\n"),

@@ -103,8 +103,8 @@ pub struct DrillArgs {
     /// How many nodes to start (default: 5; 4 for even-split, 2 for two-node).
     #[arg(long, value_parser = clap::value_parser!(u8).range(2..=32))]
     pub nodes: Option<u8>,
-    /// Timer profile: default (heartbeat 100 ms, detection in 800 ms) or fast
-    /// (heartbeat 10 ms, detection in 80 ms).
+    /// Timer profile: default (heartbeat 100 ms, detection in 600 ms) or fast
+    /// (heartbeat 10 ms, detection in 50 ms).
     #[arg(long, value_enum, default_value = "default")]
     pub profile: Profile,
     /// Run every node in its own network namespace (needs root): nftables, veth
