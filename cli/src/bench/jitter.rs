@@ -10,15 +10,16 @@
 //!
 //! Every daemon and burner is killed on every way out: the [`Lab`] guard on return or
 //! panic, a SIGINT/SIGTERM flag polled while waiting, and `PR_SET_PDEATHSIG` should
-//! this process itself be killed.
+//! this process itself be killed (see [`super::common`]).
 
+use super::common::{
+    self, catch_signals, one_line, pause, query, socket, stopped, ConfigSpec, Lab, START_TIMEOUT,
+};
 use crate::exit;
 use clap::Args;
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
@@ -64,11 +65,6 @@ impl Run {
     }
 }
 
-/// How long the daemons get to answer on their control sockets.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long one `vigil lltstat` may take under load.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
-
 pub fn run(args: JitterArgs) -> u8 {
     catch_signals();
     let exe = match std::env::current_exe() {
@@ -78,7 +74,7 @@ pub fn run(args: JitterArgs) -> u8 {
             return exit::FAILURE;
         }
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = common::cores();
     let burners = args.burners.map_or(2 * cores, usize::from);
     println!(
         "vigil bench jitter: {} daemons on 127.0.0.1 (two UDP links each), heartbeat {} ms, \
@@ -110,22 +106,6 @@ pub fn run(args: JitterArgs) -> u8 {
         exit::OK
     } else {
         exit::FAILURE
-    }
-}
-
-/// `vigil bench burn`: spin on one core until the parent goes away.
-pub fn burn() -> u8 {
-    // SAFETY: getppid has no preconditions and cannot fail.
-    let parent = unsafe { libc::getppid() };
-    let mut x: u64 = 0;
-    loop {
-        for _ in 0..(1u32 << 24) {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-        }
-        // SAFETY: as above.
-        if unsafe { libc::getppid() } != parent {
-            return exit::OK;
-        }
     }
 }
 
@@ -209,32 +189,6 @@ fn table(rows: &[Row], configured_us: u64) -> String {
     out
 }
 
-/// The daemons, the burners and their directory. Dropping it kills every process
-/// (burners first, so the daemons' last moments are not starved) and removes the
-/// directory unless asked to keep it.
-struct Lab {
-    dir: PathBuf,
-    burners: Vec<Child>,
-    daemons: Vec<Child>,
-    keep: bool,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in self.burners.iter_mut().chain(self.daemons.iter_mut()) {
-            let _ = c.kill();
-        }
-        for c in self.burners.iter_mut().chain(self.daemons.iter_mut()) {
-            let _ = c.wait();
-        }
-        if self.keep {
-            println!("kept {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 fn measure(args: &JitterArgs, run: Run, exe: &Path, burners: usize) -> Result<Vec<Row>, String> {
     let n = args.nodes;
     let dir = std::env::temp_dir().join(format!(
@@ -242,55 +196,21 @@ fn measure(args: &JitterArgs, run: Run, exe: &Path, burners: usize) -> Result<Ve
         std::process::id(),
         run.tag()
     ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut lab = Lab {
-        dir: dir.clone(),
-        burners: Vec::new(),
-        daemons: Vec::new(),
-        keep: args.keep,
-    };
+    let mut lab = Lab::create(dir.clone(), args.keep)?;
     let config = dir.join("cluster.toml");
     std::fs::write(&config, config_text(&dir, n, args.heartbeat_ms, run)?)
         .map_err(|e| format!("{}: {e}", config.display()))?;
     println!("\n== run: {} (config {})", run.label(), config.display());
 
     // Load first: the daemons start, and every heartbeat they send, on busy cores.
-    for i in 0..burners {
-        let child = spawn_owned(
-            Command::new(exe)
-                .args(["bench", "burn"])
-                .stdout(Stdio::null()),
-        )
-        .map_err(|e| format!("cannot start CPU burner {i}: {e}"))?;
-        lab.burners.push(child);
-    }
-    for i in 0..n {
-        let log = std::fs::File::create(log_path(&dir, i))
-            .map_err(|e| format!("{}: {e}", log_path(&dir, i).display()))?;
-        let child = spawn_owned(
-            Command::new(exe)
-                .args([
-                    "daemon",
-                    "--log-format",
-                    "json",
-                    "--node",
-                    &format!("n{i}"),
-                    "--config",
-                ])
-                .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(log),
-        )
-        .map_err(|e| format!("cannot start daemon n{i}: {e}"))?;
-        lab.daemons.push(child);
-    }
+    lab.start_burners(exe, burners)?;
+    lab.start_daemons(exe, &config, n)?;
 
     // Up: every control socket answers.
     let t0 = Instant::now();
     let mut pending: Vec<u8> = (0..n).collect();
     while !pending.is_empty() {
-        check_alive(&mut lab, &dir, "before answering")?;
+        lab.check_alive("before answering")?;
         pending.retain(|&i| query(exe, &socket(&dir, i)).is_err());
         if pending.is_empty() {
             break;
@@ -313,7 +233,7 @@ fn measure(args: &JitterArgs, run: Run, exe: &Path, burners: usize) -> Result<Ve
     );
     let until = Instant::now() + Duration::from_secs(args.seconds);
     while Instant::now() < until {
-        check_alive(&mut lab, &dir, "during the run")?;
+        lab.check_alive("during the run")?;
         pause(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())))?;
     }
 
@@ -333,210 +253,33 @@ fn measure(args: &JitterArgs, run: Run, exe: &Path, burners: usize) -> Result<Ve
     Ok(rows)
 }
 
-/// A daemon that exited is an error naming it, its exit status and its last log line.
-fn check_alive(lab: &mut Lab, dir: &Path, when: &str) -> Result<(), String> {
-    for (i, c) in lab.daemons.iter_mut().enumerate() {
-        if let Ok(Some(status)) = c.try_wait() {
-            let i = u8::try_from(i).unwrap_or(u8::MAX);
-            return Err(format!(
-                "daemon n{i} exited {when} ({status}): {}",
-                last_log_line(&log_path(dir, i))
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn last_log_line(log: &Path) -> String {
-    match std::fs::read_to_string(log) {
-        Ok(text) => text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map_or_else(
-                || format!("(empty log {})", log.display()),
-                |l| one_line(l, 300),
-            ),
-        Err(e) => format!("(no log {}: {e})", log.display()),
-    }
-}
-
-fn one_line(s: &str, max: usize) -> String {
-    let s = s.lines().next().unwrap_or("").trim();
-    if s.chars().count() > max {
-        let cut: String = s.chars().take(max).collect();
-        format!("{cut}…")
-    } else {
-        s.to_string()
-    }
-}
-
-fn socket(dir: &Path, i: u8) -> PathBuf {
-    dir.join(format!("n{i}.sock"))
-}
-
-fn log_path(dir: &Path, i: u8) -> PathBuf {
-    dir.join(format!("n{i}.log"))
-}
-
-/// `vigil lltstat --json --socket PATH`, parsed; killed after [`QUERY_TIMEOUT`].
-fn query(exe: &Path, socket: &Path) -> Result<Value, String> {
-    let mut child = spawn_owned(
-        Command::new(exe)
-            .args(["lltstat", "--json", "--socket"])
-            .arg(socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    )
-    .map_err(|e| format!("cannot run vigil lltstat: {e}"))?;
-    let t0 = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if t0.elapsed() > QUERY_TIMEOUT || stopped() => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "vigil lltstat --socket {} gave no answer within {} s",
-                    socket.display(),
-                    QUERY_TIMEOUT.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(format!("waiting for vigil lltstat: {e}")),
-        }
-    }
-    // The JSON is one short line, well within the pipe buffer, so the child could
-    // finish without us reading as it went.
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("reading vigil lltstat: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "vigil lltstat --socket {}: {}: {}",
-            socket.display(),
-            out.status,
-            one_line(&String::from_utf8_lossy(&out.stderr), 200)
-        ));
-    }
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("vigil lltstat --json printed no JSON object: {e}"))
-}
-
 /// The cluster config of one run: `n` nodes on 127.0.0.1 with high-priority UDP links
 /// `a` and `b`, every timer scaled from the heartbeat `h` ms so that
 /// `heartbeat <= heartbeat_lowpri < peer_trouble < peer_inactive`,
 /// `race_timeout > heartbeat` and `2 × heartbeat <= lease <= peer_inactive`.
 fn config_text(dir: &Path, n: u8, h: u64, run: Run) -> Result<String, String> {
-    let ports = free_udp_ports(2 * usize::from(n))?;
-    let mut t = format!(
-        "# written by `vigil bench jitter` ({label})\n\
-         [cluster]\nname = \"jitter\"\nid = 4243\nstate_dir = \"{d}\"\nrun_dir = \"{d}\"\n\
-         # A node starved by the burners must not fence itself in the middle of the\n\
-         # measurement: this bench is about sending, not about verdicts.\n\
-         fencing = \"disabled\"\n\n\
-         [timers]\nheartbeat = {h}\nheartbeat_lowpri = {lowpri}\npeer_trouble = {trouble}\n\
-         peer_inactive = {inactive}\nrace_timeout = {race}\nlease = {lease}\n",
-        label = run.label(),
-        d = dir.display(),
-        lowpri = 2 * h,
-        trouble = 8 * h,
-        inactive = 16 * h,
-        race = 10 * h,
-        lease = 8 * h,
-    );
-    if run == Run::Realtime {
-        t.push_str("\n[daemon]\nrealtime = \"fifo\"\nrt_priority = 50\nmlockall = true\n");
-    }
-    t.push_str(
-        "\n[[links]]\nname = \"a\"\nkind = \"udp\"\n\n[[links]]\nname = \"b\"\nkind = \"udp\"\n",
-    );
-    for i in 0..usize::from(n) {
-        let (pa, pb) = (ports[2 * i], ports[2 * i + 1]);
-        let _ = write!(
-            t,
-            "\n[[nodes]]\nid = {i}\nname = \"n{i}\"\n[nodes.links]\na = \"127.0.0.1:{pa}\"\n\
-             b = \"127.0.0.1:{pb}\"\n"
-        );
-    }
-    Ok(t)
-}
-
-fn free_udp_ports(count: usize) -> Result<Vec<u16>, String> {
-    // Hold every socket until all ports are chosen, so no port is handed out twice.
-    let socks: Vec<std::net::UdpSocket> = (0..count)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot find free UDP ports on 127.0.0.1: {e}"))?;
-    socks
-        .iter()
-        .map(|s| s.local_addr().map(|a| a.port()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())
-}
-
-/// Spawns a child that the kernel kills (SIGKILL) if this process dies first, so no
-/// burner outlives the bench even when the bench is killed with SIGKILL.
-fn spawn_owned(cmd: &mut Command) -> std::io::Result<Child> {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-    // functions (prctl, getppid) and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent died before the prctl: do not start an orphan.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        })
+    let spec = ConfigSpec {
+        comment: format!("# written by `vigil bench jitter` ({})\n", run.label()),
+        name: "jitter",
+        id: 4243,
+        cluster_extra:
+            "# A node starved by the burners must not fence itself in the middle of the\n\
+                        # measurement: this bench is about sending, not about verdicts.\n\
+                        fencing = \"disabled\"\n"
+                .into(),
+        timers: format!(
+            "heartbeat = {h}\nheartbeat_lowpri = {lowpri}\npeer_trouble = {trouble}\n\
+             peer_inactive = {inactive}\nrace_timeout = {race}\nlease = {lease}\n",
+            lowpri = 2 * h,
+            trouble = 8 * h,
+            inactive = 16 * h,
+            race = 10 * h,
+            lease = 8 * h,
+        ),
+        daemon: (run == Run::Realtime)
+            .then(|| "realtime = \"fifo\"\nrt_priority = 50\nmlockall = true\n".into()),
     };
-    cmd.spawn()
-}
-
-/// Set by SIGINT, SIGTERM or SIGHUP; the waits poll it and unwind through [`Lab`].
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn catch_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: a zeroed sigaction is a valid value to fill in; the handler only
-        // stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
-
-fn stopped() -> bool {
-    STOP.load(Ordering::SeqCst)
-}
-
-/// Sleeps for `d`, returning early with an error when a stop signal came.
-fn pause(d: Duration) -> Result<(), String> {
-    let until = Instant::now() + d;
-    loop {
-        if stopped() {
-            return Err("interrupted".into());
-        }
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(());
-        }
-        std::thread::sleep(left.min(Duration::from_millis(20)));
-    }
+    common::config_text(dir, n, &spec)
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! `vigil bench`: live benchmarks that print figures (they assert no times).
 
+pub mod common;
 pub mod corosync;
+pub mod cost;
 pub mod jitter;
+pub mod soak;
 
 use clap::{Args, Subcommand};
 
@@ -17,7 +20,14 @@ enum BenchCommand {
     Jitter(jitter::JitterArgs),
     /// Corosync 3 (knet, votequorum) in network namespaces: fault to new membership.
     Corosync(corosync::CorosyncArgs),
-    /// Spin on one core forever (the CPU burner `bench jitter` starts; not for users).
+    /// Heartbeat cost: CPU, bytes and frames per node for cluster sizes, and the
+    /// in-process cost of handling one frame.
+    Cost(cost::CostArgs),
+    /// False-positive soak: healthy daemons on one link with every core busy;
+    /// counts view changes, peer losses and stalls.
+    Soak(soak::SoakArgs),
+    /// Spin on one core forever (the CPU burner `bench jitter` and `bench soak` start;
+    /// not for users).
     #[command(hide = true)]
     Burn,
 }
@@ -26,6 +36,8 @@ pub fn run(args: BenchArgs) -> u8 {
     match args.command {
         BenchCommand::Jitter(a) => jitter::run(a),
         BenchCommand::Corosync(a) => corosync::run(a),
-        BenchCommand::Burn => jitter::burn(),
+        BenchCommand::Cost(a) => cost::run(a),
+        BenchCommand::Soak(a) => soak::run(a),
+        BenchCommand::Burn => common::burn(),
     }
 }
