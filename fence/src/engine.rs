@@ -133,6 +133,12 @@ pub struct Fence {
     highest: Generation,
     promised: Ballot,
     accepted: Option<(Ballot, View)>,
+    /// When we accepted a value for a newer generation than the installed one:
+    /// from then on we confirm nobody, and our own confirmation stays at that time,
+    /// until the view is installed.
+    accepted_at: Option<Instant>,
+    /// When the installed view was installed here.
+    installed_at: Instant,
     race: Option<Race>,
     max_round: u32,
     seed_retry: Option<Instant>,
@@ -187,6 +193,8 @@ impl Fence {
             highest: persisted,
             promised: Ballot::ZERO,
             accepted: None,
+            accepted_at: None,
+            installed_at: now,
             race: None,
             max_round: 0,
             seed_retry: None,
@@ -257,15 +265,16 @@ impl Fence {
     }
 
     /// The peers whose frames we confirm (the lease confirmations llt carries):
-    /// members of our view at our generation, and not excluded by a value we accepted.
+    /// members of our view at our generation. Nobody once we accepted a value for
+    /// the next generation: the race that may decide it counts on our
+    /// confirmations having stopped by then (see `on_accepted`).
     pub fn confirm_set(&self) -> NodeSet {
         let Some(v) = &self.installed else {
             return NodeSet::EMPTY;
         };
-        if self.fenced.is_some() || self.left {
+        if self.fenced.is_some() || self.left || self.accepted.is_some() {
             return NodeSet::EMPTY;
         }
-        let accepted = self.accepted.as_ref().map(|(_, a)| a.clone());
         v.members
             .iter()
             .filter(|m| m.id != self.me)
@@ -273,11 +282,6 @@ impl Fence {
                 self.peers
                     .get(&m.id)
                     .is_some_and(|i| i.incarnation == Some(m.incarnation))
-            })
-            .filter(|m| {
-                accepted
-                    .as_ref()
-                    .is_none_or(|a| a.contains(m.id, m.incarnation))
             })
             .map(|m| m.id)
             .collect()
@@ -1032,16 +1036,19 @@ impl Fence {
         if !self.is_member() {
             return self.lose_authority();
         }
-        // Confirmations: ours is now; a peer's counts at our generation only.
-        let mut conf: Vec<(Instant, NodeId)> = vec![(now, self.me)];
+        // Confirmations: ours is now (or when we accepted a newer value: from then
+        // on we may be about to leave this view's lineage). A peer's counts when
+        // it gave it at our generation or an older one: a peer already in a newer
+        // view vouches for that view, not for ours, and the race that may replace
+        // that newer view cannot see our view's quorums. Peers stop confirming
+        // once they accept a value for the next generation, so every quorum of our
+        // view holds a confirmer that stopped before that value was decided.
+        let own = self.accepted_at.map_or(now, |t| t.min(now));
+        let mut conf: Vec<(Instant, NodeId)> = vec![(own, self.me)];
         for m in v.members.iter().filter(|m| m.id != self.me) {
             if let Some(info) = self.peers.get(&m.id) {
                 if let Some((t, g)) = info.confirmed {
-                    // Any generation: the confirmer keeps us in its view (it confirms
-                    // only members of its own view, and an incarnation once dropped
-                    // never comes back), and stops once it accepts a view without us.
-                    let _ = g;
-                    if info.incarnation == Some(m.incarnation) {
+                    if info.incarnation == Some(m.incarnation) && g <= v.generation {
                         conf.push((t, m.id));
                     }
                 }
@@ -1095,6 +1102,7 @@ impl Fence {
             self.pending_client = None;
             self.change_since = None;
             self.accepted = None;
+            self.accepted_at = None;
             self.promised = Ballot::ZERO;
             return;
         }
@@ -1118,6 +1126,8 @@ impl Fence {
         self.raise_highest(view.generation);
         self.promised = Ballot::ZERO;
         self.accepted = None;
+        self.accepted_at = None;
+        self.installed_at = now;
         if self.race.as_ref().is_some_and(|r| r.slot < view.generation) {
             self.race = None;
         }
@@ -1290,6 +1300,7 @@ impl Fence {
                     None => Vec::new(),
                 };
                 self.accepted = Some((ballot, value));
+                self.accepted_at.get_or_insert(now);
                 self.send(
                     from,
                     Msg::Accepted {
@@ -1467,6 +1478,17 @@ impl Fence {
         // acceptor heard it, plus the lease, has passed (with drift on both).
         let drift = self.cfg.max_drift_ppm;
         let mut settle_end = now;
+        // An excluded member may still hold a lease on an older view than ours (it
+        // never learned ours). Such a lease rests on confirmations given at that
+        // older generation, which every confirmer stopped giving when it accepted
+        // the view we replace, before we installed it here.
+        let excludes = self
+            .installed
+            .as_ref()
+            .is_some_and(|v| v.members.iter().any(|m| !value.contains(m.id, m.incarnation)));
+        if excludes {
+            settle_end = settle_end.max(self.installed_at + lease);
+        }
         for (received, heard) in accepts.values() {
             for (_, ago) in heard {
                 if *ago == u64::MAX {
