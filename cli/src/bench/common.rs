@@ -319,6 +319,12 @@ pub struct ConfigSpec {
 /// and `b` on free ports, state and sockets in `dir`.
 pub fn config_text(dir: &Path, n: u8, spec: &ConfigSpec) -> Result<String, String> {
     let ports = free_udp_ports(2 * usize::from(n))?;
+    Ok(render_config(dir, &ports, spec))
+}
+
+/// The cluster config of `ports.len() / 2` nodes on 127.0.0.1, node `i` on ports
+/// `ports[2i]` (link `a`) and `ports[2i + 1]` (link `b`).
+pub fn render_config(dir: &Path, ports: &[u16], spec: &ConfigSpec) -> String {
     let mut t = format!(
         "{comment}[cluster]\nname = \"{name}\"\nid = {id}\nstate_dir = \"{d}\"\nrun_dir = \"{d}\"\n\
          {extra}\n[timers]\n{timers}",
@@ -336,15 +342,15 @@ pub fn config_text(dir: &Path, n: u8, spec: &ConfigSpec) -> Result<String, Strin
     t.push_str(
         "\n[[links]]\nname = \"a\"\nkind = \"udp\"\n\n[[links]]\nname = \"b\"\nkind = \"udp\"\n",
     );
-    for i in 0..usize::from(n) {
-        let (pa, pb) = (ports[2 * i], ports[2 * i + 1]);
+    for (i, pair) in ports.chunks_exact(2).enumerate() {
+        let (pa, pb) = (pair[0], pair[1]);
         let _ = write!(
             t,
             "\n[[nodes]]\nid = {i}\nname = \"n{i}\"\n[nodes.links]\na = \"127.0.0.1:{pa}\"\n\
              b = \"127.0.0.1:{pb}\"\n"
         );
     }
-    Ok(t)
+    t
 }
 
 pub fn free_udp_ports(count: usize) -> Result<Vec<u16>, String> {

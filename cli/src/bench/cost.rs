@@ -9,7 +9,8 @@
 //! (`links[].bytes_out`, `frames_out`, `bytes_in`, `frames_in`). One row per size.
 //!
 //! In-process part: the cost of handling one frame in the node core, without sockets.
-//! A whole cluster of `vigil::node::Node`s runs in virtual time until every node is a
+//! A whole cluster of `vigil::node::Node`s (with the llt and fence configs the daemon's
+//! loader makes of the same profile) runs in virtual time until every node is a
 //! settled member; node n0 is then cloned, the cluster runs on while every input n0
 //! takes (frames from all its peers, and its timeouts) is recorded, and the recorded
 //! stream is replayed into the clone, timing each run of consecutive frames with
@@ -27,11 +28,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use vigil::node::{Node, Output};
-use vigil_fence::{FenceConfig, StallAction};
-use vigil_llt::types::{
-    ClusterId, Generation, Incarnation, Instant as VInstant, LinkAddr, LinkId, NodeId,
-};
-use vigil_llt::{LinkPriority, LinkSpec, LinkState, LltConfig};
+use vigil_fence::FenceConfig;
+use vigil_llt::types::{Generation, Incarnation, Instant as VInstant, LinkAddr, LinkId, NodeId};
+use vigil_llt::{LinkState, LltConfig};
 
 #[derive(Args, Debug)]
 pub struct CostArgs {
@@ -142,10 +141,12 @@ pub fn run(args: CostArgs) -> u8 {
     if args.frames > 0 && !stopped() {
         println!();
         println!(
-            "In-process frame cost: a cluster of vigil::node::Node in virtual time (default \
-             timers, two high-priority links, no MAC key); n0's inputs recorded once the \
-             cluster settled, then {} frames replayed into a clone of n0, timed per run of \
-             consecutive frames (between two of its timeouts) with std::time::Instant",
+            "In-process frame cost: a cluster of vigil::node::Node in virtual time (the \
+             daemons' configs: profile {}, two high-priority links, no MAC key); n0's inputs \
+             recorded once the cluster settled, then {} frames replayed into a clone of n0, \
+             timed per run of consecutive frames (between two of its timeouts) with \
+             std::time::Instant",
+            args.profile.name(),
             args.frames
         );
         println!(
@@ -158,7 +159,7 @@ pub fn run(args: CostArgs) -> u8 {
                 break;
             }
             let t0 = Instant::now();
-            match frame_cost(n, args.frames as usize) {
+            match frame_cost(n, args.frames as usize, args.profile) {
                 Ok(r) => {
                     println!(
                         "  {n} nodes: recorded and replayed in {:.1} s",
@@ -504,32 +505,29 @@ fn addr(node: usize, link: LinkId) -> LinkAddr {
     LinkAddr::Udp(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)))
 }
 
+/// The llt and fence configs the daemons of an `n`-node cluster on `profile` would
+/// run with, made by the daemon's own config loader.
+fn core_configs(n: u8, profile: Profile) -> Result<(LltConfig, FenceConfig), String> {
+    let spec = ConfigSpec {
+        comment: String::new(),
+        name: "cost",
+        id: 4244,
+        cluster_extra: String::new(),
+        timers: format!("profile = \"{}\"\n", profile.name()),
+        daemon: None,
+    };
+    let ports: Vec<u16> = (0..2 * u16::from(n)).map(|p| 20_000 + p).collect();
+    let dir = std::env::temp_dir();
+    let text = common::render_config(&dir, &ports, &spec);
+    let cfg = vigil::config::ClusterConfig::parse(&text, &dir.join("vigil-bench-cost.toml"))
+        .map_err(|e| format!("the in-process cluster config: {e}"))?;
+    Ok((cfg.llt_config(), cfg.fence_config()))
+}
+
 impl Cluster {
-    fn new(n: u8) -> Result<Cluster, String> {
+    fn new(n: u8, profile: Profile) -> Result<Cluster, String> {
         let ids: Vec<NodeId> = (0..n).map(NodeId).collect();
-        let links = (0..LINKS)
-            .map(|i| LinkSpec {
-                name: ["a", "b"][usize::from(i)].into(),
-                priority: LinkPriority::High,
-                broadcast: false,
-            })
-            .collect();
-        let llt = LltConfig::with_defaults(ClusterId(4244), ids.clone(), links);
-        let t = vigil::config::Timers::default();
-        let fence = FenceConfig {
-            nodes: ids.iter().copied().collect(),
-            seed: usize::from(n),
-            race_timeout: t.race_timeout,
-            lease: t.lease,
-            max_drift_ppm: 1000,
-            heartbeat: llt.heartbeat,
-            peer_inactive: llt.peer_inactive,
-            self_fence: true,
-            stall_report: t.stall_report,
-            stall_action: StallAction::Fence,
-            watchdog: None,
-            sabotage: None,
-        };
+        let (llt, fence) = core_configs(n, profile)?;
         let now = VInstant::from_nanos(1_000_000_000);
         let nodes = ids
             .iter()
@@ -711,8 +709,8 @@ fn accepted_and_dropped(node: &Node) -> (u64, u64) {
     })
 }
 
-fn frame_cost(n: u8, frames: usize) -> Result<FrameRow, String> {
-    let mut c = Cluster::new(n)?;
+fn frame_cost(n: u8, frames: usize, profile: Profile) -> Result<FrameRow, String> {
+    let mut c = Cluster::new(n, profile)?;
     let start = c.now;
     loop {
         let t = c.now + Duration::from_millis(100);
@@ -919,7 +917,7 @@ mod tests {
 
     #[test]
     fn a_small_simulated_cluster_settles_and_replays_to_the_same_state() {
-        let r = frame_cost(3, 2_000).unwrap_or_else(|e| panic!("{e}"));
+        let r = frame_cost(3, 2_000, Profile::Default).unwrap_or_else(|e| panic!("{e}"));
         assert!(r.frames >= 2_000);
         assert!(r.replay_matches);
         assert_eq!(r.dropped, 0);
