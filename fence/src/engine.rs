@@ -1482,10 +1482,11 @@ impl Fence {
         // never learned ours). Such a lease rests on confirmations given at that
         // older generation, which every confirmer stopped giving when it accepted
         // the view we replace, before we installed it here.
-        let excludes = self
-            .installed
-            .as_ref()
-            .is_some_and(|v| v.members.iter().any(|m| !value.contains(m.id, m.incarnation)));
+        let excludes = self.installed.as_ref().is_some_and(|v| {
+            v.members
+                .iter()
+                .any(|m| !value.contains(m.id, m.incarnation))
+        });
         if excludes {
             settle_end = settle_end.max(self.installed_at + lease);
         }
