@@ -1369,8 +1369,30 @@ impl Fence {
                 }
             }
             Msg::Join { incarnation, ports } => {
-                if self.installed.is_some() && !self.excluded.contains(&(from, incarnation)) {
-                    self.joins.insert(from, (incarnation, ports, now));
+                if let Some(v) = &self.installed {
+                    if self.excluded.contains(&(from, incarnation)) {
+                        // It was made a member of a view it never learned, and
+                        // dropped since: this incarnation can never join again.
+                        let generation = v.generation;
+                        self.send(
+                            from,
+                            Msg::Excluded {
+                                incarnation,
+                                generation,
+                            },
+                        );
+                    } else {
+                        self.joins.insert(from, (incarnation, ports, now));
+                    }
+                }
+            }
+            Msg::Excluded {
+                incarnation,
+                generation,
+            } => {
+                if incarnation == self.incarnation && self.fenced.is_none() && !self.left {
+                    self.raise_highest(generation);
+                    self.self_fence(FenceReason::Excluded { generation });
                 }
             }
             Msg::Leave => {

@@ -76,6 +76,13 @@ pub enum Msg {
     },
     /// A member leaves gracefully.
     Leave,
+    /// Answer to a `Join` from an incarnation that a decided view already dropped
+    /// (it was a member of a view it never learned): that incarnation can never
+    /// join again; it fences itself, and a restart joins as a new incarnation.
+    Excluded {
+        incarnation: Incarnation,
+        generation: Slot,
+    },
 }
 
 /// Why bytes are not a message.
@@ -275,6 +282,14 @@ impl Msg {
                 o.extend_from_slice(&ports.to_be_bytes());
             }
             Msg::Leave => o.push(10),
+            Msg::Excluded {
+                incarnation,
+                generation,
+            } => {
+                o.push(11);
+                o.extend_from_slice(&incarnation.0.to_be_bytes());
+                o.extend_from_slice(&generation.0.to_be_bytes());
+            }
         }
         o
     }
@@ -344,6 +359,10 @@ impl Msg {
                 ports: r.u32()?,
             },
             10 => Msg::Leave,
+            11 => Msg::Excluded {
+                incarnation: Incarnation(r.u64()?),
+                generation: r.gen()?,
+            },
             _ => return Err(BadMsg("tag")),
         };
         r.end()?;
@@ -420,6 +439,10 @@ mod tests {
                 ports: 8,
             },
             Msg::Leave,
+            Msg::Excluded {
+                incarnation: Incarnation(77),
+                generation: Generation(9),
+            },
         ]
     }
 
