@@ -38,6 +38,33 @@ fn run(cmd: &[&str]) -> std::process::Output {
     out
 }
 
+/// Remount `dir` read-only in the mount namespace of `pid`. The kernel refuses
+/// (EBUSY) while a file on it is open for writing, which the node's own probe does
+/// for a moment every 100 ms: try again until it takes.
+fn remount_ro(pid: &str, dir: &str) {
+    let cmd = [
+        "nsenter",
+        "-t",
+        pid,
+        "-m",
+        "mount",
+        "-o",
+        "remount,bind,ro",
+        dir,
+    ];
+    for _ in 0..100 {
+        let out = Command::new(cmd[0])
+            .args(&cmd[1..])
+            .output()
+            .expect("run nsenter");
+        if out.status.success() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(7));
+    }
+    run(&cmd);
+}
+
 /// Views `d` installed (generations), from its log.
 fn installed(d: &Daemon) -> Vec<u64> {
     d.events_named("view.installed")
@@ -99,16 +126,7 @@ fn a_read_only_probe_directory_takes_the_node_out_and_the_others_keep_authority(
 
     let pid = daemons[2].pid().expect("n2 pid").to_string();
     let t0 = Instant::now();
-    run(&[
-        "nsenter",
-        "-t",
-        &pid,
-        "-m",
-        "mount",
-        "-o",
-        "remount,bind,ro",
-        dir,
-    ]);
+    remount_ro(&pid, dir);
     // Outside n2's mount namespace the directory is still writable.
     std::fs::write(probe_dir.join("outside"), b"x").expect("the test's own view stays writable");
     std::fs::remove_file(probe_dir.join("outside")).expect("cleanup");

@@ -56,6 +56,9 @@ pub enum DrillName {
     /// Split 3|2, then split the three 2|1 right after their race: the two
     /// holding the lowest ID of the three survive.
     Cascading,
+    /// The highest node is cut off from every other (both ways): it fences itself,
+    /// the others go on.
+    Isolate,
 }
 
 impl DrillName {
@@ -74,6 +77,7 @@ impl DrillName {
             DrillName::FenceLoop => "fence-loop",
             DrillName::NonTransitive => "non-transitive",
             DrillName::Cascading => "cascading",
+            DrillName::Isolate => "isolate",
         }
     }
 
@@ -589,16 +593,27 @@ impl Cluster {
             Hosts::Netns { .. } => {
                 let pid = self.pid(i).ok_or_else(|| format!("n{i} is not running"))?;
                 let d = dir.to_string_lossy().to_string();
-                netlab::run(&[
+                let pid = pid.to_string();
+                let cmd = [
                     "nsenter",
                     "-t",
-                    &pid.to_string(),
+                    &pid,
                     "-m",
                     "mount",
                     "-o",
                     "remount,bind,ro",
                     &d,
-                ])?;
+                ];
+                // The kernel refuses (EBUSY) while the probe has a file open for
+                // writing there, for a moment every 100 ms: try again.
+                let mut tries = 0;
+                while let Err(e) = netlab::run(&cmd) {
+                    tries += 1;
+                    if tries >= 100 {
+                        return Err(e);
+                    }
+                    std::thread::sleep(Duration::from_millis(7));
+                }
                 Ok(format!("{d} remounted read-only in n{i}'s mount namespace"))
             }
             Hosts::Loopback { .. } => {
@@ -994,6 +1009,17 @@ pub fn run_drill(args: &DrillArgs, print: bool) -> Result<DrillResult, String> {
                 Expect {
                     survivors: (2..last).collect(),
                     fenced: vec![0, 1, last],
+                    ..Expect::default()
+                },
+            )
+        }
+        DrillName::Isolate => {
+            let how = c.cut(&[(0..last).collect(), vec![last]])?;
+            (
+                format!("n{last} cut off from every other node ({how})"),
+                Expect {
+                    survivors: (0..last).collect(),
+                    fenced: vec![last],
                     ..Expect::default()
                 },
             )
