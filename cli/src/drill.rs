@@ -12,6 +12,7 @@
 //! when it ends, also after Ctrl-C.
 
 use crate::control::{self, DaemonStatus, Direction, FaultCmd};
+use crate::bench::common::free_udp_ports;
 use crate::netlab::{self, Lab, ProcId};
 use crate::{exit, fault, gabconfig, lltstat};
 use clap::{Args, ValueEnum};
@@ -253,18 +254,6 @@ impl Drop for Cluster {
     }
 }
 
-fn free_udp_ports(count: usize) -> Result<Vec<u16>, String> {
-    // Hold every socket until all ports are chosen, so no port is handed out twice.
-    let socks: Vec<std::net::UdpSocket> = (0..count)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot find free UDP ports on 127.0.0.1: {e}"))?;
-    socks
-        .iter()
-        .map(|s| s.local_addr().map(|a| a.port()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())
-}
 
 /// The drill cluster's config: `n` nodes, links `a` and `b`, fault injection on, a
 /// writable probe per node on its own directory.

@@ -353,6 +353,7 @@ pub fn render_config(dir: &Path, ports: &[u16], spec: &ConfigSpec) -> String {
     t
 }
 
+/// `count` distinct free UDP ports on 127.0.0.1.
 pub fn free_udp_ports(count: usize) -> Result<Vec<u16>, String> {
     // Hold every socket until all ports are chosen, so no port is handed out twice.
     let socks: Vec<std::net::UdpSocket> = (0..count)
