@@ -3,6 +3,7 @@
 pub mod common;
 pub mod corosync;
 pub mod cost;
+pub mod failover;
 pub mod jitter;
 pub mod soak;
 
@@ -26,6 +27,11 @@ enum BenchCommand {
     /// False-positive soak: healthy daemons on one link with every core busy;
     /// counts view changes, peer losses and stalls.
     Soak(soak::SoakArgs),
+    /// Fault to decision of a minority|majority split, repeated, per timer profile
+    /// and cluster size, in network namespaces.
+    Failover(failover::FailoverArgs),
+    /// Kill and isolate one node of five, vigil and Corosync 3 in the same run.
+    Compare(failover::CompareArgs),
     /// Spin on one core forever (the CPU burner `bench jitter` and `bench soak` start;
     /// not for users).
     #[command(hide = true)]
@@ -38,6 +44,8 @@ pub fn run(args: BenchArgs) -> u8 {
         BenchCommand::Corosync(a) => corosync::run(a),
         BenchCommand::Cost(a) => cost::run(a),
         BenchCommand::Soak(a) => soak::run(a),
+        BenchCommand::Failover(a) => failover::failover(a),
+        BenchCommand::Compare(a) => failover::compare(a),
         BenchCommand::Burn => common::burn(),
     }
 }
