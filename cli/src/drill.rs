@@ -11,8 +11,8 @@
 //! own mount namespace. Every process, namespace and rule the drill made is removed
 //! when it ends, also after Ctrl-C.
 
-use crate::control::{self, DaemonStatus, Direction, FaultCmd};
 use crate::bench::common::free_udp_ports;
+use crate::control::{self, DaemonStatus, Direction, FaultCmd};
 use crate::netlab::{self, Lab, ProcId};
 use crate::{exit, fault, gabconfig, lltstat};
 use clap::{Args, ValueEnum};
@@ -253,7 +253,6 @@ impl Drop for Cluster {
         }
     }
 }
-
 
 /// The drill cluster's config: `n` nodes, links `a` and `b`, fault injection on, a
 /// writable probe per node on its own directory.
