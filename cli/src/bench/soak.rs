@@ -64,10 +64,12 @@ pub struct SoakArgs {
 /// How long N daemons get to see each other and agree on a view, and then to see
 /// link `b` down.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Notable log lines kept for the report.
-const MAX_NOTABLE: usize = 400;
-/// Notable log lines printed.
+/// Notable log lines (other than stalls) kept for the report.
+const MAX_NOTABLE: usize = 10_000;
+/// Notable log lines printed: the first and the last half of this many.
 const SHOW_NOTABLE: usize = 80;
+/// The longest stalls printed with them.
+const SHOW_STALLS: usize = 20;
 
 pub fn run(args: SoakArgs) -> u8 {
     catch_signals();
@@ -141,8 +143,11 @@ impl LogTail {
 struct Logs {
     tails: Vec<LogTail>,
     counts: Vec<Counts>,
+    /// Warnings, errors, view and link events other than stalls: time and line.
     notable: Vec<(u64, String)>,
     notable_dropped: usize,
+    /// The longest stalls: length, time and line.
+    worst_stalls: Vec<(u64, u64, String)>,
     since_us: u64,
 }
 
@@ -159,6 +164,7 @@ impl Logs {
             counts: vec![Counts::default(); usize::from(n)],
             notable: Vec::new(),
             notable_dropped: 0,
+            worst_stalls: Vec::new(),
             since_us,
         }
     }
@@ -208,7 +214,11 @@ impl Logs {
                         c.stalls += 1;
                         let us = v.get("stall_us").and_then(Value::as_u64).unwrap_or(0);
                         c.worst_stall_us = c.worst_stall_us.max(us);
-                        true
+                        let line = format!("n{i} {}", common::one_line(&line, 400));
+                        self.worst_stalls.push((us, ts, line));
+                        self.worst_stalls.sort_by_key(|s| std::cmp::Reverse(s.0));
+                        self.worst_stalls.truncate(SHOW_STALLS);
+                        false
                     }
                     "authority.lost" => {
                         c.authority_lost += 1;
@@ -576,14 +586,32 @@ fn report(logs: &Logs, ends: &[NodeEnd], ran: Duration, args: &SoakArgs) -> Stri
     if bad {
         let mut lines = logs.notable.clone();
         lines.sort_by_key(|(ts, _)| *ts);
+        let total = lines.len() + logs.notable_dropped;
+        // The cause is usually among the first lines, the outcome among the last.
+        let mut shown: Vec<(u64, String)> = if lines.len() > SHOW_NOTABLE {
+            let (half, len) = (SHOW_NOTABLE / 2, lines.len());
+            let gap = (
+                lines[half - 1].0,
+                format!("  … {} more lines …", len - 2 * half),
+            );
+            let mut v = lines[..half].to_vec();
+            v.push(gap);
+            v.extend_from_slice(&lines[len - half..]);
+            v
+        } else {
+            lines
+        };
+        let stalls = logs.worst_stalls.len();
+        shown.extend(logs.worst_stalls.iter().map(|(_, ts, l)| (*ts, l.clone())));
+        shown.sort_by_key(|(ts, _)| *ts);
         let _ = writeln!(
             out,
-            "\nlog lines after the start (warnings, errors, view and link events; first {} of \
-             {}):",
-            lines.len().min(SHOW_NOTABLE),
-            lines.len() + logs.notable_dropped
+            "\nlog lines after the start: {} of {total} warnings, errors, view and link \
+             events (the first and the last when there are more), with the {stalls} longest \
+             stalls:",
+            total.min(SHOW_NOTABLE),
         );
-        for (_, l) in lines.iter().take(SHOW_NOTABLE) {
+        for (_, l) in &shown {
             let _ = writeln!(out, "  {l}");
         }
     }
@@ -637,6 +665,56 @@ mod tests {
         logs.read(100);
         assert_eq!(logs.counts[1].peer_down, 1);
         assert_eq!(logs.view_changes(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_long_report_shows_the_first_and_last_events_and_the_longest_stalls() {
+        let dir = std::env::temp_dir().join(format!("vigil-soak-test2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut text = String::new();
+        for k in 0..200u64 {
+            text.push_str(&format!(
+                "{{\"level\":\"WARN\",\"event\":\"link.trouble\",\"ts_us\":{},\"link\":\"a\",\"k\":\"t{k}\"}}\n",
+                100 + 2 * k
+            ));
+            text.push_str(&format!(
+                "{{\"level\":\"WARN\",\"event\":\"node.stall\",\"ts_us\":{},\"stall_us\":{}}}\n",
+                101 + 2 * k,
+                1000 + k
+            ));
+        }
+        text.push_str("{\"level\":\"ERROR\",\"event\":\"node.self_fence\",\"ts_us\":999}\n");
+        std::fs::write(log_path(&dir, 0), text).expect("write");
+        let mut logs = Logs::new(&dir, 1, 0);
+        logs.read(10_000);
+        let args = SoakArgs {
+            minutes: 1,
+            seconds: None,
+            nodes: 1,
+            profile: Profile::Default,
+            realtime: false,
+            burners: None,
+            progress: 30,
+            keep: false,
+        };
+        let ends = vec![NodeEnd::default()];
+        let r = report(&logs, &ends, Duration::from_secs(1), &args);
+        assert!(
+            r.contains("\"k\":\"t0\"") && r.contains("\"k\":\"t39\""),
+            "{r}"
+        );
+        assert!(!r.contains("\"k\":\"t40\""), "{r}");
+        assert!(r.contains("… 121 more lines …"), "{r}");
+        assert!(
+            r.contains("node.self_fence") && r.contains("\"k\":\"t199\""),
+            "{r}"
+        );
+        assert!(
+            r.contains("\"stall_us\":1199") && r.contains("\"stall_us\":1180"),
+            "{r}"
+        );
+        assert!(!r.contains("\"stall_us\":1179"), "{r}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
