@@ -143,6 +143,8 @@ pub struct Fence {
     max_round: u32,
     seed_retry: Option<Instant>,
     change_since: Option<Instant>,
+    /// The racer a spectator waits for since `change_since`.
+    awaited_racer: Option<NodeId>,
     /// Since when a peer has advertised a newer generation than ours.
     stale_since: Option<Instant>,
     joins: BTreeMap<NodeId, (Incarnation, PortMask, Instant)>,
@@ -199,6 +201,7 @@ impl Fence {
             max_round: 0,
             seed_retry: None,
             change_since: None,
+            awaited_racer: None,
             stale_since: None,
             joins: BTreeMap::new(),
             leaving: NodeSet::EMPTY,
@@ -892,11 +895,20 @@ impl Fence {
         let needed = !v.same_members(&desired) && !desired.is_empty();
         // As a spectator, a member we cannot reach is a change we wait for.
         let unreachable = reachable != v.node_set();
-        // The spectator's clock runs only while a member is out of reach.
+        // The spectator's clock runs only while a member is out of reach, and starts
+        // again when the racer it waits for changes (that racer went out of reach
+        // itself, or fenced): the next one gets a whole race_timeout. Each restart
+        // needs a member to go, so the wait stays bounded.
         if unreachable && racer != Some(self.me) {
-            self.change_since.get_or_insert(now);
+            if self.awaited_racer != racer {
+                self.awaited_racer = racer;
+                self.change_since = Some(now);
+            } else {
+                self.change_since.get_or_insert(now);
+            }
         } else {
             self.change_since = None;
+            self.awaited_racer = None;
         }
         if racer == Some(self.me) && needed && self.race.is_none() {
             let value = View::new(Generation(v.generation.0 + 1), desired, Some(&v));
