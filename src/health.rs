@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use vigil::health::{Health, HealthOutput, OnFailure, ProbeSpec};
+//! use vigil::health::{Health, HealthOutput, OnFailure, ProbeEvent, ProbeSpec};
 //! use vigil::types::Instant;
 //!
 //! let ms = |m: u64| Instant::from_nanos(m * 1_000_000);
@@ -27,13 +27,13 @@
 //! h.handle_timeout(ms(0));
 //! assert_eq!(h.poll_output(), Some(HealthOutput::Run { probe: disk }));
 //! h.handle_result(ms(1), disk, Err("read-only file system".into()));
-//! assert!(matches!(h.poll_output(), Some(HealthOutput::ProbeFailed { failures: 1, .. })));
+//! assert!(matches!(h.poll_output(), Some(HealthOutput::Event(ProbeEvent::Failed { failures: 1, .. }))));
 //! h.handle_timeout(ms(100));
 //! assert_eq!(h.poll_output(), Some(HealthOutput::Run { probe: disk }));
 //! // The second run hangs: at its timeout it counts as the second failure.
 //! h.handle_timeout(ms(150));
-//! assert!(matches!(h.poll_output(), Some(HealthOutput::ProbeFailed { failures: 2, .. })));
-//! assert!(matches!(h.poll_output(), Some(HealthOutput::Failed { probe, .. }) if probe == disk));
+//! assert!(matches!(h.poll_output(), Some(HealthOutput::Event(ProbeEvent::Failed { failures: 2, .. }))));
+//! assert!(matches!(h.poll_output(), Some(HealthOutput::Event(ProbeEvent::Unhealthy { probe, .. })) if probe == disk));
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -83,17 +83,24 @@ pub enum HealthOutput {
     /// Run this probe now, off the heartbeat path; answer with
     /// [`Health::handle_result`].
     Run { probe: ProbeId },
+    /// Something happened to a probe (the node passes it on as it is).
+    Event(ProbeEvent),
+}
+
+/// What happened to a probe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProbeEvent {
     /// A run failed (or hung past its timeout); `failures` in a row so far.
-    ProbeFailed {
+    Failed {
         probe: ProbeId,
         name: String,
         failures: u32,
         reason: String,
     },
     /// A probe that had failed runs passed again.
-    ProbeRecovered { probe: ProbeId, name: String },
+    Recovered { probe: ProbeId, name: String },
     /// The probe reached its threshold: the node must stop being a member.
-    Failed {
+    Unhealthy {
         probe: ProbeId,
         name: String,
         action: OnFailure,
@@ -278,7 +285,7 @@ impl Health {
                 if p.consecutive > 0 {
                     p.consecutive = 0;
                     let name = p.spec.name.clone();
-                    self.push(HealthOutput::ProbeRecovered { probe, name });
+                    self.push(HealthOutput::Event(ProbeEvent::Recovered { probe, name }));
                 }
             }
             // A late success does not undo the timeout already counted.
@@ -313,19 +320,19 @@ impl Health {
             p.failed = true;
         }
         let action = p.spec.on_failure;
-        self.push(HealthOutput::ProbeFailed {
+        self.push(HealthOutput::Event(ProbeEvent::Failed {
             probe,
             name: name.clone(),
             failures,
             reason: why.clone(),
-        });
+        }));
         if fail {
-            self.push(HealthOutput::Failed {
+            self.push(HealthOutput::Event(ProbeEvent::Unhealthy {
                 probe,
                 name,
                 action,
                 reason: why,
-            });
+            }));
         }
     }
 
@@ -409,33 +416,33 @@ mod tests {
         };
         assert!(matches!(
             run(&mut h, false)[..],
-            [HealthOutput::ProbeFailed { failures: 1, .. }]
+            [HealthOutput::Event(ProbeEvent::Failed { failures: 1, .. })]
         ));
         assert!(matches!(
             run(&mut h, false)[..],
-            [HealthOutput::ProbeFailed { failures: 2, .. }]
+            [HealthOutput::Event(ProbeEvent::Failed { failures: 2, .. })]
         ));
         assert!(matches!(
             run(&mut h, true)[..],
-            [HealthOutput::ProbeRecovered { .. }]
+            [HealthOutput::Event(ProbeEvent::Recovered { .. })]
         ));
         assert!(matches!(
             run(&mut h, false)[..],
-            [HealthOutput::ProbeFailed { failures: 1, .. }]
+            [HealthOutput::Event(ProbeEvent::Failed { failures: 1, .. })]
         ));
         assert!(matches!(
             run(&mut h, false)[..],
-            [HealthOutput::ProbeFailed { failures: 2, .. }]
+            [HealthOutput::Event(ProbeEvent::Failed { failures: 2, .. })]
         ));
         let out = run(&mut h, false);
         assert!(matches!(
             &out[..],
             [
-                HealthOutput::ProbeFailed { failures: 3, .. },
-                HealthOutput::Failed {
+                HealthOutput::Event(ProbeEvent::Failed { failures: 3, .. }),
+                HealthOutput::Event(ProbeEvent::Unhealthy {
                     action: OnFailure::Leave,
                     ..
-                }
+                })
             ]
         ));
         assert!(h.failed());
@@ -454,18 +461,21 @@ mod tests {
         h.handle_timeout(ms(30));
         assert!(matches!(
             drain(&mut h)[..],
-            [HealthOutput::ProbeFailed { failures: 1, .. }]
+            [HealthOutput::Event(ProbeEvent::Failed { failures: 1, .. })]
         ));
         // No second run beside the hung one; its hang counts again.
         h.handle_timeout(ms(100));
         assert!(matches!(
             drain(&mut h)[..],
-            [HealthOutput::ProbeFailed { failures: 2, .. }]
+            [HealthOutput::Event(ProbeEvent::Failed { failures: 2, .. })]
         ));
         h.handle_timeout(ms(200));
         let out = drain(&mut h);
         assert!(
-            matches!(out.last(), Some(HealthOutput::Failed { .. })),
+            matches!(
+                out.last(),
+                Some(HealthOutput::Event(ProbeEvent::Unhealthy { .. }))
+            ),
             "{out:?}"
         );
         // The late answer changes nothing.
@@ -485,8 +495,8 @@ mod tests {
         assert!(matches!(
             drain(&mut h)[..],
             [
-                HealthOutput::ProbeFailed { .. },
-                HealthOutput::Failed { .. }
+                HealthOutput::Event(ProbeEvent::Failed { .. }),
+                HealthOutput::Event(ProbeEvent::Unhealthy { .. })
             ]
         ));
     }

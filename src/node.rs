@@ -2,7 +2,7 @@
 //! transport and the fence core (views, the race, leases). The daemon and the
 //! simulator both drive it.
 
-use crate::health::{Health, HealthOutput, OnFailure, ProbeId, ProbeSpec, ProbeStatus};
+use crate::health::{Health, HealthOutput, OnFailure, ProbeEvent, ProbeId, ProbeSpec, ProbeStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -49,22 +49,9 @@ pub enum Output {
 /// The node's own health, for the logs and the commands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HealthEvent {
-    /// A probe run failed (or hung past its timeout).
-    ProbeFailed {
-        probe: ProbeId,
-        name: String,
-        failures: u32,
-        reason: String,
-    },
-    /// A probe passed again after failing.
-    ProbeRecovered { probe: ProbeId, name: String },
-    /// A probe reached its failure threshold: the node stops being a member.
-    Unhealthy {
-        probe: ProbeId,
-        name: String,
-        action: OnFailure,
-        reason: String,
-    },
+    /// A probe failed, recovered, or reached its threshold (then the node stops
+    /// being a member).
+    Probe(ProbeEvent),
     /// A graceful leave after a failed probe did not complete in time: the node
     /// fences itself instead.
     LeaveTimedOut { probe: String },
@@ -342,32 +329,11 @@ impl Node {
         while let Some(h) = self.health.poll_output() {
             match h {
                 HealthOutput::Run { probe } => self.push(Output::RunProbe(probe)),
-                HealthOutput::ProbeFailed {
-                    probe,
-                    name,
-                    failures,
-                    reason,
-                } => self.push(Output::Health(HealthEvent::ProbeFailed {
-                    probe,
-                    name,
-                    failures,
-                    reason,
-                })),
-                HealthOutput::ProbeRecovered { probe, name } => {
-                    self.push(Output::Health(HealthEvent::ProbeRecovered { probe, name }))
-                }
-                HealthOutput::Failed {
-                    probe,
-                    name,
-                    action,
-                    reason,
-                } => {
-                    self.push(Output::Health(HealthEvent::Unhealthy {
-                        probe,
-                        name: name.clone(),
-                        action,
-                        reason,
-                    }));
+                HealthOutput::Event(e) => {
+                    self.push(Output::Health(HealthEvent::Probe(e.clone())));
+                    let ProbeEvent::Unhealthy { name, action, .. } = e else {
+                        continue;
+                    };
                     if self.unhealthy.is_some() || self.fenced() || self.left() {
                         continue;
                     }

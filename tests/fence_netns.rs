@@ -16,15 +16,8 @@ fn a_3_2_split_leaves_the_three_with_authority_and_fences_the_two() {
     }
     let lab = lab("s", 5, "");
     let mut daemons: Vec<Daemon> = (0..5).map(|i| lab.start(i)).collect();
-    let all: Vec<&Daemon> = daemons.iter().collect();
-    let (g0, took) = wait_same_view(&all, &[0, 1, 2, 3, 4], Duration::from_secs(20));
-    eprintln!("five nodes seeded view {g0} after {took:?}");
     // Every node holds authority before the split.
-    wait_for(Duration::from_secs(5), "authority on all five", || {
-        daemons
-            .iter()
-            .all(|d| holds_authority(d, &[0, 1, 2, 3, 4], g0.saturating_sub(1)).is_some())
-    });
+    let g0 = wait_view_with_authority(&daemons, &[0, 1, 2, 3, 4]);
 
     let t0 = Instant::now();
     lab.split(&[&[0, 1], &[2, 3, 4]]);

@@ -30,34 +30,16 @@ fn start(dir: &Path, configs: &[std::path::PathBuf]) -> Vec<Daemon> {
         .collect()
 }
 
-fn wait_view_of_all(daemons: &[Daemon], members: &[u64]) -> u64 {
-    let refs: Vec<&Daemon> = daemons.iter().collect();
-    let (g, took) = wait_same_view(&refs, members, Duration::from_secs(20));
-    eprintln!("view {g} of {members:?} after {took:?}");
-    wait_for(Duration::from_secs(5), "authority everywhere", || {
-        daemons
-            .iter()
-            .all(|d| holds_authority(d, members, g.saturating_sub(1)).is_some())
-    });
-    g
-}
-
-fn signal(d: &Daemon, sig: i32) {
-    let pid = d.pid().and_then(|p| i32::try_from(p).ok()).expect("pid");
-    // SAFETY: kill has no memory preconditions; the PID is our unreaped child.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-}
-
 #[test]
 fn a_stall_of_half_peer_inactive_removes_nobody_and_is_measured() {
     let dir = TempDir::new("short-stall");
     let (config, _) = loopback_config(dir.path(), 3, "", TIMERS, "");
     let daemons = start(dir.path(), &[config.clone(), config.clone(), config]);
-    let g = wait_view_of_all(&daemons, &[0, 1, 2]);
+    let g = wait_view_with_authority(&daemons, &[0, 1, 2]);
     let t0 = wall_us();
-    signal(&daemons[2], libc::SIGSTOP);
+    assert!(daemons[2].signal(libc::SIGSTOP));
     std::thread::sleep(PEER_INACTIVE / 2);
-    signal(&daemons[2], libc::SIGCONT);
+    assert!(daemons[2].signal(libc::SIGCONT));
     std::thread::sleep(PEER_INACTIVE * 3);
     let after = |d: &Daemon, name: &str| -> usize {
         d.events_named(name)
@@ -159,7 +141,7 @@ fn the_watchdog_is_fed_only_while_authority_holds_and_delays_the_survivors() {
         std::fs::write(c, text.replace("wd-n0", &format!("wd-n{i}"))).expect("config");
     }
     let mut daemons = start(dir.path(), &configs);
-    let g = wait_view_of_all(&daemons, &[0, 1, 2]);
+    let g = wait_view_with_authority(&daemons, &[0, 1, 2]);
     std::thread::sleep(Duration::from_millis(200));
     for (i, f) in fifos.iter_mut().enumerate() {
         let pets = drain(f);
@@ -197,11 +179,7 @@ fn the_watchdog_is_fed_only_while_authority_holds_and_delays_the_survivors() {
             last_pet = t0.elapsed();
             n2_bytes.extend(b);
         }
-        if survivors_at.is_none()
-            && daemons[..2]
-                .iter()
-                .all(|d| holds_authority(d, &[0, 1], g).is_some())
-        {
+        if survivors_at.is_none() && all_hold_authority(&daemons[..2], &[0, 1], g) {
             survivors_at = Some(t0.elapsed());
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -247,7 +225,7 @@ fn fault_injection_is_refused_unless_enabled() {
     let dir = TempDir::new("fault-off");
     let (config, _) = loopback_config(dir.path(), 2, "", TIMERS, "");
     let daemons = start(dir.path(), &[config.clone(), config]);
-    wait_view_of_all(&daemons, &[0, 1]);
+    wait_view_with_authority(&daemons, &[0, 1]);
     let out = vigil(&[
         "fault",
         "--socket",

@@ -73,13 +73,6 @@ fn installed(d: &Daemon) -> Vec<u64> {
         .collect()
 }
 
-fn signal(d: &Daemon, sig: i32) {
-    let pid = d.pid().and_then(|p| i32::try_from(p).ok()).expect("pid");
-    // SAFETY: kill has no memory preconditions; the PID is our unreaped child.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig})");
-}
-
 #[test]
 fn a_read_only_probe_directory_takes_the_node_out_and_the_others_keep_authority() {
     if !root_or_skip("the read-only bind mount health test") {
@@ -108,14 +101,7 @@ fn a_read_only_probe_directory_takes_the_node_out_and_the_others_keep_authority(
             "vigil-in-own-mount-ns",
         ],
     ));
-    let all: Vec<&Daemon> = daemons.iter().collect();
-    let (g0, took) = wait_same_view(&all, &[0, 1, 2], Duration::from_secs(20));
-    eprintln!("three nodes in view {g0} after {took:?}");
-    wait_for(Duration::from_secs(5), "authority on all three", || {
-        daemons
-            .iter()
-            .all(|d| holds_authority(d, &[0, 1, 2], g0.saturating_sub(1)).is_some())
-    });
+    let g0 = wait_view_with_authority(&daemons, &[0, 1, 2]);
     // Every probe passes before the fault.
     wait_for(Duration::from_secs(5), "n2's probe ran and passed", || {
         command_json(&daemons[2].socket, &["lltstat", "-c"]).is_some_and(|c| {
@@ -138,11 +124,7 @@ fn a_read_only_probe_directory_takes_the_node_out_and_the_others_keep_authority(
             let code = daemons[2].wait_exit(Duration::from_secs(1));
             left_at = Some((code, t0.elapsed()));
         }
-        if authority_at.is_none()
-            && daemons[..2]
-                .iter()
-                .all(|d| holds_authority(d, &[0, 1], g0).is_some())
-        {
+        if authority_at.is_none() && all_hold_authority(&daemons[..2], &[0, 1], g0) {
             authority_at = Some(t0.elapsed());
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -195,31 +177,20 @@ fn a_node_stopped_for_ten_failure_timeouts_fences_itself_and_disturbs_nobody() {
     }
     let lab = lab("z", 3, "");
     let mut daemons: Vec<Daemon> = (0..3).map(|i| lab.start(i)).collect();
-    let all: Vec<&Daemon> = daemons.iter().collect();
-    let (g0, took) = wait_same_view(&all, &[0, 1, 2], Duration::from_secs(20));
-    eprintln!("three nodes in view {g0} after {took:?}");
-    wait_for(Duration::from_secs(5), "authority on all three", || {
-        daemons
-            .iter()
-            .all(|d| holds_authority(d, &[0, 1, 2], g0.saturating_sub(1)).is_some())
-    });
+    let g0 = wait_view_with_authority(&daemons, &[0, 1, 2]);
 
     let frozen = PEER_INACTIVE * 10;
     let t0 = Instant::now();
-    signal(&daemons[2], libc::SIGSTOP);
+    assert!(daemons[2].signal(libc::SIGSTOP));
     let mut removed = None;
     while t0.elapsed() < frozen {
-        if removed.is_none()
-            && daemons[..2]
-                .iter()
-                .all(|d| holds_authority(d, &[0, 1], g0).is_some())
-        {
+        if removed.is_none() && all_hold_authority(&daemons[..2], &[0, 1], g0) {
             removed = Some(t0.elapsed());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let views_before_wake: Vec<Vec<u64>> = daemons[..2].iter().map(installed).collect();
-    signal(&daemons[2], libc::SIGCONT);
+    assert!(daemons[2].signal(libc::SIGCONT));
     let woke = t0.elapsed();
     let code = daemons[2].wait_exit(Duration::from_secs(5));
     let exited = t0.elapsed();

@@ -33,7 +33,7 @@ use tracing::{debug, error, info, warn};
 use vigil::config::{
     ClusterConfig, FencingMode, LinkKind, NodeConfig, NodeLinkAddr, ProbeCheck, Realtime, SelfFence,
 };
-use vigil::health::ProbeId;
+use vigil::health::{ProbeEvent, ProbeId};
 use vigil::node::{HealthEvent, LltEvent, Node, Output, Transmit};
 use vigil_fence::{FenceEvent, FenceReason, NodeState};
 use vigil_llt::driver::{EtherLink, Link, RxFrame, UdpLink};
@@ -251,50 +251,50 @@ impl Running {
     /// holds: a node whose user space hangs, or that keeps running without
     /// authority, is reset by the kernel. `Some` when the daemon must stop.
     fn tend_watchdog(&mut self) -> Option<Ending> {
-        let cfg = self.cfg.watchdog.clone()?;
+        if matches!(self.dog, Dog::Off) {
+            return None;
+        }
         let now = self.now();
         if !self.node.authority_at(now) {
             return None;
         }
         match &mut self.dog {
             Dog::Off => None,
-            Dog::Waiting => match Watchdog::open(&cfg.device, cfg.timeout, cfg.softdog) {
-                Ok(dog) => {
-                    warn!(
-                        event = "watchdog.armed",
-                        ts_us = wall_us(),
-                        node = self.me.id.0,
-                        device = %cfg.device.display(),
-                        timeout_ms = dog.timeout().as_millis() as u64,
-                        test_device = dog.is_test_device(),
-                        "watchdog {} armed ({} s): fed while this node holds authority",
-                        cfg.device.display(),
-                        dog.timeout().as_secs()
-                    );
-                    let mut armed = Dog::Armed {
-                        dog,
-                        last_pet: std::time::Instant::now(),
-                        pets: 0,
-                    };
-                    if let Dog::Armed { dog, pets, .. } = &mut armed {
-                        if dog.pet().is_ok() {
-                            *pets += 1;
-                        }
+            Dog::Waiting => {
+                let cfg = self.cfg.watchdog.as_ref()?;
+                match Watchdog::open(&cfg.device, cfg.timeout, cfg.softdog) {
+                    Ok(mut dog) => {
+                        warn!(
+                            event = "watchdog.armed",
+                            ts_us = wall_us(),
+                            node = self.me.id.0,
+                            device = %cfg.device.display(),
+                            timeout_ms = dog.timeout().as_millis() as u64,
+                            test_device = dog.is_test_device(),
+                            "watchdog {} armed ({} s): fed while this node holds authority",
+                            cfg.device.display(),
+                            dog.timeout().as_secs()
+                        );
+                        let pets = u64::from(dog.pet().is_ok());
+                        self.dog = Dog::Armed {
+                            dog,
+                            last_pet: std::time::Instant::now(),
+                            pets,
+                        };
+                        None
                     }
-                    self.dog = armed;
-                    None
-                }
-                Err(e) => {
-                    error!(
+                    Err(e) => {
+                        error!(
                         event = "watchdog.failed",
                         ts_us = wall_us(),
                         node = self.me.id.0,
                         "cannot arm the watchdog: {e}; the cluster counts on it, so this node stops"
                     );
-                    eprintln!("vigil daemon: cannot arm the watchdog: {e}");
-                    Some(Ending::Code(exit::FAILURE))
+                        eprintln!("vigil daemon: cannot arm the watchdog: {e}");
+                        Some(Ending::Code(exit::FAILURE))
+                    }
                 }
-            },
+            }
             Dog::Armed {
                 dog,
                 last_pet,
@@ -702,12 +702,12 @@ impl Running {
     fn log_health(&self, e: &HealthEvent) {
         let ts = wall_us();
         match e {
-            HealthEvent::ProbeFailed {
+            HealthEvent::Probe(ProbeEvent::Failed {
                 name,
                 failures,
                 reason,
                 ..
-            } => warn!(
+            }) => warn!(
                 event = "probe.failed",
                 ts_us = ts,
                 probe = %name,
@@ -715,18 +715,18 @@ impl Running {
                 reason = %reason,
                 "health probe {name} failed ({failures} in a row): {reason}"
             ),
-            HealthEvent::ProbeRecovered { name, .. } => info!(
+            HealthEvent::Probe(ProbeEvent::Recovered { name, .. }) => info!(
                 event = "probe.recovered",
                 ts_us = ts,
                 probe = %name,
                 "health probe {name} passes again"
             ),
-            HealthEvent::Unhealthy {
+            HealthEvent::Probe(ProbeEvent::Unhealthy {
                 name,
                 action,
                 reason,
                 ..
-            } => error!(
+            }) => error!(
                 event = "node.unhealthy",
                 ts_us = ts,
                 node = self.me.id.0,

@@ -322,6 +322,8 @@ pub const GAP_WINDOW: usize = 4096;
 /// keeps the beat. The last [`GAP_WINDOW`] gaps, and the largest ever.
 #[derive(Clone, Debug, Default)]
 struct HeartbeatGaps {
+    /// The link whose rounds are measured: the first high-priority one.
+    link: Option<usize>,
     last_round: Option<Instant>,
     ring: Vec<u32>,
     next: usize,
@@ -470,6 +472,11 @@ impl Llt {
             duplicates_reported: Vec::new(),
             gaps: HeartbeatGaps::default(),
         };
+        llt.gaps.link = llt
+            .cfg
+            .links
+            .iter()
+            .position(|l| l.priority == LinkPriority::High);
         if llt.phase == Phase::Running {
             llt.push(Output::Event(Event::Started));
         }
@@ -669,13 +676,7 @@ impl Llt {
                 self.send_frame(now, LinkId(li as u8), Some(peer), Kind::Heartbeat, &[]);
             }
             self.links[li].rounds += 1;
-            if Some(li)
-                == self
-                    .cfg
-                    .links
-                    .iter()
-                    .position(|l| l.priority == LinkPriority::High)
-            {
+            if Some(li) == self.gaps.link {
                 self.gaps.round(now);
             }
             if self.cfg.links[li].broadcast && self.links[li].rounds % 2 == 1 {

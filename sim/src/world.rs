@@ -140,6 +140,11 @@ pub struct World {
     pub stall_action: StallAction,
 }
 
+/// Node `i`'s incarnation after `restarts` starts (rejoins count): always growing.
+fn incarnation(i: usize, restarts: u64) -> Incarnation {
+    Incarnation(((i as u64 + 1) << 40) | restarts)
+}
+
 fn fnv(hash: u64, bytes: &[u8]) -> u64 {
     let mut h = hash;
     for b in bytes {
@@ -291,7 +296,7 @@ impl World {
         // A restart repairs the disk.
         s.probe = ProbeMode::Healthy;
         let local = s.local(now);
-        let inc = Incarnation(((i as u64 + 1) << 40) | s.restarts);
+        let inc = incarnation(i, s.restarts);
         match Node::new(
             llt,
             fence,
@@ -550,7 +555,7 @@ impl World {
                     let s = &mut self.slots[i];
                     s.restarts += 1;
                     let local = s.local(now);
-                    let inc = Incarnation(((i as u64 + 1) << 40) | s.restarts);
+                    let inc = incarnation(i, s.restarts);
                     if let Some(node) = s.node.as_mut() {
                         node.rejoin(local, inc, i as u64 + s.restarts);
                     }

@@ -311,11 +311,15 @@ impl Daemon {
 
     /// Send SIGTERM (a clean stop); reap with [`Daemon::wait_exit`].
     pub fn terminate(&mut self) {
-        if let Some(pid) = self.pid().and_then(|p| i32::try_from(p).ok()) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Send `sig` to the daemon (SIGSTOP, SIGCONT, ...); false if it is not running.
+    pub fn signal(&self, sig: i32) -> bool {
+        match self.pid().and_then(|p| i32::try_from(p).ok()) {
             // SAFETY: kill has no memory preconditions; the PID is our unreaped child.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
+            Some(pid) => unsafe { libc::kill(pid, sig) == 0 },
+            None => false,
         }
     }
 
@@ -569,6 +573,26 @@ pub fn holds_authority(d: &Daemon, members: &[u64], above: u64) -> Option<u64> {
     let g = f["generation"].as_u64()?;
     let clients_see_it = f["client_generation"].as_u64() == Some(g);
     (f["authority"] == true && clients_see_it && m == members && g > above).then_some(g)
+}
+
+/// Every daemon holds authority on a view of `members` above `above` that its
+/// clients see.
+pub fn all_hold_authority(daemons: &[Daemon], members: &[u64], above: u64) -> bool {
+    daemons
+        .iter()
+        .all(|d| holds_authority(d, members, above).is_some())
+}
+
+/// Wait until every daemon shows one view of `members` and holds authority on it;
+/// its generation.
+pub fn wait_view_with_authority(daemons: &[Daemon], members: &[u64]) -> u64 {
+    let refs: Vec<&Daemon> = daemons.iter().collect();
+    let (g, took) = wait_same_view(&refs, members, Duration::from_secs(20));
+    eprintln!("view {g} of {members:?} after {took:?}");
+    wait_for(Duration::from_secs(5), "authority everywhere", || {
+        all_hold_authority(daemons, members, g.saturating_sub(1))
+    });
+    g
 }
 
 pub fn dump(daemons: &[Daemon]) -> String {
