@@ -48,6 +48,7 @@ use std::time::Duration;
 use vigil_fence::{FenceConfig, StallAction};
 use vigil_llt::config::{LinkPriority, LinkSpec, LltConfig};
 use vigil_llt::types::{ClusterId, LinkId, NodeId, MAX_LINKS, MAX_NODE_ID};
+use vigil_llt::wire::FrameKey;
 use vigil_membership::NodeSet;
 
 /// Where the commands look for the config when no `--config` is given.
@@ -250,10 +251,10 @@ pub struct ClusterSection {
     /// sends and accepts frames without a MAC. The file must be a regular file of at
     /// least 16 bytes that neither group nor others may access (`chmod 600`).
     pub key_file: Option<PathBuf>,
-    /// The frame-MAC key, `blake3::derive_key("vigil llt frame mac v1", file bytes)`.
-    /// Never serialized.
+    /// The frame-MAC key, `blake3::derive_key("vigil llt frame mac v1", file bytes)`,
+    /// and its ID on the wire. Never serialized.
     #[serde(skip)]
-    pub key: Option<[u8; 32]>,
+    pub key: Option<FrameKey>,
     /// `state_dir`: where a node keeps state across restarts. Default `/var/lib/vigil`.
     pub state_dir: PathBuf,
     /// `run_dir`: where control sockets live: `{run_dir}/{node name}.sock` unless the
@@ -918,7 +919,8 @@ impl ClusterConfig {
             peer_trouble: self.timers.peer_trouble,
             peer_inactive: self.timers.peer_inactive,
             link_up_count: self.timers.link_up_count,
-            key: self.cluster.key,
+            keys: self.cluster.key.iter().cloned().collect(),
+            sabotage_stale_frames: false,
             listen_window: interval.saturating_mul(3),
         }
     }
@@ -1578,7 +1580,7 @@ fn check_ifname(name: &str) -> Result<(), String> {
 }
 
 /// Reads the key file and derives the frame-MAC key from it.
-fn read_key(path: &Path) -> Result<[u8; 32], String> {
+fn read_key(path: &Path) -> Result<FrameKey, String> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read key file {shown}: {e}"))?;
     if !meta.is_file() {
@@ -1601,7 +1603,7 @@ fn read_key(path: &Path) -> Result<[u8; 32], String> {
             bytes.len()
         ));
     }
-    Ok(blake3::derive_key(KEY_CONTEXT, &bytes))
+    Ok(FrameKey::from_material(&bytes))
 }
 
 #[cfg(test)]
@@ -1830,7 +1832,7 @@ links = { a = "127.0.0.1:5002" }
         assert_eq!(llt.heartbeat, Duration::from_millis(50));
         assert_eq!(llt.link_up_count, 5);
         assert_eq!(llt.listen_window, Duration::from_millis(150));
-        assert_eq!(llt.key, None);
+        assert!(llt.keys.is_empty());
 
         // Serializable for `lltstat -c --json`.
         let json = serde_json::to_value(&c).unwrap();
@@ -2657,10 +2659,13 @@ links = { a = "127.0.0.1:5002" }
         let c = ClusterConfig::load(&cfg_path).unwrap();
         assert_eq!(c.cluster.key_file.as_deref(), Some(key_path.as_path()));
         assert_eq!(
-            c.cluster.key,
+            c.cluster.key.as_ref().map(|k| k.key),
             Some(blake3::derive_key("vigil llt frame mac v1", bytes))
         );
-        assert_eq!(c.llt_config().key, c.cluster.key);
+        assert_eq!(
+            c.llt_config().keys,
+            c.cluster.key.iter().cloned().collect::<Vec<_>>()
+        );
 
         write_key(&dir.0, b"too short", 0o600);
         let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();

@@ -939,10 +939,11 @@ impl Fence {
         acceptors: NodeSet,
         quorum: Quorum,
     ) {
-        self.max_round += 1;
+        self.max_round = self.max_round.saturating_add(1);
         let ballot = Ballot {
             round: self.max_round,
             node: self.me,
+            incarnation: self.incarnation,
         };
         self.event(FenceEvent::RaceStarted {
             slot,
@@ -1344,10 +1345,11 @@ impl Fence {
                 self.max_round = self.max_round.max(promised.round);
                 if promised > race.ballot || (slot.0 == 0 && highest >= race.own.generation) {
                     // Outbid (or, seeding, our generation is too low): a new ballot.
-                    self.max_round += 1;
+                    self.max_round = self.max_round.saturating_add(1);
                     race.ballot = Ballot {
                         round: self.max_round,
                         node: self.me,
+                        incarnation: self.incarnation,
                     };
                     if slot.0 == 0 && highest >= race.own.generation {
                         let members = race.own.members.clone();

@@ -3,7 +3,7 @@
 use crate::config::{LinkPriority, LltConfig};
 use crate::stats::{DropReason, LinkStats, PeerLinkStats};
 use crate::types::{Generation, Incarnation, Instant, LinkAddr, LinkId, NodeId, Port, MAX_LINKS};
-use crate::wire::{self, DecodeError, Header, Kind};
+use crate::wire::{self, DecodeError, FrameKey, Header, Kind};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -213,7 +213,12 @@ impl PeerLink {
 
 #[derive(Clone, Debug)]
 struct Peer {
+    /// The peer's incarnation as confirmed by a fresh frame (one that echoed ours):
+    /// what the layers above see.
     incarnation: Option<Incarnation>,
+    /// The highest incarnation of the peer in any authentic frame, fresh or not:
+    /// what our frames echo, and below which frames are stale.
+    heard: Option<Incarnation>,
     up: bool,
     /// When the peer last came up.
     up_since: Option<Instant>,
@@ -430,6 +435,7 @@ impl Llt {
             .map(|n| {
                 let peer = Peer {
                     incarnation: None,
+                    heard: None,
                     up: false,
                     up_since: None,
                     jeopardy: false,
@@ -517,6 +523,13 @@ impl Llt {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.confirm = on;
         }
+    }
+
+    /// Replace the key ring (a key rotation): frames are sent with the first key from
+    /// now on and accepted under any of them. An empty ring turns authentication off,
+    /// which a keyed cluster never does; the caller checks.
+    pub fn set_keys(&mut self, keys: Vec<FrameKey>) {
+        self.cfg.keys = keys;
     }
 
     /// Past the listening window and not refused or silenced: the node may speak.
@@ -809,9 +822,13 @@ impl Llt {
         if h.cluster != self.cfg.cluster_id {
             return self.drop_frame(link, DropReason::WrongCluster);
         }
-        let authentic = match &self.cfg.key {
-            Some(key) => wire::verify(&frame, key),
-            None => frame.mac.is_none(),
+        let authentic = match frame.key_id {
+            None => self.cfg.keys.is_empty(),
+            Some(id) => match self.cfg.keys.iter().find(|k| k.id == id) {
+                Some(key) => wire::verify(&frame, key),
+                None if self.cfg.keys.is_empty() => false,
+                None => return self.drop_frame(link, DropReason::UnknownKey),
+            },
         };
         if !authentic {
             return self.drop_frame(link, DropReason::Auth);
@@ -845,35 +862,60 @@ impl Llt {
             return self.drop_frame(link, DropReason::UnknownNode);
         };
         // Incarnations only grow: older is stale, newer is a restart.
-        let mut restarted = None;
-        match peer.incarnation {
+        match peer.heard {
             Some(known) if h.incarnation < known => {
                 peer.links[li].stats.replays += 1;
                 return self.drop_frame(link, DropReason::StaleIncarnation);
             }
-            Some(known) if h.incarnation > known => {
-                // Only a frame that also passes the replay window of the new
-                // incarnation can get here; reset the per-incarnation state.
+            Some(known) if h.incarnation == known => {}
+            _ => {
+                // A new incarnation: reset the per-incarnation state. Only what
+                // the peer's frames are checked against changes here; the peer
+                // counts as restarted once a fresh frame of it arrives.
                 for pl in &mut peer.links {
                     pl.replay = ReplayWindow::default();
                     pl.echo = None;
                 }
                 peer.data_seen = ReplayWindow::default();
                 peer.confirmed = None;
-                peer.incarnation = Some(h.incarnation);
-                if peer.up {
-                    restarted = Some(known);
-                }
+                peer.heard = Some(h.incarnation);
             }
-            Some(_) => {}
-            None => peer.incarnation = Some(h.incarnation),
         }
         let pl = &mut peer.links[li];
         if !pl.replay.accept(h.seq) {
             pl.stats.replays += 1;
             return self.drop_frame(link, DropReason::Replay);
         }
+        // Freshness: a frame counts for liveness, RTT, leases and data only if it
+        // echoes this node's current incarnation, which is new at every start and
+        // which the peer can only have learned from this run's frames. A recorded
+        // frame from an earlier start of this node, or from another cluster that
+        // uses the same key, echoes something else. Such a frame (and a hello,
+        // which echoes nothing yet) only teaches the peer's incarnation, so that
+        // our next frames echo it.
+        let fresh = h.echo_incarnation == self.incarnation || self.cfg.sabotage_stale_frames;
+        if !fresh {
+            pl.echo = Some((h.tx_time_us, now));
+            pl.stats.unfresh += 1;
+            if pl.addr.is_none() && from.is_some() {
+                pl.addr = from;
+            }
+            let reason = if h.echo_incarnation.0 == 0 {
+                DropReason::NoEcho
+            } else {
+                DropReason::StaleEcho
+            };
+            return self.drop_frame(link, reason);
+        }
         // Accepted.
+        let mut restarted = None;
+        if peer.incarnation != Some(h.incarnation) {
+            if let (true, Some(old)) = (peer.up, peer.incarnation) {
+                restarted = Some(old);
+            }
+            peer.incarnation = Some(h.incarnation);
+        }
+        let pl = &mut peer.links[li];
         pl.stats.frames_in += 1;
         pl.stats.bytes_in += bytes.len() as u64;
         if from.is_some() {
@@ -978,7 +1020,7 @@ impl Llt {
         let li = link.index();
         let (echo, echo_incarnation, confirm) = match to {
             Some(id) => match self.peers.get(&id) {
-                Some(p) => (p.links[li].echo, p.incarnation, p.confirm),
+                Some(p) => (p.links[li].echo, p.heard, p.confirm),
                 None => return,
             },
             None => (None, None, false),
@@ -991,7 +1033,9 @@ impl Llt {
             None => (0, 0),
         };
         let l = &mut self.links[li];
-        l.seq += 1;
+        // At one frame per microsecond this takes half a million years to reach;
+        // should it ever, frames repeat the last number and are dropped as replays.
+        l.seq = l.seq.saturating_add(1);
         let header = Header {
             kind,
             link,
@@ -1008,7 +1052,7 @@ impl Llt {
             echo_incarnation: echo_incarnation.unwrap_or(Incarnation(0)),
             confirm,
         };
-        let bytes = wire::encode(&header, payload, self.cfg.key.as_ref());
+        let bytes = wire::encode(&header, payload, self.cfg.keys.first());
         l.stats.frames_out += 1;
         l.stats.bytes_out += bytes.len() as u64;
         match kind {
@@ -1073,7 +1117,8 @@ impl Llt {
         if links.is_empty() {
             return Err(SendError::PeerDown);
         }
-        self.next_msg_id += 1;
+        // Saturates (never wraps): a repeated ID is de-duplicated away, not mistaken.
+        self.next_msg_id = self.next_msg_id.saturating_add(1);
         let payload = wire::encode_data(port, self.next_msg_id, body);
         for link in links {
             self.send_frame(now, link, Some(peer), Kind::Data, &payload);

@@ -61,3 +61,4 @@ pub use crate::core::{
     PeerStatus, PeerSummary, SendError, Status, Transmit, GAP_WINDOW,
 };
 pub use crate::stats::{DropCounts, DropReason, LinkStats, PeerLinkStats};
+pub use crate::wire::{FrameKey, KeyId};
