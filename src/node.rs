@@ -130,6 +130,13 @@ impl Node {
         rng_seed: u64,
         persisted: Generation,
     ) -> Result<Node, ConfigError> {
+        if persisted.next().is_none() {
+            return Err(ConfigError(format!(
+                "the persisted generation {} is at the top of its range ({}): no view can follow it",
+                persisted.0,
+                Generation::MAX.0
+            )));
+        }
         let llt_cfg = llt.clone();
         let fence_cfg = fence.clone();
         let llt = Llt::new(llt, me, incarnation, now, rng_seed)?;
@@ -253,8 +260,8 @@ impl Node {
         if late <= report {
             return false;
         }
-        self.stalls.count += 1;
-        self.stalls.total += late;
+        self.stalls.count = self.stalls.count.saturating_add(1);
+        self.stalls.total = self.stalls.total.saturating_add(late);
         self.stalls.worst = self.stalls.worst.max(late);
         self.stalls.last = Some((late, now));
         self.push(Output::Health(HealthEvent::Stall {

@@ -140,10 +140,17 @@ pub fn run(args: DaemonArgs) -> u8 {
 }
 
 /// An incarnation that grows across restarts: start time in microseconds, with
-/// random low bits so two processes started in the same microsecond differ.
-fn fresh_incarnation() -> Incarnation {
+/// random low bits so two processes started in the same microsecond differ; above
+/// `after` (the one being replaced, on a rejoin) even if the clock stepped back.
+/// Checked: a clock so far ahead that the time does not fit (the year 2253) gives
+/// the largest incarnation rather than a wrapped, small one.
+fn fresh_incarnation(after: Option<Incarnation>) -> Incarnation {
     let r: u8 = rand::random();
-    Incarnation((wall_us() << 8) | u64::from(r) | 1)
+    let from_clock = wall_us()
+        .checked_mul(256)
+        .map_or(u64::MAX, |t| t | u64::from(r) | 1);
+    let above = after.map_or(0, |a| a.0.saturating_add(1));
+    Incarnation(from_clock.max(above))
 }
 
 struct Ctl {
@@ -546,7 +553,7 @@ impl Running {
                 }
                 Output::Health(e) => self.log_health(&e),
                 Output::Rejoin { stall } => {
-                    let incarnation = fresh_incarnation();
+                    let incarnation = fresh_incarnation(Some(self.node.incarnation()));
                     warn!(
                         event = "node.rejoin",
                         ts_us = wall_us(),
@@ -1031,7 +1038,7 @@ async fn serve(
     realtime: String,
 ) -> Result<Ending, String> {
     let origin = std::time::Instant::now();
-    let incarnation = fresh_incarnation();
+    let incarnation = fresh_incarnation(None);
     let state = StateFile::open(&cfg.cluster.state_dir, &me.name)?;
     let (rx_tx, mut rx) = mpsc::channel::<RxFrame>(RX_QUEUE);
     // Unbounded, but bounded in practice: at most one run per probe is out.

@@ -60,6 +60,13 @@ impl StateFile {
             return Ok(());
         }
         let shown = self.path.display();
+        if !g.is_valid() {
+            return Err(format!(
+                "refusing to write generation {} to state file {shown}: beyond the usable range ({})",
+                g.0,
+                Generation::MAX.0
+            ));
+        }
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -108,10 +115,18 @@ fn parse(text: &str) -> Result<Generation, String> {
     let Some(number) = line.strip_prefix("generation ") else {
         return Err(format!("expected `generation N`, found {line:?}"));
     };
-    number
+    let g = number
         .parse::<u64>()
         .map(Generation)
-        .map_err(|e| format!("bad generation {number:?}: {e}"))
+        .map_err(|e| format!("bad generation {number:?}: {e}"))?;
+    if g.next().is_none() {
+        return Err(format!(
+            "generation {} is at or beyond the top of the usable range ({}): no view can follow it",
+            g.0,
+            Generation::MAX.0
+        ));
+    }
+    Ok(g)
 }
 
 #[cfg(test)]
@@ -162,11 +177,13 @@ mod tests {
         assert_eq!(s.generation(), Generation(17));
         let again = StateFile::open(&d.0, "n1").unwrap();
         assert_eq!(again.generation(), Generation(17));
-        s.store(Generation(u64::MAX)).unwrap();
-        assert_eq!(
-            StateFile::open(&d.0, "n1").unwrap().generation(),
-            Generation(u64::MAX)
-        );
+        let last = Generation(Generation::MAX.0 - 1);
+        s.store(last).unwrap();
+        assert_eq!(StateFile::open(&d.0, "n1").unwrap().generation(), last);
+        assert!(s
+            .store(Generation(u64::MAX))
+            .unwrap_err()
+            .contains("beyond"));
         // No temporary file is left behind, and other nodes' files are separate.
         let names: Vec<String> = std::fs::read_dir(&d.0)
             .unwrap()
@@ -176,6 +193,25 @@ mod tests {
         assert_eq!(
             StateFile::open(&d.0, "n2").unwrap().generation(),
             Generation(0)
+        );
+    }
+
+    #[test]
+    fn a_generation_at_the_top_of_its_range_is_refused_naming_the_file() {
+        let d = TempDir::new("top");
+        std::fs::create_dir_all(&d.0).unwrap();
+        let path = d.0.join("n0.generation");
+        for top in [Generation::MAX.0, Generation::MAX.0 + 1, u64::MAX] {
+            std::fs::write(&path, format!("generation {top}\n")).unwrap();
+            let e = StateFile::open(&d.0, "n0").unwrap_err();
+            assert!(e.contains(&path.display().to_string()), "{e}");
+            assert!(e.contains("top of the usable range"), "{e}");
+        }
+        let below = Generation::MAX.0 - 1;
+        std::fs::write(&path, format!("generation {below}\n")).unwrap();
+        assert_eq!(
+            StateFile::open(&d.0, "n0").unwrap().generation(),
+            Generation(below)
         );
     }
 

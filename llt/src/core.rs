@@ -151,7 +151,7 @@ impl ReplayWindow {
             return false;
         }
         if seq > self.highest {
-            let shift = seq - self.highest;
+            let shift = seq.saturating_sub(self.highest);
             self.seen = if shift >= REPLAY_WINDOW {
                 0
             } else {
@@ -161,7 +161,7 @@ impl ReplayWindow {
             self.highest = seq;
             return true;
         }
-        let back = self.highest - seq;
+        let back = self.highest.saturating_sub(seq);
         if back >= REPLAY_WINDOW || self.seen & (1 << back) != 0 {
             return false;
         }
@@ -346,8 +346,8 @@ impl HeartbeatGaps {
             } else {
                 self.ring[self.next] = us;
             }
-            self.next = (self.next + 1) % GAP_WINDOW;
-            self.count += 1;
+            self.next = self.next.saturating_add(1) % GAP_WINDOW;
+            self.count = self.count.saturating_add(1);
             self.max_us = self.max_us.max(u64::from(us));
         }
     }
@@ -361,7 +361,7 @@ impl HeartbeatGaps {
             }
             // Nearest rank.
             let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-            u64::from(v[rank - 1])
+            v.get(rank.saturating_sub(1)).map_or(0, |g| u64::from(*g))
         };
         GapSummary {
             interval_us: interval.as_micros() as u64,
@@ -650,7 +650,7 @@ impl Llt {
         for p in self.peers.values_mut() {
             for pl in &mut p.links {
                 if pl.last_heard.is_some() && pl.state.is_alive() {
-                    pl.excused += stall;
+                    pl.excused = pl.excused.saturating_add(stall);
                 }
             }
         }
@@ -688,7 +688,7 @@ impl Llt {
             for peer in peers {
                 self.send_frame(now, LinkId(li as u8), Some(peer), Kind::Heartbeat, &[]);
             }
-            self.links[li].rounds += 1;
+            self.links[li].rounds = self.links[li].rounds.saturating_add(1);
             if Some(li) == self.gaps.link {
                 self.gaps.round(now);
             }
@@ -718,11 +718,11 @@ impl Llt {
                     if pl.state.is_alive() && now >= last + inactive {
                         pl.state = LinkState::Down;
                         pl.run = 0;
-                        pl.stats.state_changes += 1;
+                        pl.stats.state_changes = pl.stats.state_changes.saturating_add(1);
                         changes.push(Event::LinkDown { peer: id, link });
                     } else if pl.state == LinkState::Up && now >= last + trouble {
                         pl.state = LinkState::Trouble;
-                        pl.stats.state_changes += 1;
+                        pl.stats.state_changes = pl.stats.state_changes.saturating_add(1);
                         changes.push(Event::LinkTrouble { peer: id, link });
                     }
                 }
@@ -804,8 +804,8 @@ impl Llt {
         let Some(l) = self.links.get_mut(li) else {
             return;
         };
-        l.stats.frames_in += 1;
-        l.stats.bytes_in += bytes.len() as u64;
+        l.stats.frames_in = l.stats.frames_in.saturating_add(1);
+        l.stats.bytes_in = l.stats.bytes_in.saturating_add(bytes.len() as u64);
         let frame = match wire::decode(bytes) {
             Ok(f) => f,
             Err(e) => {
@@ -864,7 +864,7 @@ impl Llt {
         // Incarnations only grow: older is stale, newer is a restart.
         match peer.heard {
             Some(known) if h.incarnation < known => {
-                peer.links[li].stats.replays += 1;
+                peer.links[li].stats.replays = peer.links[li].stats.replays.saturating_add(1);
                 return self.drop_frame(link, DropReason::StaleIncarnation);
             }
             Some(known) if h.incarnation == known => {}
@@ -883,7 +883,7 @@ impl Llt {
         }
         let pl = &mut peer.links[li];
         if !pl.replay.accept(h.seq) {
-            pl.stats.replays += 1;
+            pl.stats.replays = pl.stats.replays.saturating_add(1);
             return self.drop_frame(link, DropReason::Replay);
         }
         // Freshness: a frame counts for liveness, RTT, leases and data only if it
@@ -896,7 +896,7 @@ impl Llt {
         let fresh = h.echo_incarnation == self.incarnation || self.cfg.sabotage_stale_frames;
         if !fresh {
             pl.echo = Some((h.tx_time_us, now));
-            pl.stats.unfresh += 1;
+            pl.stats.unfresh = pl.stats.unfresh.saturating_add(1);
             if pl.addr.is_none() && from.is_some() {
                 pl.addr = from;
             }
@@ -916,8 +916,8 @@ impl Llt {
             peer.incarnation = Some(h.incarnation);
         }
         let pl = &mut peer.links[li];
-        pl.stats.frames_in += 1;
-        pl.stats.bytes_in += bytes.len() as u64;
+        pl.stats.frames_in = pl.stats.frames_in.saturating_add(1);
+        pl.stats.bytes_in = pl.stats.bytes_in.saturating_add(bytes.len() as u64);
         if from.is_some() {
             pl.addr = from;
         }
@@ -936,7 +936,11 @@ impl Llt {
             let rtt = Duration::from_micros(rtt_us);
             pl.rtt = Some(rtt);
             pl.srtt = Some(match pl.srtt {
-                Some(s) => (s * 7 + rtt) / 8,
+                Some(s) => s
+                    .saturating_mul(7)
+                    .saturating_add(rtt)
+                    .checked_div(8)
+                    .unwrap_or(rtt),
                 None => rtt,
             });
         }
@@ -948,28 +952,28 @@ impl Llt {
             LinkState::Up => {}
             LinkState::Trouble => {
                 pl.state = LinkState::Up;
-                pl.stats.state_changes += 1;
+                pl.stats.state_changes = pl.stats.state_changes.saturating_add(1);
                 events.push(Event::LinkUp { peer: h.src, link });
             }
             LinkState::Down => {
                 // Frames closer together than half a heartbeat (a broadcast and a
                 // unicast of the same round, a duplicate) count once.
                 let in_run = previous.is_some_and(|p| now < p + self.cfg.peer_trouble);
-                let spaced = pl
-                    .run_counted
-                    .is_none_or(|c| now >= c + self.cfg.heartbeat / 2);
+                let spaced = pl.run_counted.is_none_or(|c| {
+                    now >= c + self.cfg.heartbeat.checked_div(2).unwrap_or_default()
+                });
                 if !in_run {
                     pl.run = 1;
                     pl.run_counted = Some(now);
                 } else if spaced {
-                    pl.run += 1;
+                    pl.run = pl.run.saturating_add(1);
                     pl.run_counted = Some(now);
                 }
                 if pl.run >= self.cfg.link_up_count {
                     pl.state = LinkState::Up;
                     pl.ever_up = true;
                     pl.run = 0;
-                    pl.stats.state_changes += 1;
+                    pl.stats.state_changes = pl.stats.state_changes.saturating_add(1);
                     events.push(Event::LinkUp { peer: h.src, link });
                 }
             }
@@ -985,11 +989,12 @@ impl Llt {
                         body: msg.body.to_vec(),
                     });
                 } else {
-                    pl.stats.data_duplicates += 1;
+                    pl.stats.data_duplicates = pl.stats.data_duplicates.saturating_add(1);
                 }
             }
         }
-        self.links[li].stats.frames_accepted += 1;
+        self.links[li].stats.frames_accepted =
+            self.links[li].stats.frames_accepted.saturating_add(1);
         if let Some(old) = restarted {
             self.event(Event::PeerRestarted {
                 peer: h.src,
@@ -1053,17 +1058,17 @@ impl Llt {
             confirm,
         };
         let bytes = wire::encode(&header, payload, self.cfg.keys.first());
-        l.stats.frames_out += 1;
-        l.stats.bytes_out += bytes.len() as u64;
+        l.stats.frames_out = l.stats.frames_out.saturating_add(1);
+        l.stats.bytes_out = l.stats.bytes_out.saturating_add(bytes.len() as u64);
         match kind {
-            Kind::Heartbeat => l.stats.heartbeats_out += 1,
-            Kind::Data => l.stats.data_out += 1,
+            Kind::Heartbeat => l.stats.heartbeats_out = l.stats.heartbeats_out.saturating_add(1),
+            Kind::Data => l.stats.data_out = l.stats.data_out.saturating_add(1),
         }
         let mut addr = None;
         if let Some(id) = to {
             if let Some(pl) = self.peers.get_mut(&id).map(|p| &mut p.links[li]) {
-                pl.stats.frames_out += 1;
-                pl.stats.bytes_out += bytes.len() as u64;
+                pl.stats.frames_out = pl.stats.frames_out.saturating_add(1);
+                pl.stats.bytes_out = pl.stats.bytes_out.saturating_add(bytes.len() as u64);
                 addr = pl.addr;
             }
         }
@@ -1129,10 +1134,10 @@ impl Llt {
     /// Send a port message to every peer that is up. Returns how many it went to.
     pub fn broadcast(&mut self, now: Instant, port: Port, body: &[u8]) -> Result<usize, SendError> {
         let peers: Vec<NodeId> = self.up_peers().collect();
-        let mut sent = 0;
+        let mut sent: usize = 0;
         for p in peers {
             match self.send(now, p, port, body) {
-                Ok(()) => sent += 1,
+                Ok(()) => sent = sent.saturating_add(1),
                 Err(SendError::PeerDown) => {}
                 Err(e) => return Err(e),
             }

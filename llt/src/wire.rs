@@ -208,6 +208,10 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
     if bytes.len() < end + mac_len {
         return Err(DecodeError::Truncated);
     }
+    let generation = Generation(be_u64(bytes, 28));
+    if !generation.is_valid() {
+        return Err(DecodeError::Malformed("generation beyond the usable range"));
+    }
     let header = Header {
         kind,
         link: LinkId(link),
@@ -216,7 +220,7 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
         cluster: ClusterId(be_u32(bytes, 8)),
         incarnation: Incarnation(be_u64(bytes, 12)),
         seq: be_u64(bytes, 20),
-        generation: Generation(be_u64(bytes, 28)),
+        generation,
         tx_time_us: be_u64(bytes, 36),
         echo_time_us: be_u64(bytes, 44),
         echo_hold_us: be_u32(bytes, 52),
@@ -385,6 +389,20 @@ mod tests {
     }
 
     #[test]
+    fn a_generation_beyond_the_range_is_malformed() {
+        let mut h = header();
+        h.generation = Generation::MAX;
+        assert!(decode(&encode(&h, &[], None)).is_ok());
+        for g in [Generation::MAX.0 + 1, u64::MAX] {
+            h.generation = Generation(g);
+            assert_eq!(
+                decode(&encode(&h, &[], None)),
+                Err(DecodeError::Malformed("generation beyond the usable range"))
+            );
+        }
+    }
+
+    #[test]
     fn tampering_breaks_the_mac() {
         let key = FrameKey::from_material(b"0123456789abcdef");
         let bytes = encode(&header(), &[], Some(&key));
@@ -422,7 +440,7 @@ mod tests {
         }
 
         #[test]
-        fn round_trip_any_header(seq in any::<u64>(), inc in any::<u64>(), gen in any::<u64>(),
+        fn round_trip_any_header(seq in any::<u64>(), inc in any::<u64>(), gen in 0..=Generation::MAX.0,
                                  src in 0u8..64, dst in proptest::option::of(0u8..64),
                                  body in proptest::collection::vec(any::<u8>(), 0..MAX_DATA_BODY)) {
             let mut h = header();

@@ -132,7 +132,11 @@ impl<'a> Rd<'a> {
         NodeId::new(self.u8()?).ok_or(BadMsg("node id"))
     }
     fn gen(&mut self) -> Result<Generation, BadMsg> {
-        Ok(Generation(self.u64()?))
+        let g = Generation(self.u64()?);
+        if !g.is_valid() {
+            return Err(BadMsg("generation beyond the usable range"));
+        }
+        Ok(g)
     }
     fn ballot(&mut self) -> Result<Ballot, BadMsg> {
         Ok(Ballot {
