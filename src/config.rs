@@ -2759,7 +2759,8 @@ links = { a = "127.0.0.1:5002" }
         let e = ClusterConfig::load(&big).unwrap_err();
         assert_eq!(e.file, big);
         assert!(
-            e.reason.contains("holds 1048577 bytes, more than the 1048576 allowed"),
+            e.reason
+                .contains("holds 1048577 bytes, more than the 1048576 allowed"),
             "{e}"
         );
     }

@@ -215,7 +215,10 @@ mod tests {
         std::fs::write(&f, [b'x'; 11]).unwrap();
         assert_eq!(read_bounded(&f, true, 11).unwrap().0.len(), 11);
         let e = read_bounded(&f, true, 10).unwrap_err();
-        assert!(e.contains("holds 11 bytes, more than the 10 allowed"), "{e}");
+        assert!(
+            e.contains("holds 11 bytes, more than the 10 allowed"),
+            "{e}"
+        );
         let link = d.0.join("link");
         std::os::unix::fs::symlink(&f, &link).unwrap();
         assert!(read_bounded(&link, true, 100).is_ok());

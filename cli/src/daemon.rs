@@ -955,10 +955,11 @@ fn open_links(
 
 /// Bind the control socket: refuse if a live daemon answers on it, replace a stale one.
 fn bind_control(path: &Path) -> Result<UnixListener, String> {
+    // The socket's directory (`run_dir` by default) is created 0700 if missing and
+    // must be private: whoever can write to it can replace the socket.
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            vigil::files::private_dir(dir, "control socket directory")?;
         }
     }
     if path.exists() {
