@@ -526,10 +526,11 @@ async fn read_request<R: AsyncRead + Unpin>(rd: &mut R) -> Read {
         if room == 0 {
             return Read::TooLong;
         }
-        let n = match rd.read(&mut chunk[..room.min(CHUNK)]).await {
-            Ok(n) => n,
-            Err(_) => 0,
-        };
+        // A failed read ends the request like a close.
+        let n: usize = rd
+            .read(&mut chunk[..room.min(CHUNK)])
+            .await
+            .unwrap_or_default();
         if n == 0 {
             return if buf.is_empty() {
                 Read::Closed
@@ -662,6 +663,36 @@ mod tests {
         over.push(b'\n');
         assert_eq!(read(&over), Read::TooLong);
         assert_eq!(read(&vec![b'x'; 4 * MAX_REQUEST]), Read::TooLong);
+    }
+
+    #[test]
+    fn a_full_node_queue_answers_busy_at_once_and_counts_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let c = Counters::default();
+        let (tx, mut rx) = mpsc::channel::<Ctl>(1);
+        let (reply, _keep) = oneshot::channel();
+        tx.try_send(Ctl {
+            req: Request::Status,
+            reply,
+        })
+        .expect("room for one");
+        let r = rt.block_on(ask(&tx, Request::Status, &c));
+        assert!(
+            matches!(&r, Response::Busy { message } if message.contains("busy: 1 control requests are waiting")),
+            "{r:?}"
+        );
+        assert_eq!(c.busy.load(Ordering::Relaxed), 1);
+        // A node that has stopped answers "stopping", not busy.
+        drop(rx.try_recv());
+        drop(rx);
+        let r = rt.block_on(ask(&tx, Request::Status, &c));
+        assert!(
+            matches!(&r, Response::Error { message } if message.contains("stopping")),
+            "{r:?}"
+        );
     }
 
     #[test]
