@@ -5,10 +5,6 @@
 //! connections. No view changes, no link goes TROUBLE anywhere, and the stormed
 //! node's heartbeat gaps stay far below `peer_trouble`. The figures are printed
 //! (run with `--nocapture`).
-//!
-//! The storm's threads run at nice 10, as the daemon's control thread does: what is
-//! measured is what control traffic does to the node, not how the kernel shares
-//! the CPU between a flood and the daemon (that is `daemon.realtime`'s job).
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -46,12 +42,6 @@ fn add(a: &AtomicU64) {
 
 fn get(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
-}
-
-/// Lower the calling thread's priority (Linux: per thread).
-fn nice_thread() {
-    // SAFETY: setpriority takes no pointers; `who = 0` is the calling thread.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
 }
 
 /// One request of `body` (the newline is added), and what came back.
@@ -155,16 +145,13 @@ fn a_control_socket_storm_changes_nothing_in_the_cluster() {
     for (count, body) in kinds {
         for _ in 0..count {
             let (socket, tally, body) = (socket.clone(), tally.clone(), body.clone());
-            threads.push(std::thread::spawn(move || {
-                nice_thread();
-                match body {
-                    Some(b) => {
-                        while Instant::now() < until {
-                            once(&socket, &b, &tally);
-                        }
+            threads.push(std::thread::spawn(move || match body {
+                Some(b) => {
+                    while Instant::now() < until {
+                        once(&socket, &b, &tally);
                     }
-                    None => idle(&socket, until, &tally),
                 }
+                None => idle(&socket, until, &tally),
             }));
         }
     }
