@@ -1,8 +1,10 @@
 //! `vigil daemon`: the thin tokio driver around the sans-IO `Node`.
 //!
-//! One task owns the `Node`. Link readers feed one bounded channel; control
-//! connections send requests through another. The loop sleeps until the node's next
-//! absolute deadline, so heartbeats keep time against the clock.
+//! One task owns the `Node`. Link readers feed one bounded channel; the control
+//! socket's thread ([`control::Server`]) sends parsed requests through another, of
+//! which the loop answers a few per turn after its timers and frames. The loop sleeps
+//! until the node's next absolute deadline, so heartbeats keep time against the
+//! clock.
 //!
 //! Outputs are carried out in order: a `Persist` is written durably (see
 //! [`crate::state`]) before anything after it, and a failure to write it stops the
