@@ -36,7 +36,8 @@
 //! `max_drift_ppm <= 100000`; unique node IDs, node names, link names and UDP addresses; every node
 //! gives an address for every link and for no other; the address family matches the
 //! link kind; Ethernet links have an interface; a seed count above half the nodes; a key
-//! file of at least 16 bytes that neither group nor others may access.
+//! file of 16 to 4096 bytes, owned by the reading user or root, that neither group nor
+//! others may access. The config file itself must be a regular file of at most 1 MiB.
 
 use crate::health::{OnFailure, ProbeSpec};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -63,6 +64,10 @@ pub const DEFAULT_ETHERTYPE: u16 = 0xCAFE;
 pub const MIN_ETHERTYPE: u16 = 0x0600;
 /// Fewest bytes a key file must hold.
 pub const MIN_KEY_LEN: usize = 16;
+/// Most bytes a key file may hold.
+pub const MAX_KEY_LEN: u64 = 4096;
+/// Largest config file accepted, in bytes (1 MiB).
+pub const MAX_CONFIG_LEN: u64 = 1 << 20;
 /// The blake3 `derive_key` context that turns the key file into the llt frame-MAC key.
 pub const KEY_CONTEXT: &str = "vigil llt frame mac v1";
 /// Largest accepted value of any timer, in milliseconds (one hour): anything longer is
@@ -482,9 +487,13 @@ pub enum NodeLinkAddr {
 
 impl ClusterConfig {
     /// Reads and validates the config file at `path`.
+    /// The file must be a regular file (a FIFO or a device is refused without
+    /// blocking) of at most [`MAX_CONFIG_LEN`] bytes.
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(path, "(file)", format!("cannot read: {e}")))?;
+        let refuse = |why: String| ConfigError::new(path, "(file)", why);
+        let (bytes, _) = crate::files::read_bounded(path, true, MAX_CONFIG_LEN).map_err(refuse)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| refuse(format!("cannot read it: not UTF-8 text ({e})")))?;
         ClusterConfig::parse(&text, path)
     }
 
@@ -1579,24 +1588,22 @@ fn check_ifname(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads the key file and derives the frame-MAC key from it.
+/// Reads the key file and derives the frame-MAC key from it. The file must be a
+/// regular file of [`MIN_KEY_LEN`]..=[`MAX_KEY_LEN`] bytes, owned by the user reading
+/// it (or root), that neither group nor others may access.
 fn read_key(path: &Path) -> Result<FrameKey, String> {
+    use std::os::unix::fs::PermissionsExt;
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read key file {shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("key file {shown} is not a regular file"));
+    let (bytes, meta) = crate::files::read_bounded(path, true, MAX_KEY_LEN)
+        .map_err(|why| format!("key file {shown}: {why}"))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "key file {shown} has mode {mode:04o}; it must not be accessible by group or others (chmod 600)"
+        ));
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "key file {shown} has mode {mode:04o}; it must not be accessible by group or others (chmod 600)"
-            ));
-        }
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read key file {shown}: {e}"))?;
+    crate::files::check_owner(&meta, path, true)
+        .map_err(|why| format!("key file {shown}: {why}"))?;
     if bytes.len() < MIN_KEY_LEN {
         return Err(format!(
             "key file {shown} holds {} bytes; it needs at least {MIN_KEY_LEN} (e.g. head -c 32 /dev/urandom > {shown})",
@@ -2674,7 +2681,8 @@ links = { a = "127.0.0.1:5002" }
 
         let text = edit("id = 1\n", "id = 1\nkey_file = \"nope\"\n");
         let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
-        assert!(e.reason.contains("cannot read key file"), "{e}");
+        assert!(e.reason.contains("key file"), "{e}");
+        assert!(e.reason.contains("cannot read it"), "{e}");
 
         let text = edit(
             "id = 1\n",
@@ -2682,6 +2690,84 @@ links = { a = "127.0.0.1:5002" }
         );
         let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
         assert!(e.reason.contains("not a regular file"), "{e}");
+    }
+
+    /// For tests that need root (to give a file to another user): true to go on.
+    /// Without root they skip with a printed reason, except under `CI=true`.
+    fn root_or_skip(what: &str) -> bool {
+        if crate::files::euid() == 0 {
+            return true;
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{what} needs root, and CI=true runs as root: refusing to skip"
+        );
+        eprintln!("skipping {what}: needs root (chown to another user)");
+        false
+    }
+
+    #[test]
+    fn a_key_file_of_another_user_or_too_long_is_refused() {
+        let dir = TempDir::new("key-owner");
+        let cfg_path = dir.0.join("cluster.toml");
+        let text = edit("id = 1\n", "id = 1\nkey_file = \"key\"\n");
+        let key_path = write_key(&dir.0, &[7u8; 4097], 0o600);
+        let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
+        assert_eq!(e.field, "cluster.key_file");
+        assert!(e.reason.contains("4097 bytes, more than the 4096"), "{e}");
+        write_key(&dir.0, &[7u8; 4096], 0o600);
+        ClusterConfig::parse(&text, &cfg_path).unwrap();
+        if !root_or_skip("a key file owned by another user") {
+            return;
+        }
+        std::os::unix::fs::chown(&key_path, Some(65534), Some(65534)).unwrap();
+        let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
+        assert_eq!(e.field, "cluster.key_file");
+        assert!(
+            e.reason.contains(&format!(
+                "key file {}: it is owned by uid 65534, not by the daemon's user (uid 0) or root; fix with: chown 0 {}",
+                key_path.display(),
+                key_path.display()
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_config_that_is_not_a_regular_file_or_too_large_is_refused() {
+        let e = ClusterConfig::load(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(e.file, Path::new("/dev/zero"));
+        assert!(
+            e.reason.contains("a character device, not a regular file"),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("/dev/zero: "), "{e}");
+
+        let dir = TempDir::new("config-file");
+        let fifo = dir.0.join("fifo.toml");
+        let status = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if status.is_ok_and(|s| s.success()) {
+            let e = ClusterConfig::load(&fifo).unwrap_err();
+            assert!(e.reason.contains("a FIFO, not a regular file"), "{e}");
+        }
+
+        // A good file padded with a comment to just over 1 MiB.
+        let big = dir.0.join("big.toml");
+        let mut text = GOOD.to_string();
+        text.push('#');
+        let pad = MAX_CONFIG_LEN as usize - text.len();
+        text.push_str(&"x".repeat(pad));
+        std::fs::write(&big, &text).unwrap();
+        ClusterConfig::load(&big).unwrap_or_else(|e| panic!("at the bound: {e}"));
+        text.push('x');
+        std::fs::write(&big, &text).unwrap();
+        let e = ClusterConfig::load(&big).unwrap_err();
+        assert_eq!(e.file, big);
+        assert!(
+            e.reason
+                .contains("holds 1048577 bytes, more than the 1048576 allowed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! virtual time. [`config::ClusterConfig`] loads and validates the cluster file.
 
 pub mod config;
+pub mod files;
 pub mod health;
 pub mod node;
 

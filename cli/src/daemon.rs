@@ -1,8 +1,10 @@
 //! `vigil daemon`: the thin tokio driver around the sans-IO `Node`.
 //!
-//! One task owns the `Node`. Link readers feed one bounded channel; control
-//! connections send requests through another. The loop sleeps until the node's next
-//! absolute deadline, so heartbeats keep time against the clock.
+//! One task owns the `Node`. Link readers feed one bounded channel; the control
+//! socket's thread ([`control::Server`]) sends parsed requests through another, of
+//! which the loop answers a few per turn after its timers and frames. The loop sleeps
+//! until the node's next absolute deadline, so heartbeats keep time against the
+//! clock.
 //!
 //! Outputs are carried out in order: a `Persist` is written durably (see
 //! [`crate::state`]) before anything after it, and a failure to write it stops the
@@ -11,7 +13,7 @@
 //! runs (exit code [`exit::FENCED`], a hook, reboot or halt).
 
 use crate::control::{
-    self, DaemonStatus, Direction, FaultCmd, LinkInfo, NodeInfo, Request, Response, TimersInfo,
+    self, Ctl, DaemonStatus, Direction, FaultCmd, LinkInfo, NodeInfo, Request, Response, TimersInfo,
 };
 use crate::exit;
 use crate::logging::{self, wall_us, LogFormat};
@@ -24,11 +26,8 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use vigil::config::{
     ClusterConfig, FencingMode, LinkKind, NodeConfig, NodeLinkAddr, ProbeCheck, Realtime, SelfFence,
@@ -42,8 +41,12 @@ use vigil_membership::NodeSet;
 
 /// Bound on frames queued between the link readers and the node.
 const RX_QUEUE: usize = 4096;
-/// Bound on control requests queued for the node.
-const CTL_QUEUE: usize = 64;
+/// Bound on control requests queued for the node; when full, a request is answered
+/// "busy" by the control thread instead of waiting.
+const CTL_QUEUE: usize = 16;
+/// Most control requests the node answers per turn of its loop (timers and frames
+/// come first in every turn).
+const CTL_PER_TURN: usize = 4;
 /// How long a `self_fence = "hook"` program may run before it is killed.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping daemon waits for control connections to send their answers.
@@ -153,11 +156,6 @@ fn fresh_incarnation(after: Option<Incarnation>) -> Incarnation {
     Incarnation(from_clock.max(above))
 }
 
-struct Ctl {
-    req: Request,
-    reply: oneshot::Sender<Response>,
-}
-
 /// How the daemon's main loop ended.
 #[derive(Debug)]
 enum Ending {
@@ -237,6 +235,8 @@ struct Running {
     /// Who sends from which UDP address, to apply `drop_in`.
     senders: BTreeMap<std::net::SocketAddr, NodeId>,
     injected_drops: u64,
+    /// The control socket's counters.
+    control: Option<control::Monitor>,
 }
 
 /// The watchdog, when configured.
@@ -923,6 +923,11 @@ impl Running {
                 })
                 .collect(),
             node: self.node.status(),
+            control: self
+                .control
+                .as_ref()
+                .map(control::Monitor::stats)
+                .unwrap_or_default(),
         }
     }
 }
@@ -961,11 +966,12 @@ fn open_links(
 }
 
 /// Bind the control socket: refuse if a live daemon answers on it, replace a stale one.
-fn bind_control(path: &Path) -> Result<UnixListener, String> {
+fn bind_control(path: &Path) -> Result<std::os::unix::net::UnixListener, String> {
+    // The socket's directory (`run_dir` by default) is created 0700 if missing and
+    // must be private: whoever can write to it can replace the socket.
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            vigil::files::private_dir(dir, "control socket directory")?;
         }
     }
     if path.exists() {
@@ -978,56 +984,11 @@ fn bind_control(path: &Path) -> Result<UnixListener, String> {
         std::fs::remove_file(path)
             .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
     }
-    let listener = UnixListener::bind(path)
+    let listener = std::os::unix::net::UnixListener::bind(path)
         .map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot set mode 0600 on {}: {e}", path.display()))?;
     Ok(listener)
-}
-
-/// One control connection: check the caller, read one request, answer it. `_live`
-/// is held until the answer is written, so a stopping daemon can wait for it.
-async fn control_conn(stream: UnixStream, ctl: mpsc::Sender<Ctl>, _live: Arc<()>) {
-    let allowed = match stream.peer_cred() {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        Ok(cred) => cred.uid() == 0 || cred.uid() == unsafe { libc::geteuid() },
-        Err(_) => false,
-    };
-    let (rd, mut wr) = stream.into_split();
-    // Read the request first in every case, so a refused caller gets its answer
-    // instead of a broken pipe.
-    let mut line = String::new();
-    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(rd, control::MAX_LINE as u64));
-    let read = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
-    if !matches!(read, Ok(Ok(n)) if n > 0) {
-        return;
-    }
-    let response = if !allowed {
-        Response::Error {
-            message: "permission denied: only root or the daemon's user may use the control socket"
-                .into(),
-        }
-    } else {
-        match serde_json::from_str::<Request>(&line) {
-            Ok(req) => {
-                let (tx, rx) = oneshot::channel();
-                if ctl.send(Ctl { req, reply: tx }).await.is_err() {
-                    return;
-                }
-                match rx.await {
-                    Ok(r) => r,
-                    Err(_) => return,
-                }
-            }
-            Err(e) => Response::Error {
-                message: format!("bad request: {e}"),
-            },
-        }
-    };
-    if let Ok(mut text) = serde_json::to_string(&response) {
-        text.push('\n');
-        let _ = wr.write_all(text.as_bytes()).await;
-    }
 }
 
 async fn serve(
@@ -1106,6 +1067,7 @@ async fn serve(
         drop_out: BTreeSet::new(),
         senders: BTreeMap::new(),
         injected_drops: 0,
+        control: None,
     };
     for n in &run.cfg.nodes {
         for a in &n.links {
@@ -1117,22 +1079,11 @@ async fn serve(
     if run.cfg.watchdog.is_some() {
         run.dog = Dog::Waiting;
     }
+    // The control socket is served on a thread of its own; only parsed requests
+    // reach this loop, through a bounded queue.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Ctl>(CTL_QUEUE);
-    let live = Arc::new(());
-    let accept_live = live.clone();
-    let accept = tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(control_conn(stream, ctl_tx.clone(), accept_live.clone()));
-                }
-                Err(e) => {
-                    warn!(error = %e, "control socket accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    });
+    let server = control::Server::start(listener, ctl_tx)?;
+    run.control = Some(server.monitor());
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -1213,36 +1164,26 @@ async fn serve(
                 run.node.probe_result(now, done.probe, done.result);
             }
             Some(ctl) = ctl_rx.recv() => {
-                let response = match ctl.req {
-                    Request::Status => Response::Status(Box::new(run.status())),
-                    Request::ManualSeed => manual_seed(&mut run),
-                    Request::Fault(cmd) => run.fault(cmd),
-                    Request::Stop => {
-                        let now = run.now();
-                        let state = run.node.status().fence.state;
-                        if leave_deadline.is_some() {
-                            Response::Done { message: "already leaving".into() }
-                        } else if matches!(state, NodeState::Member | NodeState::Racing) {
-                            info!(event = "node.leaving", ts_us = wall_us(), node = run.me.id.0, "vigil stop: leaving the cluster gracefully");
-                            run.node.leave(now);
-                            leave_deadline = Some(now + race_timeout.saturating_mul(3));
-                            Response::Done { message: "leaving".into() }
-                        } else {
-                            info!(event = "node.leaving", ts_us = wall_us(), node = run.me.id.0, state = ?state, "vigil stop: not a member; stopping at once");
-                            stop_now = Some(Ending::Code(exit::OK));
-                            Response::Done { message: format!("not a member ({}); stopping", state_word(state)) }
-                        }
+                // A few per turn: the next turn serves timers and frames first.
+                let mut next = Some(ctl);
+                let mut answered = 0;
+                while let Some(ctl) = next.take() {
+                    let response = answer(&mut run, ctl.req, &mut leave_deadline, &mut stop_now, race_timeout);
+                    let _ = ctl.reply.send(response);
+                    answered += 1;
+                    if answered < CTL_PER_TURN && stop_now.is_none() {
+                        next = ctl_rx.try_recv().ok();
                     }
-                };
-                let _ = ctl.reply.send(response);
+                }
             }
         }
     };
-    accept.abort();
-    let _ = std::fs::remove_file(&socket);
     match &ending {
         Ending::Fenced(_) => {
-            // Nothing more goes out: close the links before acting.
+            // Stop serving at once; nothing more goes out: close the links before
+            // acting.
+            drop(server);
+            let _ = std::fs::remove_file(&socket);
             drop(run.links);
         }
         Ending::Code(code) => {
@@ -1261,10 +1202,8 @@ async fn serve(
             }
             // Let control connections in flight write their answers (`vigil stop`).
             drop(ctl_rx);
-            let grace = tokio::time::Instant::now() + ANSWER_GRACE;
-            while Arc::strong_count(&live) > 1 && tokio::time::Instant::now() < grace {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            server.stop(ANSWER_GRACE);
+            let _ = std::fs::remove_file(&socket);
             info!(
                 event = "daemon.stopped",
                 ts_us = wall_us(),
@@ -1275,6 +1214,48 @@ async fn serve(
         }
     }
     Ok(ending)
+}
+
+/// The node's answer to one control request.
+fn answer(
+    run: &mut Running,
+    req: Request,
+    leave_deadline: &mut Option<Instant>,
+    stop_now: &mut Option<Ending>,
+    race_timeout: Duration,
+) -> Response {
+    match req {
+        Request::Status => Response::Status(Box::new(run.status())),
+        Request::ManualSeed => manual_seed(run),
+        Request::Fault(cmd) => run.fault(cmd),
+        Request::Stop => {
+            let now = run.now();
+            let state = run.node.status().fence.state;
+            if leave_deadline.is_some() {
+                Response::Done {
+                    message: "already leaving".into(),
+                }
+            } else if matches!(state, NodeState::Member | NodeState::Racing) {
+                info!(
+                    event = "node.leaving",
+                    ts_us = wall_us(),
+                    node = run.me.id.0,
+                    "vigil stop: leaving the cluster gracefully"
+                );
+                run.node.leave(now);
+                *leave_deadline = Some(now + race_timeout.saturating_mul(3));
+                Response::Done {
+                    message: "leaving".into(),
+                }
+            } else {
+                info!(event = "node.leaving", ts_us = wall_us(), node = run.me.id.0, state = ?state, "vigil stop: not a member; stopping at once");
+                *stop_now = Some(Ending::Code(exit::OK));
+                Response::Done {
+                    message: format!("not a member ({}); stopping", state_word(state)),
+                }
+            }
+        }
+    }
 }
 
 /// The fence state as a word for people and JSON: `unseeded`, `member`, `racing`,

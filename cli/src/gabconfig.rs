@@ -350,6 +350,7 @@ pub(crate) mod tests {
                     bad_messages: 0,
                 },
             },
+            control: Default::default(),
         }
     }
 

@@ -236,7 +236,7 @@ pub fn stats_json(s: &DaemonStatus) -> Value {
     json!({"local": s.local, "node": s.node_name, "incarnation": s.node.llt.incarnation.0,
            "uptime_ms": s.uptime_ms, "links": links, "peers": peers,
            "heartbeat": s.node.llt.heartbeat, "realtime": s.realtime,
-           "stalls": crate::fenceadm::stalls_json(s)})
+           "stalls": crate::fenceadm::stalls_json(s), "control": s.control})
 }
 
 pub fn stats_text(s: &DaemonStatus) -> String {
@@ -287,6 +287,12 @@ pub fn stats_text(s: &DaemonStatus) -> String {
         g.window,
         g.count,
         ms(g.max_us)
+    );
+    let c = &s.control;
+    let _ = writeln!(
+        out,
+        "  Control socket: {} open (at most {}), {} accepted, {} served; refused: {} over the connection bound, {} over {} bytes, {} timed out, {} busy, {} bad",
+        c.open, c.max_connections, c.accepted, c.served, c.refused, c.oversize, c.max_request_bytes, c.timed_out, c.busy, c.bad
     );
     let st = &s.node.health.stalls;
     let _ = writeln!(

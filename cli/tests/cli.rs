@@ -642,3 +642,40 @@ fn a_generation_that_cannot_be_persisted_is_never_acted_on() {
         "acted on an unpersisted generation: {log}"
     );
 }
+
+#[test]
+fn a_config_that_is_a_device_or_too_large_is_refused_naming_it() {
+    let out = vigil(&["config", "check", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/dev/zero: (file): it is a character device, not a regular file"),
+        "{err}"
+    );
+    let mut text = GOOD.to_string();
+    text.push('#');
+    text.push_str(&"x".repeat(1 << 20));
+    let (ok, msg) = check("huge.toml", &text);
+    assert!(!ok, "{msg}");
+    assert!(msg.contains("more than the 1048576 allowed"), "{msg}");
+}
+
+#[test]
+fn a_shared_state_directory_stops_the_daemon_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Loopback::new("shared-state", 1, "");
+    let state = c.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    c.start(0);
+    assert_eq!(c.wait_exit(0, std::time::Duration::from_secs(5)), Some(1));
+    let log = c.log(0);
+    assert!(
+        log.contains(&format!(
+            "vigil daemon: refusing state directory {}: it has mode 0777: group or others may write to it; fix with: chmod go-w {}",
+            state.display(),
+            state.display()
+        )),
+        "{log}"
+    );
+}
