@@ -1,6 +1,8 @@
 //! Harness for the workspace integration tests: real `vigil` daemon processes, their
 //! control sockets, their JSON logs, and network namespaces for multi-host tests.
 
+pub mod capture;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
