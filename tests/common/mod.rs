@@ -1,6 +1,8 @@
 //! Harness for the workspace integration tests: real `vigil` daemon processes, their
 //! control sockets, their JSON logs, and network namespaces for multi-host tests.
 
+pub mod capture;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -448,18 +450,32 @@ pub fn nft_apply(ns: &Netns, ruleset: &str) {
 // The fencing lab: five (or n) namespaces on two bridges, UDP links a and b.
 
 pub struct Lab {
-    _hub: Netns,
+    pub hub: Netns,
     pub nodes: Vec<Netns>,
     pub dir: TempDir,
     pub config: PathBuf,
+    tag: String,
 }
+
+/// The fencing lab's timers: fast enough for quick tests, slow enough for a busy
+/// machine.
+pub const LAB_TIMERS: &str = "heartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\n\
+                              peer_inactive = 400\nrace_timeout = 300\n";
 
 /// A fencing lab: `n` namespaces, each on two bridges of a hub namespace. `extra`
 /// is appended to the config (`{dir}` stands for the lab's directory).
 ///
 /// Node `i` has `eth1` (10.202.1.i+1) on the hub's `br-a` and `eth2` (10.202.2.i+1)
-/// on `br-b`; link `a` is UDP over the first, link `b` UDP over the second.
+/// on `br-b`; link `a` is UDP over the first (port 5701), link `b` UDP over the
+/// second (port 5702).
 pub fn lab(tag: &str, n: usize, extra: &str) -> Lab {
+    lab_with(tag, n, "", LAB_TIMERS, extra)
+}
+
+/// [`lab`] with `cluster` added to the `[cluster]` table and `timers` as the
+/// `[timers]` table's body (empty: the default profile). `{dir}` stands for the
+/// lab's directory in all three.
+pub fn lab_with(tag: &str, n: usize, cluster: &str, timers: &str, extra: &str) -> Lab {
     let id = std::process::id() % 100_000;
     let hub = bridge_hub(format!("vf{id}{tag}h"), &["br-a", "br-b"]);
     let mut nodes = Vec::new();
@@ -478,14 +494,15 @@ pub fn lab(tag: &str, n: usize, extra: &str) -> Lab {
         nodes.push(ns);
     }
     let dir = TempDir::new(&format!("fence-{tag}"));
+    let d = dir.path().display().to_string();
     let mut t = format!(
         "[cluster]\nname = \"fence\"\nid = 78\nrun_dir = \"{d}\"\nstate_dir = \"{d}/state\"\n\
-         fencing = \"majority\"\nself_fence = \"exit\"\n\n\
-         [timers]\nheartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\npeer_inactive = 400\n\
-         race_timeout = 300\n\n\
-         [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5701\n\n\
-         [[links]]\nname = \"b\"\nkind = \"udp\"\nport = 5702\n",
-        d = dir.path().display()
+         fencing = \"majority\"\nself_fence = \"exit\"\n{cluster}\n\
+         [timers]\n{timers}\n\
+         [[links]]\nname = \"a\"\nkind = \"udp\"\nport = {LAB_PORT_A}\n\n\
+         [[links]]\nname = \"b\"\nkind = \"udp\"\nport = {LAB_PORT_B}\n",
+        cluster = cluster.replace("{dir}", &d),
+        timers = timers.replace("{dir}", &d),
     );
     for i in 0..n {
         t.push_str(&format!(
@@ -497,16 +514,59 @@ pub fn lab(tag: &str, n: usize, extra: &str) -> Lab {
     let config = dir.path().join("cluster.toml");
     std::fs::write(&config, t).expect("write the config");
     Lab {
-        _hub: hub,
+        hub,
         nodes,
         dir,
         config,
+        tag: tag.to_string(),
     }
 }
+
+/// The fencing lab's UDP port of link `a`.
+pub const LAB_PORT_A: u16 = 5701;
+/// The fencing lab's UDP port of link `b`.
+pub const LAB_PORT_B: u16 = 5702;
 
 impl Lab {
     pub fn start(&self, i: usize) -> Daemon {
         self.start_wrapped(i, &[])
+    }
+
+    /// Start node `i` again (a new incarnation, same state file), logging to
+    /// `n{i}-{label}.log` so that the earlier run's log stays.
+    pub fn restart(&self, i: usize, label: &str) -> Daemon {
+        Daemon::start(
+            &self.config,
+            &format!("n{i}"),
+            &self.dir.path().join(format!("n{i}.sock")),
+            &self.dir.path().join(format!("n{i}-{label}.log")),
+            Some(self.nodes[i].name()),
+        )
+    }
+
+    /// Node `i`'s address on link `link` (0: `a`, 1: `b`).
+    pub fn addr(&self, i: usize, link: usize) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::new(10, 202, link as u8 + 1, i as u8 + 1)
+    }
+
+    /// The UDP port of link `link`.
+    pub fn port(&self, link: usize) -> u16 {
+        [LAB_PORT_A, LAB_PORT_B][link]
+    }
+
+    /// The bridge of link `link`, in the hub namespace.
+    pub fn bridge(&self, link: usize) -> &'static str {
+        ["br-a", "br-b"][link]
+    }
+
+    /// The hub-side end of node `i`'s veth on link `link` (a port of that bridge).
+    pub fn hub_port(&self, i: usize, link: usize) -> String {
+        format!("f{}{i}{}", self.tag, ["a", "b"][link])
+    }
+
+    /// The node-side interface of link `link` (`eth1`, `eth2`).
+    pub fn node_dev(&self, link: usize) -> &'static str {
+        ["eth1", "eth2"][link]
     }
 
     /// Start node `i` through `wrapper` (see [`Daemon::start_wrapped`]).
