@@ -24,6 +24,9 @@ pub enum Request {
     /// `vigil fault`: a testing tool that drops this node's traffic to or from
     /// chosen peers; refused unless `cluster.fault_injection = true`.
     Fault(FaultCmd),
+    /// `vigil key reload`: re-read `key_file` and `accept_key_files` from the
+    /// daemon's config file and use them from now on.
+    KeyReload,
 }
 
 /// Which way a fault drops frames, as seen from the daemon asked.

@@ -178,6 +178,37 @@ pub fn vigil(args: &[&str]) -> Output {
         .expect("run vigil")
 }
 
+/// `vigil keygen PATH`: a new cluster key (32 random bytes, mode 0600), as an
+/// operator makes one; its key ID as `vigil keygen` prints it.
+pub fn keygen(path: &Path) -> String {
+    let p = path.to_str().expect("utf-8 path");
+    let out = vigil(&["keygen", p]);
+    assert!(
+        out.status.success(),
+        "vigil keygen {p}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("key ID ")
+        .nth(1)
+        .and_then(|t| t.get(..8))
+        .unwrap_or_else(|| panic!("no key ID in {text:?}"))
+        .to_string()
+}
+
+/// The `[cluster]` lines that key a test cluster like production: unless `cluster`
+/// already says `key_file` or `insecure`, a new key `{dir}/cluster.key` is made and
+/// named.
+pub fn default_key_lines(dir: &Path, cluster: &str) -> String {
+    if cluster.contains("key_file") || cluster.contains("insecure") {
+        return String::new();
+    }
+    // An absolute path: a test that copies the config elsewhere keeps one key.
+    let path = dir.join("cluster.key");
+    keygen(&path);
+    format!("key_file = \"{}\"\n", path.display())
+}
+
 /// `vigil lltstat <flags> --json --socket S`, parsed; `None` if the daemon does not answer.
 pub fn lltstat_json(socket: &Path, flags: &[&str]) -> Option<Value> {
     let mut args: Vec<&str> = vec!["lltstat"];
@@ -478,9 +509,10 @@ pub fn lab(tag: &str, n: usize, extra: &str) -> Lab {
         nodes.push(ns);
     }
     let dir = TempDir::new(&format!("fence-{tag}"));
+    let key = default_key_lines(dir.path(), "");
     let mut t = format!(
         "[cluster]\nname = \"fence\"\nid = 78\nrun_dir = \"{d}\"\nstate_dir = \"{d}/state\"\n\
-         fencing = \"majority\"\nself_fence = \"exit\"\n\n\
+         fencing = \"majority\"\nself_fence = \"exit\"\n{key}\n\
          [timers]\nheartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\npeer_inactive = 400\n\
          race_timeout = 300\n\n\
          [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5701\n\n\
@@ -613,7 +645,8 @@ pub fn dump(daemons: &[Daemon]) -> String {
 // Loopback clusters.
 
 /// Write `{dir}/cluster.toml` for `n` nodes on 127.0.0.1 with UDP links `a` and `b`
-/// on free ports. `cluster` is added to the `[cluster]` table, `timers` is the
+/// on free ports, keyed with a new `{dir}/cluster.key` unless `cluster` names a
+/// `key_file` or says `insecure`. `cluster` is added to the `[cluster]` table, `timers` is the
 /// `[timers]` table's body, `tail` is appended (`{dir}` stands for `dir`).
 pub fn loopback_config(
     dir: &Path,
@@ -623,8 +656,9 @@ pub fn loopback_config(
     tail: &str,
 ) -> (PathBuf, Vec<u16>) {
     let ports = free_udp_ports(2 * n);
+    let key = default_key_lines(dir, cluster);
     let mut t = format!(
-        "[cluster]\nname = \"t\"\nid = 4711\nrun_dir = \"{d}\"\nstate_dir = \"{d}\"\n{cluster}\n\
+        "[cluster]\nname = \"t\"\nid = 4711\nrun_dir = \"{d}\"\nstate_dir = \"{d}\"\n{key}{cluster}\n\
          [timers]\n{timers}\n\n\
          [[links]]\nname = \"a\"\nkind = \"udp\"\n\n[[links]]\nname = \"b\"\nkind = \"udp\"\n",
         d = dir.display()
