@@ -2962,7 +2962,7 @@ links = { a = "127.0.0.1:5002" }
         assert!(e.reason.contains("holds 5 bytes"), "{e}");
 
         // A bound on the list.
-        let nine = vec!["\"b.key\""; MAX_ACCEPT_KEYS + 1].join(", ");
+        let nine = ["\"b.key\""; MAX_ACCEPT_KEYS + 1].join(", ");
         let e = ClusterConfig::parse(&keyed(&nine), &cfg).unwrap_err();
         assert_eq!(e.field, "cluster.accept_key_files");
         assert!(e.reason.contains("at most 8"), "{e}");
