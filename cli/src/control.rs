@@ -55,6 +55,9 @@ pub enum Request {
     /// `vigil fault`: a testing tool that drops this node's traffic to or from
     /// chosen peers; refused unless `cluster.fault_injection = true`.
     Fault(FaultCmd),
+    /// `vigil key reload`: re-read `key_file` and `accept_key_files` from the
+    /// daemon's config file and use them from now on.
+    KeyReload,
 }
 
 /// Which way a fault drops frames, as seen from the daemon asked.
@@ -317,6 +320,9 @@ pub fn resolve(target: &crate::Target) -> Result<PathBuf, String> {
 #[derive(Debug)]
 pub struct Ctl {
     pub req: Request,
+    /// For [`Request::KeyReload`]: the config file as read again, on the control
+    /// thread (a slow file system must not hold up heartbeats).
+    pub reloaded: Option<Result<Box<vigil::config::ClusterConfig>, String>>,
     pub reply: oneshot::Sender<Response>,
 }
 
@@ -376,6 +382,7 @@ impl Server {
     pub fn start(
         listener: std::os::unix::net::UnixListener,
         queue: mpsc::Sender<Ctl>,
+        config_file: PathBuf,
     ) -> Result<Server, String> {
         listener
             .set_nonblocking(true)
@@ -394,7 +401,7 @@ impl Server {
             .name("vigil-control".into())
             .spawn(move || {
                 lower_priority();
-                runtime.block_on(serve(listener, queue, m, stopped));
+                runtime.block_on(serve(listener, queue, Arc::new(config_file), m, stopped));
                 // Dropping the runtime closes the connections still open.
             })
             .map_err(|e| format!("cannot start the control socket's thread: {e}"))?;
@@ -445,6 +452,7 @@ fn lower_priority() {
 async fn serve(
     listener: std::os::unix::net::UnixListener,
     queue: mpsc::Sender<Ctl>,
+    config_file: Arc<PathBuf>,
     monitor: Monitor,
     stopped: oneshot::Receiver<Duration>,
 ) {
@@ -469,8 +477,9 @@ async fn serve(
                 Ok(permit) => {
                     bump(&monitor.counters.accepted);
                     let (q, c) = (queue.clone(), monitor.counters.clone());
+                    let f = config_file.clone();
                     tokio::spawn(async move {
-                        connection(stream, q, &c).await;
+                        connection(stream, q, f, &c).await;
                         drop(permit);
                     });
                 }
@@ -549,7 +558,12 @@ async fn read_request<R: AsyncRead + Unpin>(rd: &mut R) -> Read {
 
 /// One control connection: check the caller, read one request, have the node
 /// answer it, write the answer.
-async fn connection(stream: tokio::net::UnixStream, queue: mpsc::Sender<Ctl>, c: &Counters) {
+async fn connection(
+    stream: tokio::net::UnixStream,
+    queue: mpsc::Sender<Ctl>,
+    config_file: Arc<PathBuf>,
+    c: &Counters,
+) {
     let allowed = match stream.peer_cred() {
         // SAFETY: geteuid has no preconditions and cannot fail.
         Ok(cred) => cred.uid() == 0 || cred.uid() == unsafe { libc::geteuid() },
@@ -584,7 +598,13 @@ async fn connection(stream: tokio::net::UnixStream, queue: mpsc::Sender<Ctl>, c:
             }
         }
         Read::Line(bytes) => match serde_json::from_slice::<Request>(&bytes) {
-            Ok(req) => ask(&queue, req, c).await,
+            Ok(req) => {
+                let reloaded = match req {
+                    Request::KeyReload => Some(reload_config(config_file).await),
+                    _ => None,
+                };
+                ask(&queue, req, reloaded, c).await
+            }
             Err(e) => {
                 bump(&c.bad);
                 Response::Error {
@@ -600,13 +620,30 @@ async fn connection(stream: tokio::net::UnixStream, queue: mpsc::Sender<Ctl>, c:
     }
 }
 
+/// Read and check the config file again, on a blocking-pool thread.
+async fn reload_config(path: Arc<PathBuf>) -> Result<Box<vigil::config::ClusterConfig>, String> {
+    tokio::task::spawn_blocking(move || vigil::config::ClusterConfig::load(&path).map(Box::new))
+        .await
+        .map_err(|e| format!("reading the config file failed: {e}"))?
+        .map_err(|e| e.to_string())
+}
+
 /// Hand `req` to the node without waiting for room in its queue; its answer.
-async fn ask(queue: &mpsc::Sender<Ctl>, req: Request, c: &Counters) -> Response {
+async fn ask(
+    queue: &mpsc::Sender<Ctl>,
+    req: Request,
+    reloaded: Option<Result<Box<vigil::config::ClusterConfig>, String>>,
+    c: &Counters,
+) -> Response {
     let stopping = || Response::Error {
         message: "the daemon is stopping".into(),
     };
     let (tx, rx) = oneshot::channel();
-    match queue.try_send(Ctl { req, reply: tx }) {
+    match queue.try_send(Ctl {
+        req,
+        reloaded,
+        reply: tx,
+    }) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {
             bump(&c.busy);
@@ -676,10 +713,11 @@ mod tests {
         let (reply, _keep) = oneshot::channel();
         tx.try_send(Ctl {
             req: Request::Status,
+            reloaded: None,
             reply,
         })
         .expect("room for one");
-        let r = rt.block_on(ask(&tx, Request::Status, &c));
+        let r = rt.block_on(ask(&tx, Request::Status, None, &c));
         assert!(
             matches!(&r, Response::Busy { message } if message.contains("busy: 1 control requests are waiting")),
             "{r:?}"
@@ -688,7 +726,7 @@ mod tests {
         // A node that has stopped answers "stopping", not busy.
         drop(rx.try_recv());
         drop(rx);
-        let r = rt.block_on(ask(&tx, Request::Status, &c));
+        let r = rt.block_on(ask(&tx, Request::Status, None, &c));
         assert!(
             matches!(&r, Response::Error { message } if message.contains("stopping")),
             "{r:?}"

@@ -37,6 +37,7 @@ use vigil::node::{HealthEvent, LltEvent, Node, Output, Transmit};
 use vigil_fence::{FenceEvent, FenceReason, NodeState};
 use vigil_llt::driver::{EtherLink, Link, RxFrame, UdpLink};
 use vigil_llt::types::{Incarnation, Instant, LinkAddr, LinkId, NodeId};
+use vigil_llt::KeyId;
 use vigil_membership::NodeSet;
 
 /// Bound on frames queued between the link readers and the node.
@@ -853,7 +854,7 @@ impl Running {
             node_name: self.me.name.clone(),
             pid: std::process::id(),
             config_file: self.config_file.clone(),
-            authenticated: self.cfg.cluster.key.is_some(),
+            authenticated: self.node.status().llt.keys.send.is_some(),
             uptime_ms: self.origin.elapsed().as_millis() as u64,
             now_ns: now.as_nanos(),
             timers: TimersInfo {
@@ -1031,6 +1032,28 @@ async fn serve(
         "listening for {} ms before sending",
         cfg.llt_config().listen_window.as_millis()
     );
+    if cfg.cluster.insecure {
+        warn!(
+            event = "cluster.insecure",
+            ts_us = wall_us(),
+            node = me.id.0,
+            config = %config_file.display(),
+            "llt frames are NOT authenticated (cluster.insecure = true): anyone who can reach a cluster network can forge heartbeats and membership; make a key with `vigil keygen {}` and set cluster.key_file",
+            cfg.suggested_key_file().display()
+        );
+    } else {
+        let ring: Vec<String> = cfg.frame_keys().iter().map(|k| k.id.to_string()).collect();
+        info!(
+            event = "keys.loaded",
+            ts_us = wall_us(),
+            node = me.id.0,
+            send = ring.first().map_or("", String::as_str),
+            accept = %ring.join(","),
+            "frames sent with key {}, accepted under {}",
+            ring.first().map_or("", String::as_str),
+            ring.join(", ")
+        );
+    }
     let race_timeout = cfg.timers.race_timeout;
     let mut node = node;
     let mut checks = BTreeMap::new();
@@ -1082,7 +1105,7 @@ async fn serve(
     // The control socket is served on a thread of its own; only parsed requests
     // reach this loop, through a bounded queue.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Ctl>(CTL_QUEUE);
-    let server = control::Server::start(listener, ctl_tx)?;
+    let server = control::Server::start(listener, ctl_tx, run.config_file.clone())?;
     run.control = Some(server.monitor());
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
@@ -1168,7 +1191,7 @@ async fn serve(
                 let mut next = Some(ctl);
                 let mut answered = 0;
                 while let Some(ctl) = next.take() {
-                    let response = answer(&mut run, ctl.req, &mut leave_deadline, &mut stop_now, race_timeout);
+                    let response = answer(&mut run, ctl.req, ctl.reloaded, &mut leave_deadline, &mut stop_now, race_timeout);
                     let _ = ctl.reply.send(response);
                     answered += 1;
                     if answered < CTL_PER_TURN && stop_now.is_none() {
@@ -1220,6 +1243,7 @@ async fn serve(
 fn answer(
     run: &mut Running,
     req: Request,
+    reloaded: Option<Result<Box<ClusterConfig>, String>>,
     leave_deadline: &mut Option<Instant>,
     stop_now: &mut Option<Ending>,
     race_timeout: Duration,
@@ -1228,6 +1252,23 @@ fn answer(
         Request::Status => Response::Status(Box::new(run.status())),
         Request::ManualSeed => manual_seed(run),
         Request::Fault(cmd) => run.fault(cmd),
+        Request::KeyReload => match reloaded {
+            Some(Ok(cfg)) => run.reload_keys(&cfg),
+            Some(Err(message)) => {
+                warn!(
+                    event = "keys.reload_refused",
+                    ts_us = wall_us(),
+                    node = run.me.id.0,
+                    "{message}"
+                );
+                Response::Error {
+                    message: format!("keys unchanged: {message}"),
+                }
+            }
+            None => Response::Error {
+                message: "keys unchanged: the config was not read".into(),
+            },
+        },
         Request::Stop => {
             let now = run.now();
             let state = run.node.status().fence.state;
@@ -1271,6 +1312,97 @@ pub fn state_word(s: NodeState) -> &'static str {
 }
 
 /// `gabconfig -x`: only a node with no view yet can seed.
+impl Running {
+    /// `vigil key reload`: take `key_file` and `accept_key_files` from the config
+    /// file as just read again (`cfg`, already checked like at start) and use them
+    /// from now on. Refused when the cluster would change between keyed and
+    /// unkeyed, or the file now describes another cluster or node.
+    fn reload_keys(&mut self, cfg: &ClusterConfig) -> Response {
+        let refuse = |message: String| {
+            warn!(
+                event = "keys.reload_refused",
+                ts_us = wall_us(),
+                node = self.me.id.0,
+                "{message}"
+            );
+            Response::Error {
+                message: format!("keys unchanged: {message}"),
+            }
+        };
+        let file = cfg.source.display();
+        if cfg.cluster.id != self.cfg.cluster.id
+            || cfg.node_by_name(&self.me.name).map(|n| n.id) != Some(self.me.id)
+        {
+            return refuse(format!(
+                "{file} no longer describes this node ({} in cluster ID {}); restart the daemon to run another configuration",
+                self.me.name, self.cfg.cluster.id.0
+            ));
+        }
+        let old = self.node.status().llt.keys;
+        let ring = cfg.frame_keys();
+        match (old.send, ring.first()) {
+            (Some(_), None) => {
+                return refuse(format!(
+                    "{file}: cluster.key_file: this cluster is keyed and the file now gives no key (insecure = true); a node without keys drops every frame of its keyed peers. Turning authentication off needs every node restarted"
+                ))
+            }
+            (None, Some(_)) => {
+                return refuse(format!(
+                    "{file}: cluster.key_file: this node runs unauthenticated (it started with insecure = true); its peers drop keyed frames, so turning keys on needs every node restarted with the key"
+                ))
+            }
+            _ => {}
+        }
+        let ids = |v: &[KeyId]| {
+            v.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let new_ids: Vec<KeyId> = ring.iter().map(|k| k.id).collect();
+        let describe = |send: Option<KeyId>, accept: &[KeyId]| match send {
+            Some(s) => format!("sending with key {s}, accepting {}", ids(accept)),
+            None => "unauthenticated".to_string(),
+        };
+        let now_text = describe(new_ids.first().copied(), &new_ids);
+        let was_text = describe(old.send, &old.accept);
+        // Whatever else changed in the file waits for a restart; say so.
+        let mut others = cfg.clone();
+        others.cluster.key_file = self.cfg.cluster.key_file.clone();
+        others.cluster.key = self.cfg.cluster.key.clone();
+        others.cluster.accept_key_files = self.cfg.cluster.accept_key_files.clone();
+        others.cluster.accept_keys = self.cfg.cluster.accept_keys.clone();
+        let later = if others == self.cfg {
+            String::new()
+        } else {
+            "; the file's other changes take effect at the next restart".to_string()
+        };
+        if new_ids == old.accept && new_ids.first() == old.send.as_ref() {
+            return Response::Done {
+                message: format!("keys unchanged: {now_text}{later}"),
+            };
+        }
+        self.node.set_frame_keys(ring);
+        self.cfg.cluster.key_file = cfg.cluster.key_file.clone();
+        self.cfg.cluster.key = cfg.cluster.key.clone();
+        self.cfg.cluster.accept_key_files = cfg.cluster.accept_key_files.clone();
+        self.cfg.cluster.accept_keys = cfg.cluster.accept_keys.clone();
+        info!(
+            event = "keys.reloaded",
+            ts_us = wall_us(),
+            node = self.me.id.0,
+            send = %new_ids.first().map(ToString::to_string).unwrap_or_default(),
+            accept = %ids(&new_ids),
+            previous_send = %old.send.map(|k| k.to_string()).unwrap_or_default(),
+            previous_accept = %ids(&old.accept),
+            "key ring reloaded: {now_text} (was: {was_text})"
+        );
+        Response::Done {
+            message: format!("{now_text} (was: {was_text}){later}"),
+        }
+    }
+}
+
 fn manual_seed(run: &mut Running) -> Response {
     let now = run.now();
     let status = run.node.status();

@@ -334,6 +334,7 @@ pub(crate) mod tests {
                         })
                         .collect(),
                     heartbeat: Default::default(),
+                    keys: Default::default(),
                 },
                 health: Default::default(),
                 fence: FenceStatus {

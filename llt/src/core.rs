@@ -3,7 +3,7 @@
 use crate::config::{LinkPriority, LltConfig};
 use crate::stats::{DropReason, LinkStats, PeerLinkStats};
 use crate::types::{Generation, Incarnation, Instant, LinkAddr, LinkId, NodeId, Port, MAX_LINKS};
-use crate::wire::{self, DecodeError, FrameKey, Header, Kind};
+use crate::wire::{self, DecodeError, FrameKey, Header, KeyId, Kind};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -301,6 +301,19 @@ pub struct Status {
     /// high-priority link.
     #[serde(default)]
     pub heartbeat: GapSummary,
+    /// The key ring: which key frames go out with, which are accepted.
+    #[serde(default)]
+    pub keys: KeyRingStatus,
+}
+
+/// The key ring as `lltstat` shows it: key IDs only, never keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRingStatus {
+    /// The ID of the key every frame is sent with; `None` on an unauthenticated
+    /// cluster (frames carry no MAC).
+    pub send: Option<KeyId>,
+    /// The IDs of every key a frame is accepted under, the sending key first.
+    pub accept: Vec<KeyId>,
 }
 
 /// The llt core: heartbeats, link and peer state, port data, statistics.
@@ -1200,6 +1213,10 @@ impl Llt {
             links,
             peers,
             heartbeat: self.heartbeat_gaps(),
+            keys: KeyRingStatus {
+                send: self.cfg.keys.first().map(|k| k.id),
+                accept: self.cfg.keys.iter().map(|k| k.id).collect(),
+            },
         }
     }
 }

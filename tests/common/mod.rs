@@ -180,6 +180,37 @@ pub fn vigil(args: &[&str]) -> Output {
         .expect("run vigil")
 }
 
+/// `vigil keygen PATH`: a new cluster key (32 random bytes, mode 0600), as an
+/// operator makes one; its key ID as `vigil keygen` prints it.
+pub fn keygen(path: &Path) -> String {
+    let p = path.to_str().expect("utf-8 path");
+    let out = vigil(&["keygen", p]);
+    assert!(
+        out.status.success(),
+        "vigil keygen {p}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("key ID ")
+        .nth(1)
+        .and_then(|t| t.get(..8))
+        .unwrap_or_else(|| panic!("no key ID in {text:?}"))
+        .to_string()
+}
+
+/// The `[cluster]` lines that key a test cluster like production: unless `cluster`
+/// already says `key_file` or `insecure`, a new key `{dir}/cluster.key` is made and
+/// named.
+pub fn default_key_lines(dir: &Path, cluster: &str) -> String {
+    if cluster.contains("key_file") || cluster.contains("insecure") {
+        return String::new();
+    }
+    // An absolute path: a test that copies the config elsewhere keeps one key.
+    let path = dir.join("cluster.key");
+    keygen(&path);
+    format!("key_file = \"{}\"\n", path.display())
+}
+
 /// `vigil lltstat <flags> --json --socket S`, parsed; `None` if the daemon does not answer.
 pub fn lltstat_json(socket: &Path, flags: &[&str]) -> Option<Value> {
     let mut args: Vec<&str> = vec!["lltstat"];
@@ -495,9 +526,10 @@ pub fn lab_with(tag: &str, n: usize, cluster: &str, timers: &str, extra: &str) -
     }
     let dir = TempDir::new(&format!("fence-{tag}"));
     let d = dir.path().display().to_string();
+    let key = default_key_lines(dir.path(), cluster);
     let mut t = format!(
         "[cluster]\nname = \"fence\"\nid = 78\nrun_dir = \"{d}\"\nstate_dir = \"{d}/state\"\n\
-         fencing = \"majority\"\nself_fence = \"exit\"\n{cluster}\n\
+         fencing = \"majority\"\nself_fence = \"exit\"\n{cluster}{key}\n\
          [timers]\n{timers}\n\
          [[links]]\nname = \"a\"\nkind = \"udp\"\nport = {LAB_PORT_A}\n\n\
          [[links]]\nname = \"b\"\nkind = \"udp\"\nport = {LAB_PORT_B}\n",
@@ -673,7 +705,8 @@ pub fn dump(daemons: &[Daemon]) -> String {
 // Loopback clusters.
 
 /// Write `{dir}/cluster.toml` for `n` nodes on 127.0.0.1 with UDP links `a` and `b`
-/// on free ports. `cluster` is added to the `[cluster]` table, `timers` is the
+/// on free ports, keyed with a new `{dir}/cluster.key` unless `cluster` names a
+/// `key_file` or says `insecure`. `cluster` is added to the `[cluster]` table, `timers` is the
 /// `[timers]` table's body, `tail` is appended (`{dir}` stands for `dir`).
 pub fn loopback_config(
     dir: &Path,
@@ -683,8 +716,9 @@ pub fn loopback_config(
     tail: &str,
 ) -> (PathBuf, Vec<u16>) {
     let ports = free_udp_ports(2 * n);
+    let key = default_key_lines(dir, cluster);
     let mut t = format!(
-        "[cluster]\nname = \"t\"\nid = 4711\nrun_dir = \"{d}\"\nstate_dir = \"{d}\"\n{cluster}\n\
+        "[cluster]\nname = \"t\"\nid = 4711\nrun_dir = \"{d}\"\nstate_dir = \"{d}\"\n{key}{cluster}\n\
          [timers]\n{timers}\n\n\
          [[links]]\nname = \"a\"\nkind = \"udp\"\n\n[[links]]\nname = \"b\"\nkind = \"udp\"\n",
         d = dir.display()
