@@ -2873,7 +2873,7 @@ links = { a = "127.0.0.1:5002" }
     fn a_key_file_of_another_user_or_too_long_is_refused() {
         let dir = TempDir::new("key-owner");
         let cfg_path = dir.0.join("cluster.toml");
-        let text = edit("id = 1\n", "id = 1\nkey_file = \"key\"\n");
+        let text = edit("insecure = true\n", "key_file = \"key\"\n");
         let key_path = write_key(&dir.0, &[7u8; 4097], 0o600);
         let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
         assert_eq!(e.field, "cluster.key_file");
@@ -3041,7 +3041,7 @@ links = { a = "127.0.0.1:5002" }
         std::fs::set_permissions(&b_path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let e = ClusterConfig::parse(&keyed("\"b.key\", \"missing.key\""), &cfg).unwrap_err();
         assert_eq!(e.field, "cluster.accept_key_files[1]");
-        assert!(e.reason.contains("cannot read key file"), "{e}");
+        assert!(e.reason.contains("cannot read it"), "{e}");
         write_named_key(&dir.0, "short.key", b"short");
         let e = ClusterConfig::parse(&keyed("\"short.key\""), &cfg).unwrap_err();
         assert_eq!(e.field, "cluster.accept_key_files[0]");
