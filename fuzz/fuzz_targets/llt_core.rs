@@ -18,6 +18,7 @@ use vigil_llt::{Llt, Output};
 
 const OTHER_KEY: [u8; 32] = [0x24; 32];
 const MY_INCARNATION: Incarnation = Incarnation(1_000);
+const START: Instant = Instant(1_000_000_000);
 
 struct Rd<'a>(&'a [u8]);
 
@@ -144,26 +145,24 @@ fn forge(
     Some(wire::encode(&header, &payload, key))
 }
 
-fn run(data: &[u8]) -> Option<()> {
+/// Runs the input's operations on `llt` until the input runs out.
+fn run(llt: &mut Llt, data: &[u8]) -> Option<()> {
     let mut r = Rd(data);
-    let setup = r.u8()?;
-    let (cfg, me) = llt_setup(setup);
-    let nlinks = cfg.links.len() as u8;
-    let mut now = Instant::from_nanos(1_000_000_000);
-    let mut llt = Llt::new(cfg, me, MY_INCARNATION, now, 0).expect("a valid config");
+    let nlinks = llt.config().links.len() as u8;
+    let mut now = START;
     let mut forger = Forger {
         seq: [[0; 8]; NODES as usize + 1],
         msg_id: [0; NODES as usize + 1],
     };
     let mut sent = Vec::new();
-    drain(&mut llt, &mut sent);
-    for _ in 0..4096 {
+    drain(llt, &mut sent);
+    loop {
         let op = r.u8()?;
         match op % 8 {
             OP_TIMEOUT => {
                 now += Duration::from_micros(u64::from(r.u16()?) * 100);
                 llt.handle_timeout(now);
-                drain(&mut llt, &mut sent);
+                drain(llt, &mut sent);
                 if let Some(t) = llt.poll_timeout() {
                     assert!(t > now, "after a timeout at {now:?} the next is at {t:?}");
                 }
@@ -210,14 +209,20 @@ fn run(data: &[u8]) -> Option<()> {
                 }
             }
         }
-        drain(&mut llt, &mut sent);
-        let _ = llt.status();
-        let _ = llt.heartbeat_gaps();
-        let _ = llt.peers_fingerprint();
+        drain(llt, &mut sent);
     }
-    None
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = run(data);
+    let Some((&setup, ops)) = data.split_first() else {
+        return;
+    };
+    let (cfg, me) = llt_setup(setup);
+    let mut llt = Llt::new(cfg, me, MY_INCARNATION, START, 0).expect("a valid config");
+    let _ = run(&mut llt, ops);
+    // The read-only views of whatever state the input left.
+    let _ = llt.status();
+    let _ = llt.heartbeat_gaps();
+    let _ = llt.peers_fingerprint();
+    let _ = llt.poll_timeout();
 });
