@@ -1775,6 +1775,7 @@ fn read_key(path: &Path) -> Result<FrameKey, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{root_or_skip, TempDir};
     use vigil_llt::wire::KeyId;
 
     const GOOD: &str = r#"
@@ -2775,27 +2776,6 @@ links = { a = "127.0.0.1:5002" }
         );
     }
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "vigil-config-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[cfg(unix)]
     fn write_key(dir: &Path, bytes: &[u8], mode: u32) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
@@ -2808,7 +2788,7 @@ links = { a = "127.0.0.1:5002" }
     #[cfg(unix)]
     #[test]
     fn key_file_rules() {
-        let dir = TempDir::new("key");
+        let dir = TempDir::made("key");
         let cfg_path = dir.0.join("cluster.toml");
         let text = edit("insecure = true\n", "key_file = \"key\"\n");
         let bytes = b"0123456789abcdef0123456789abcdef";
@@ -2855,23 +2835,9 @@ links = { a = "127.0.0.1:5002" }
         assert!(e.reason.contains("not a regular file"), "{e}");
     }
 
-    /// For tests that need root (to give a file to another user): true to go on.
-    /// Without root they skip with a printed reason, except under `CI=true`.
-    fn root_or_skip(what: &str) -> bool {
-        if crate::files::euid() == 0 {
-            return true;
-        }
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{what} needs root, and CI=true runs as root: refusing to skip"
-        );
-        eprintln!("skipping {what}: needs root (chown to another user)");
-        false
-    }
-
     #[test]
     fn a_key_file_of_another_user_or_too_long_is_refused() {
-        let dir = TempDir::new("key-owner");
+        let dir = TempDir::made("key-owner");
         let cfg_path = dir.0.join("cluster.toml");
         let text = edit("insecure = true\n", "key_file = \"key\"\n");
         let key_path = write_key(&dir.0, &[7u8; 4097], 0o600);
@@ -2906,7 +2872,7 @@ links = { a = "127.0.0.1:5002" }
         );
         assert!(e.to_string().starts_with("/dev/zero: "), "{e}");
 
-        let dir = TempDir::new("config-file");
+        let dir = TempDir::made("config-file");
         let fifo = dir.0.join("fifo.toml");
         let status = std::process::Command::new("mkfifo").arg(&fifo).status();
         if status.is_ok_and(|s| s.success()) {
@@ -2986,7 +2952,7 @@ links = { a = "127.0.0.1:5002" }
     #[cfg(unix)]
     #[test]
     fn insecure_with_a_key_and_accept_keys_without_one_are_refused() {
-        let dir = TempDir::new("insecure");
+        let dir = TempDir::made("insecure");
         let cfg = dir.0.join("cluster.toml");
         write_named_key(&dir.0, "a.key", &[1u8; 32]);
         let both = edit(
@@ -3008,7 +2974,7 @@ links = { a = "127.0.0.1:5002" }
     #[test]
     fn accept_key_files_are_read_checked_and_ringed_after_the_key() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = TempDir::new("accept");
+        let dir = TempDir::made("accept");
         let cfg = dir.0.join("cluster.toml");
         let (a, b) = ([0xA1u8; 32], [0xB2u8; 32]);
         write_named_key(&dir.0, "a.key", &a);
@@ -3057,7 +3023,7 @@ links = { a = "127.0.0.1:5002" }
     #[cfg(unix)]
     #[test]
     fn a_key_listed_twice_counts_once_and_is_warned_about() {
-        let dir = TempDir::new("dupkey");
+        let dir = TempDir::made("dupkey");
         let cfg = dir.0.join("cluster.toml");
         let a = [0x5Au8; 32];
         write_named_key(&dir.0, "a.key", &a);
@@ -3110,7 +3076,7 @@ links = { a = "127.0.0.1:5002" }
     #[test]
     fn example_file_parses() {
         // The example names /etc/vigil/cluster.key; point it at a key made here.
-        let dir = TempDir::new("example");
+        let dir = TempDir::made("example");
         let key = write_named_key(&dir.0, "cluster.key", &[7u8; 32]);
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cluster.toml");
         let text = std::fs::read_to_string(&path).unwrap();

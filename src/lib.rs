@@ -9,6 +9,8 @@ pub mod config;
 pub mod files;
 pub mod health;
 pub mod node;
+#[doc(hidden)]
+pub mod testing;
 
 pub use config::ClusterConfig;
 pub use node::Node;

@@ -169,26 +169,7 @@ fn parse(text: &str) -> Result<Generation, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "vigil-state-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&p);
-            TempDir(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use vigil::testing::{root_or_skip, TempDir};
 
     #[test]
     fn missing_is_zero_and_the_directory_is_created() {
@@ -300,20 +281,6 @@ mod tests {
         let e = s.store(Generation(1)).unwrap_err();
         assert!(e.contains("cannot write state file"), "{e}");
         assert_eq!(s.generation(), Generation(0));
-    }
-
-    /// For tests that need root (to give a file to another user): true to go on.
-    /// Without root they skip with a printed reason, except under `CI=true`.
-    fn root_or_skip(what: &str) -> bool {
-        if vigil::files::euid() == 0 {
-            return true;
-        }
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{what} needs root, and CI=true runs as root: refusing to skip"
-        );
-        eprintln!("skipping {what}: needs root (chown to another user)");
-        false
     }
 
     #[test]
