@@ -103,25 +103,11 @@ fn idle(socket: &Path, until: Instant, t: &Tally) {
     }
 }
 
-fn start(dir: &Path, config: &Path) -> Vec<Daemon> {
-    (0..3)
-        .map(|i| {
-            Daemon::start(
-                config,
-                &format!("n{i}"),
-                &dir.join(format!("n{i}.sock")),
-                &dir.join(format!("n{i}.log")),
-                None,
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn a_control_socket_storm_changes_nothing_in_the_cluster() {
     let dir = TempDir::new("control-storm");
     let (config, _) = loopback_config(dir.path(), 3, "", "profile = \"default\"", "");
-    let mut daemons = start(dir.path(), &config);
+    let mut daemons = start_daemons(dir.path(), &[config.clone(), config.clone(), config]);
     let g = wait_view_with_authority(&daemons, &[0, 1, 2]);
     let socket: PathBuf = daemons[0].socket.clone();
 

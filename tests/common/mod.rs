@@ -46,6 +46,23 @@ impl Drop for TempDir {
     }
 }
 
+/// Start node `n{i}` of `configs[i]` for each `i`, with its socket and log in `dir`.
+pub fn start_daemons(dir: &Path, configs: &[PathBuf]) -> Vec<Daemon> {
+    configs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Daemon::start(
+                c,
+                &format!("n{i}"),
+                &dir.join(format!("n{i}.sock")),
+                &dir.join(format!("n{i}.log")),
+                None,
+            )
+        })
+        .collect()
+}
+
 /// Free UDP ports on 127.0.0.1 (all held until chosen, so none repeats).
 pub fn free_udp_ports(count: usize) -> Vec<u16> {
     let socks: Vec<std::net::UdpSocket> = (0..count)
