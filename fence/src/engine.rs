@@ -484,7 +484,14 @@ impl Fence {
             take(r.deadline);
         }
         if let Some(t) = self.change_since {
-            take(t + self.cfg.race_timeout + hb * 2);
+            let base = t + self.cfg.race_timeout + hb * 2;
+            // Past it, the spectator is waiting for a racer that still hears the
+            // lost members: the longer wait's end.
+            take(if base > self.now {
+                base
+            } else {
+                base + self.cfg.peer_inactive
+            });
         }
         if let Some(t) = self.stale_since {
             take(t + self.cfg.race_timeout);
@@ -932,7 +939,19 @@ impl Fence {
         if racer != Some(self.me) && self.race.is_none() {
             if let Some(t) = self.change_since {
                 // A grace of two heartbeats lets the racer's own verdict arrive first.
-                if unreachable && now >= t + self.cfg.race_timeout + self.cfg.heartbeat * 2 {
+                let mut wait = self.cfg.race_timeout + self.cfg.heartbeat * 2;
+                // A racer that still hears the members we lost (a one-way fault)
+                // acts on our report of them only once it has held for
+                // peer_inactive: wait that long too, or the majority that would
+                // have won fences itself waiting.
+                let lost = v.node_set().difference(reachable);
+                let racer_hears_them = racer
+                    .and_then(|r| self.reports.get(&r))
+                    .is_some_and(|rep| !lost.is_empty() && lost.is_subset(rep.up));
+                if racer_hears_them {
+                    wait += self.cfg.peer_inactive;
+                }
+                if unreachable && now >= t + wait {
                     self.self_fence(FenceReason::NoDecision { slot: v.generation });
                 }
             }
