@@ -9,6 +9,7 @@
 //! [cluster]
 //! name = "demo"
 //! id = 7
+//! key_file = "cluster.key"   # made by `vigil keygen /etc/vigil/cluster.key`
 //!
 //! [[links]]
 //! name = "a"
@@ -36,7 +37,10 @@
 //! `max_drift_ppm <= 100000`; unique node IDs, node names, link names and UDP addresses; every node
 //! gives an address for every link and for no other; the address family matches the
 //! link kind; Ethernet links have an interface; a seed count above half the nodes; a key
-//! file of at least 16 bytes that neither group nor others may access.
+//! file of 16 to 4096 bytes, owned by the reading user or root, that neither group nor
+//! others may access, required unless `insecure = true`; the same checks for every
+//! `accept_key_files` entry (keys accepted during a rotation), which need a
+//! `key_file`. The config file itself must be a regular file of at most 1 MiB.
 
 use crate::health::{OnFailure, ProbeSpec};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -48,6 +52,7 @@ use std::time::Duration;
 use vigil_fence::{FenceConfig, StallAction};
 use vigil_llt::config::{LinkPriority, LinkSpec, LltConfig};
 use vigil_llt::types::{ClusterId, LinkId, NodeId, MAX_LINKS, MAX_NODE_ID};
+use vigil_llt::wire::FrameKey;
 use vigil_membership::NodeSet;
 
 /// Where the commands look for the config when no `--config` is given.
@@ -62,8 +67,16 @@ pub const DEFAULT_ETHERTYPE: u16 = 0xCAFE;
 pub const MIN_ETHERTYPE: u16 = 0x0600;
 /// Fewest bytes a key file must hold.
 pub const MIN_KEY_LEN: usize = 16;
+/// Most bytes a key file may hold.
+pub const MAX_KEY_LEN: u64 = 4096;
+/// Largest config file accepted, in bytes (1 MiB).
+pub const MAX_CONFIG_LEN: u64 = 1 << 20;
 /// The blake3 `derive_key` context that turns the key file into the llt frame-MAC key.
 pub const KEY_CONTEXT: &str = "vigil llt frame mac v1";
+/// The key file name `vigil config check` and the errors suggest, next to the config.
+pub const DEFAULT_KEY_FILE_NAME: &str = "cluster.key";
+/// Most entries `cluster.accept_key_files` may list (a rotation needs one).
+pub const MAX_ACCEPT_KEYS: usize = 8;
 /// Largest accepted value of any timer, in milliseconds (one hour): anything longer is
 /// surely a unit mistake.
 pub const MAX_TIMER_MS: u64 = 3_600_000;
@@ -246,14 +259,27 @@ pub struct ClusterSection {
     /// `"exit"` (default), `"hook"`, `"reboot"` or `"halt"`. For `"hook"` the program
     /// comes from `self_fence_hook`, required then and refused otherwise.
     pub self_fence: SelfFence,
-    /// `key_file`: the shared secret that authenticates llt frames; `None` (default)
-    /// sends and accepts frames without a MAC. The file must be a regular file of at
-    /// least 16 bytes that neither group nor others may access (`chmod 600`).
+    /// `key_file`: the shared secret that authenticates llt frames; every frame is
+    /// sent with it. Required unless `insecure = true`. The file must be a regular
+    /// file of at least 16 bytes that neither group nor others may access (`chmod
+    /// 600`); `vigil keygen PATH` makes one.
     pub key_file: Option<PathBuf>,
-    /// The frame-MAC key, `blake3::derive_key("vigil llt frame mac v1", file bytes)`.
-    /// Never serialized.
+    /// `insecure`: run without `key_file`, frames carrying no MAC (anyone who can
+    /// reach a cluster network can forge heartbeats and views). Default `false`;
+    /// refused together with `key_file`. Test clusters only.
+    pub insecure: bool,
+    /// `accept_key_files`: more keys a frame is also accepted under (never sent
+    /// with), for a key rotation without downtime; each file is checked like
+    /// `key_file`. Default none, at most [`MAX_ACCEPT_KEYS`], and only with a
+    /// `key_file`. A key listed twice (or also as `key_file`) counts once.
+    pub accept_key_files: Vec<PathBuf>,
+    /// The keys of `accept_key_files`, in file order. Never serialized.
     #[serde(skip)]
-    pub key: Option<[u8; 32]>,
+    pub accept_keys: Vec<FrameKey>,
+    /// The frame-MAC key, `blake3::derive_key("vigil llt frame mac v1", file bytes)`,
+    /// and its ID on the wire. Never serialized.
+    #[serde(skip)]
+    pub key: Option<FrameKey>,
     /// `state_dir`: where a node keeps state across restarts. Default `/var/lib/vigil`.
     pub state_dir: PathBuf,
     /// `run_dir`: where control sockets live: `{run_dir}/{node name}.sock` unless the
@@ -481,9 +507,13 @@ pub enum NodeLinkAddr {
 
 impl ClusterConfig {
     /// Reads and validates the config file at `path`.
+    /// The file must be a regular file (a FIFO or a device is refused without
+    /// blocking) of at most [`MAX_CONFIG_LEN`] bytes.
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(path, "(file)", format!("cannot read: {e}")))?;
+        let refuse = |why: String| ConfigError::new(path, "(file)", why);
+        let (bytes, _) = crate::files::read_bounded(path, true, MAX_CONFIG_LEN).map_err(refuse)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| refuse(format!("cannot read it: not UTF-8 text ({e})")))?;
         ClusterConfig::parse(&text, path)
     }
 
@@ -513,6 +543,7 @@ impl ClusterConfig {
                 return err("cluster.self_fence_hook".into(), "must not be empty".into());
             }
         }
+        self.validate_keys()?;
         self.validate_timers()?;
         if c.max_drift_ppm > MAX_DRIFT_PPM {
             return err(
@@ -653,6 +684,67 @@ impl ClusterConfig {
                     c.seed
                 ),
             );
+        }
+        Ok(())
+    }
+
+    /// `key_file`, `insecure` and `accept_key_files`: a cluster is keyed unless it
+    /// says otherwise, and its keys can be told apart by ID.
+    fn validate_keys(&self) -> Result<(), ConfigError> {
+        let err =
+            |field: String, reason: String| Err(ConfigError::new(&self.source, field, reason));
+        let c = &self.cluster;
+        match (&c.key, c.insecure) {
+            (None, false) => {
+                let path = self.suggested_key_file();
+                let shown = path.display();
+                return err(
+                    "cluster.key_file".into(),
+                    format!(
+                        "is required: without a key, llt frames carry no MAC and anyone who can reach a cluster network can forge heartbeats and views. Make a key with `vigil keygen {shown}`, copy it to every node (mode 0600) and set key_file = \"{shown}\" in [cluster]; or set insecure = true in [cluster] to run unauthenticated (test clusters only)"
+                    ),
+                );
+            }
+            (Some(_), true) => {
+                return err(
+                    "cluster.insecure".into(),
+                    "is true but cluster.key_file is set: remove one of them".into(),
+                );
+            }
+            _ => {}
+        }
+        if c.key.is_none() && !c.accept_keys.is_empty() {
+            return err(
+                "cluster.accept_key_files".into(),
+                "needs cluster.key_file, the key frames are sent with".into(),
+            );
+        }
+        if c.accept_keys.len() > MAX_ACCEPT_KEYS {
+            return err(
+                "cluster.accept_key_files".into(),
+                format!(
+                    "lists {} keys; at most {MAX_ACCEPT_KEYS} (a rotation needs one)",
+                    c.accept_keys.len()
+                ),
+            );
+        }
+        // The same key twice is harmless (it counts once); two keys under one ID are
+        // not: a receiver checks a frame with the first key of that ID.
+        for (i, k) in c.accept_keys.iter().enumerate() {
+            let clash = c
+                .key
+                .iter()
+                .chain(&c.accept_keys[..i])
+                .any(|o| o.id == k.id && o.key != k.key);
+            if clash {
+                return err(
+                    format!("cluster.accept_key_files[{i}]"),
+                    format!(
+                        "key ID {} is also the ID of another key in the ring; make a new key with `vigil keygen`",
+                        k.id
+                    ),
+                );
+            }
         }
         Ok(())
     }
@@ -918,9 +1010,63 @@ impl ClusterConfig {
             peer_trouble: self.timers.peer_trouble,
             peer_inactive: self.timers.peer_inactive,
             link_up_count: self.timers.link_up_count,
-            key: self.cluster.key,
+            keys: self.frame_keys(),
+            sabotage_stale_frames: false,
             listen_window: interval.saturating_mul(3),
         }
+    }
+
+    /// The llt key ring: `key_file`'s key first (frames are sent with it), then the
+    /// keys of `accept_key_files`, each key once. Empty on an insecure cluster.
+    pub fn frame_keys(&self) -> Vec<FrameKey> {
+        let mut ring: Vec<FrameKey> = Vec::new();
+        for k in self.cluster.key.iter().chain(&self.cluster.accept_keys) {
+            if !ring.iter().any(|r| r.id == k.id) {
+                ring.push(k.clone());
+            }
+        }
+        ring
+    }
+
+    /// What is allowed but worth a warning, one line each naming the field:
+    /// `vigil config check` prints them.
+    pub fn warnings(&self) -> Vec<String> {
+        let c = &self.cluster;
+        let mut w = Vec::new();
+        if c.insecure {
+            w.push(format!(
+                "{}: cluster.insecure: llt frames are not authenticated: anyone who can reach a cluster network can forge heartbeats and membership (test clusters only); make a key with `vigil keygen {}`",
+                self.source.display(),
+                self.suggested_key_file().display()
+            ));
+        }
+        for (i, k) in c.accept_keys.iter().enumerate() {
+            let same_as = if c.key.as_ref() == Some(k) {
+                Some("cluster.key_file".to_string())
+            } else {
+                c.accept_keys[..i]
+                    .iter()
+                    .position(|o| o == k)
+                    .map(|j| format!("cluster.accept_key_files[{j}]"))
+            };
+            if let Some(other) = same_as {
+                w.push(format!(
+                    "{}: cluster.accept_key_files[{i}]: the same key as {other} (key ID {}); it counts once",
+                    self.source.display(),
+                    k.id
+                ));
+            }
+        }
+        w
+    }
+
+    /// Where the errors and warnings suggest making a key: `cluster.key` next to the
+    /// config file.
+    pub fn suggested_key_file(&self) -> PathBuf {
+        self.source
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(DEFAULT_KEY_FILE_NAME)
     }
 
     /// What the fence core needs: every node, the seed count, the race and lease
@@ -1016,6 +1162,10 @@ struct RawCluster {
     self_fence: RawSelfFence,
     self_fence_hook: Option<PathBuf>,
     key_file: Option<PathBuf>,
+    #[serde(default)]
+    insecure: bool,
+    #[serde(default)]
+    accept_key_files: Vec<PathBuf>,
     state_dir: Option<PathBuf>,
     run_dir: Option<PathBuf>,
     #[serde(default)]
@@ -1178,6 +1328,23 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
         }
         None => (None, None),
     };
+    let mut accept_key_files = Vec::new();
+    let mut accept_keys = Vec::new();
+    if rc.accept_key_files.len() > MAX_ACCEPT_KEYS {
+        return Err(err(
+            "cluster.accept_key_files".into(),
+            format!(
+                "lists {} files; at most {MAX_ACCEPT_KEYS} (a rotation needs one)",
+                rc.accept_key_files.len()
+            ),
+        ));
+    }
+    for (i, p) in rc.accept_key_files.into_iter().enumerate() {
+        let p = resolve(p);
+        let key = read_key(&p).map_err(|why| err(format!("cluster.accept_key_files[{i}]"), why))?;
+        accept_key_files.push(p);
+        accept_keys.push(key);
+    }
 
     let t = raw.timers;
     let defaults = Timers::profile(t.profile.unwrap_or_default());
@@ -1389,6 +1556,9 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
             self_fence,
             key_file,
             key,
+            insecure: rc.insecure,
+            accept_key_files,
+            accept_keys,
             state_dir: resolve(rc.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into())),
             run_dir: resolve(rc.run_dir.unwrap_or_else(|| DEFAULT_RUN_DIR.into())),
             fault_injection: rc.fault_injection,
@@ -1577,41 +1747,42 @@ fn check_ifname(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads the key file and derives the frame-MAC key from it.
-fn read_key(path: &Path) -> Result<[u8; 32], String> {
+/// Reads the key file and derives the frame-MAC key from it. The file must be a
+/// regular file of [`MIN_KEY_LEN`]..=[`MAX_KEY_LEN`] bytes, owned by the user reading
+/// it (or root), that neither group nor others may access.
+fn read_key(path: &Path) -> Result<FrameKey, String> {
+    use std::os::unix::fs::PermissionsExt;
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read key file {shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("key file {shown} is not a regular file"));
+    let (bytes, meta) = crate::files::read_bounded(path, true, MAX_KEY_LEN)
+        .map_err(|why| format!("key file {shown}: {why}"))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "key file {shown} has mode {mode:04o}; it must not be accessible by group or others (chmod 600)"
+        ));
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "key file {shown} has mode {mode:04o}; it must not be accessible by group or others (chmod 600)"
-            ));
-        }
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read key file {shown}: {e}"))?;
+    crate::files::check_owner(&meta, path, true)
+        .map_err(|why| format!("key file {shown}: {why}"))?;
     if bytes.len() < MIN_KEY_LEN {
         return Err(format!(
             "key file {shown} holds {} bytes; it needs at least {MIN_KEY_LEN} (e.g. head -c 32 /dev/urandom > {shown})",
             bytes.len()
         ));
     }
-    Ok(blake3::derive_key(KEY_CONTEXT, &bytes))
+    Ok(FrameKey::from_material(&bytes))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{root_or_skip, TempDir};
+    use vigil_llt::wire::KeyId;
 
     const GOOD: &str = r#"
 [cluster]
 name = "demo"
 id = 7
+insecure = true
 seed = 2
 fencing = "majority"
 self_fence = "hook"
@@ -1669,6 +1840,7 @@ links = { a = "127.0.0.3:5003", b6 = "[::1]:6003", e = { interface = "veth63" } 
 [cluster]
 name = "demo"
 id = 1
+insecure = true
 
 [[links]]
 name = "a"
@@ -1714,7 +1886,7 @@ links = { a = "127.0.0.1:5002" }
     }
 
     fn nodes_text(n: usize, seed: Option<usize>) -> String {
-        let mut s = String::from("[cluster]\nname = \"x\"\nid = 1\n");
+        let mut s = String::from("[cluster]\nname = \"x\"\nid = 1\ninsecure = true\n");
         if let Some(seed) = seed {
             s += &format!("seed = {seed}\n");
         }
@@ -1830,7 +2002,7 @@ links = { a = "127.0.0.1:5002" }
         assert_eq!(llt.heartbeat, Duration::from_millis(50));
         assert_eq!(llt.link_up_count, 5);
         assert_eq!(llt.listen_window, Duration::from_millis(150));
-        assert_eq!(llt.key, None);
+        assert!(llt.keys.is_empty());
 
         // Serializable for `lltstat -c --json`.
         let json = serde_json::to_value(&c).unwrap();
@@ -2051,10 +2223,11 @@ links = { a = "127.0.0.1:5002" }
             );
         }
         refused(&text, "links", "1 to 8");
-        let no_links = "[cluster]\nname = \"x\"\nid = 1\n[[nodes]]\nid = 0\nname = \"n0\"\n";
+        let no_links =
+            "[cluster]\nname = \"x\"\nid = 1\ninsecure = true\n[[nodes]]\nid = 0\nname = \"n0\"\n";
         refused(no_links, "links", "1 to 8");
         refused(
-            "[cluster]\nname = \"x\"\nid = 1\n[[links]]\nname = \"a\"\nkind = \"udp\"\n",
+            "[cluster]\nname = \"x\"\nid = 1\ninsecure = true\n[[links]]\nname = \"a\"\nkind = \"udp\"\n",
             "nodes",
             "1 to 64",
         );
@@ -2515,7 +2688,7 @@ links = { a = "127.0.0.1:5002" }
 
     fn ether_text(link_extra: &str, n0: &str, n1: &str) -> String {
         format!(
-            "[cluster]\nname = \"x\"\nid = 1\n[[links]]\nname = \"e\"\nkind = \"ether\"\n{link_extra}\n\
+            "[cluster]\nname = \"x\"\nid = 1\ninsecure = true\n[[links]]\nname = \"e\"\nkind = \"ether\"\n{link_extra}\n\
              [[nodes]]\nid = 0\nname = \"n0\"\nlinks = {{ e = {n0} }}\n\
              [[nodes]]\nid = 1\nname = \"n1\"\nlinks = {{ e = {n1} }}\n"
         )
@@ -2603,27 +2776,6 @@ links = { a = "127.0.0.1:5002" }
         );
     }
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "vigil-config-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[cfg(unix)]
     fn write_key(dir: &Path, bytes: &[u8], mode: u32) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
@@ -2636,9 +2788,9 @@ links = { a = "127.0.0.1:5002" }
     #[cfg(unix)]
     #[test]
     fn key_file_rules() {
-        let dir = TempDir::new("key");
+        let dir = TempDir::made("key");
         let cfg_path = dir.0.join("cluster.toml");
-        let text = edit("id = 1\n", "id = 1\nkey_file = \"key\"\n");
+        let text = edit("insecure = true\n", "key_file = \"key\"\n");
         let bytes = b"0123456789abcdef0123456789abcdef";
 
         let key_path = write_key(&dir.0, bytes, 0o644);
@@ -2657,26 +2809,94 @@ links = { a = "127.0.0.1:5002" }
         let c = ClusterConfig::load(&cfg_path).unwrap();
         assert_eq!(c.cluster.key_file.as_deref(), Some(key_path.as_path()));
         assert_eq!(
-            c.cluster.key,
+            c.cluster.key.as_ref().map(|k| k.key),
             Some(blake3::derive_key("vigil llt frame mac v1", bytes))
         );
-        assert_eq!(c.llt_config().key, c.cluster.key);
+        assert_eq!(
+            c.llt_config().keys,
+            c.cluster.key.iter().cloned().collect::<Vec<_>>()
+        );
 
         write_key(&dir.0, b"too short", 0o600);
         let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
         assert_eq!(e.field, "cluster.key_file");
         assert!(e.reason.contains("holds 9 bytes"), "{e}");
 
-        let text = edit("id = 1\n", "id = 1\nkey_file = \"nope\"\n");
+        let text = edit("insecure = true\n", "key_file = \"nope\"\n");
         let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
-        assert!(e.reason.contains("cannot read key file"), "{e}");
+        assert!(e.reason.contains("key file"), "{e}");
+        assert!(e.reason.contains("cannot read it"), "{e}");
 
         let text = edit(
-            "id = 1\n",
-            &format!("id = 1\nkey_file = {:?}\n", dir.0.display().to_string()),
+            "insecure = true\n",
+            &format!("key_file = {:?}\n", dir.0.display().to_string()),
         );
         let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
         assert!(e.reason.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn a_key_file_of_another_user_or_too_long_is_refused() {
+        let dir = TempDir::made("key-owner");
+        let cfg_path = dir.0.join("cluster.toml");
+        let text = edit("insecure = true\n", "key_file = \"key\"\n");
+        let key_path = write_key(&dir.0, &[7u8; 4097], 0o600);
+        let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
+        assert_eq!(e.field, "cluster.key_file");
+        assert!(e.reason.contains("4097 bytes, more than the 4096"), "{e}");
+        write_key(&dir.0, &[7u8; 4096], 0o600);
+        ClusterConfig::parse(&text, &cfg_path).unwrap();
+        if !root_or_skip("a key file owned by another user") {
+            return;
+        }
+        std::os::unix::fs::chown(&key_path, Some(65534), Some(65534)).unwrap();
+        let e = ClusterConfig::parse(&text, &cfg_path).unwrap_err();
+        assert_eq!(e.field, "cluster.key_file");
+        assert!(
+            e.reason.contains(&format!(
+                "key file {}: it is owned by uid 65534, not by the daemon's user (uid 0) or root; fix with: chown 0 {}",
+                key_path.display(),
+                key_path.display()
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_config_that_is_not_a_regular_file_or_too_large_is_refused() {
+        let e = ClusterConfig::load(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(e.file, Path::new("/dev/zero"));
+        assert!(
+            e.reason.contains("a character device, not a regular file"),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("/dev/zero: "), "{e}");
+
+        let dir = TempDir::made("config-file");
+        let fifo = dir.0.join("fifo.toml");
+        let status = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if status.is_ok_and(|s| s.success()) {
+            let e = ClusterConfig::load(&fifo).unwrap_err();
+            assert!(e.reason.contains("a FIFO, not a regular file"), "{e}");
+        }
+
+        // A good file padded with a comment to just over 1 MiB.
+        let big = dir.0.join("big.toml");
+        let mut text = GOOD.to_string();
+        text.push('#');
+        let pad = MAX_CONFIG_LEN as usize - text.len();
+        text.push_str(&"x".repeat(pad));
+        std::fs::write(&big, &text).unwrap();
+        ClusterConfig::load(&big).unwrap_or_else(|e| panic!("at the bound: {e}"));
+        text.push('x');
+        std::fs::write(&big, &text).unwrap();
+        let e = ClusterConfig::load(&big).unwrap_err();
+        assert_eq!(e.file, big);
+        assert!(
+            e.reason
+                .contains("holds 1048577 bytes, more than the 1048576 allowed"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -2686,9 +2906,190 @@ links = { a = "127.0.0.1:5002" }
     }
 
     #[test]
+    fn an_unkeyed_cluster_is_refused_unless_it_says_insecure() {
+        let text = edit("insecure = true\n", "");
+        let e = parse(&text).expect_err("no key_file and not insecure");
+        assert_eq!(e.field, "cluster.key_file");
+        assert!(
+            e.reason.contains("`vigil keygen /etc/vigil/cluster.key`"),
+            "the error gives the command that makes a key: {e}"
+        );
+        assert!(e.reason.contains("insecure = true"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/etc/vigil/cluster.toml: cluster.key_file: "),
+            "{e}"
+        );
+        // Said explicitly, it runs, unauthenticated, with a warning.
+        let c = parse(MINIMAL).unwrap();
+        assert!(c.cluster.insecure);
+        assert!(c.frame_keys().is_empty());
+        assert!(c.llt_config().keys.is_empty());
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("cluster.insecure"), "{w:?}");
+        assert!(
+            w[0].contains("vigil keygen /etc/vigil/cluster.key"),
+            "{w:?}"
+        );
+        // `insecure = false` is the default, said aloud.
+        refused(
+            &edit("insecure = true\n", "insecure = false\n"),
+            "cluster.key_file",
+            "is required",
+        );
+    }
+
+    #[cfg(unix)]
+    fn write_named_key(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn insecure_with_a_key_and_accept_keys_without_one_are_refused() {
+        let dir = TempDir::made("insecure");
+        let cfg = dir.0.join("cluster.toml");
+        write_named_key(&dir.0, "a.key", &[1u8; 32]);
+        let both = edit(
+            "insecure = true\n",
+            "insecure = true\nkey_file = \"a.key\"\n",
+        );
+        let e = ClusterConfig::parse(&both, &cfg).unwrap_err();
+        assert_eq!(e.field, "cluster.insecure", "{e}");
+        let no_send_key = edit(
+            "insecure = true\n",
+            "insecure = true\naccept_key_files = [\"a.key\"]\n",
+        );
+        let e = ClusterConfig::parse(&no_send_key, &cfg).unwrap_err();
+        assert_eq!(e.field, "cluster.accept_key_files", "{e}");
+        assert!(e.reason.contains("needs cluster.key_file"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn accept_key_files_are_read_checked_and_ringed_after_the_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::made("accept");
+        let cfg = dir.0.join("cluster.toml");
+        let (a, b) = ([0xA1u8; 32], [0xB2u8; 32]);
+        write_named_key(&dir.0, "a.key", &a);
+        let b_path = write_named_key(&dir.0, "b.key", &b);
+        let keyed = |accept: &str| {
+            edit(
+                "insecure = true\n",
+                &format!("key_file = \"a.key\"\naccept_key_files = [{accept}]\n"),
+            )
+        };
+        let c = ClusterConfig::parse(&keyed("\"b.key\""), &cfg).unwrap();
+        let (ka, kb) = (FrameKey::from_material(&a), FrameKey::from_material(&b));
+        assert_eq!(c.cluster.accept_key_files, vec![b_path.clone()]);
+        assert_eq!(c.frame_keys(), vec![ka.clone(), kb.clone()]);
+        assert_eq!(c.llt_config().keys, vec![ka.clone(), kb.clone()]);
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        // Never serialized: the key file names are, the keys are not.
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            json["cluster"]["accept_key_files"][0],
+            b_path.display().to_string()
+        );
+        assert!(json["cluster"].get("accept_keys").is_none());
+
+        // Each accepted key file gets key_file's checks, named by its index.
+        std::fs::set_permissions(&b_path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = ClusterConfig::parse(&keyed("\"b.key\""), &cfg).unwrap_err();
+        assert_eq!(e.field, "cluster.accept_key_files[0]");
+        assert!(e.reason.contains("has mode 0640"), "{e}");
+        std::fs::set_permissions(&b_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = ClusterConfig::parse(&keyed("\"b.key\", \"missing.key\""), &cfg).unwrap_err();
+        assert_eq!(e.field, "cluster.accept_key_files[1]");
+        assert!(e.reason.contains("cannot read it"), "{e}");
+        write_named_key(&dir.0, "short.key", b"short");
+        let e = ClusterConfig::parse(&keyed("\"short.key\""), &cfg).unwrap_err();
+        assert_eq!(e.field, "cluster.accept_key_files[0]");
+        assert!(e.reason.contains("holds 5 bytes"), "{e}");
+
+        // A bound on the list.
+        let nine = ["\"b.key\""; MAX_ACCEPT_KEYS + 1].join(", ");
+        let e = ClusterConfig::parse(&keyed(&nine), &cfg).unwrap_err();
+        assert_eq!(e.field, "cluster.accept_key_files");
+        assert!(e.reason.contains("at most 8"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_listed_twice_counts_once_and_is_warned_about() {
+        let dir = TempDir::made("dupkey");
+        let cfg = dir.0.join("cluster.toml");
+        let a = [0x5Au8; 32];
+        write_named_key(&dir.0, "a.key", &a);
+        // The same material under another name: the same key.
+        write_named_key(&dir.0, "a-copy.key", &a);
+        write_named_key(&dir.0, "b.key", &[0x6Bu8; 32]);
+        let text = edit(
+            "insecure = true\n",
+            "key_file = \"a.key\"\naccept_key_files = [\"b.key\", \"a-copy.key\", \"b.key\"]\n",
+        );
+        let c = ClusterConfig::parse(&text, &cfg).unwrap();
+        let ring: Vec<KeyId> = c.frame_keys().iter().map(|k| k.id).collect();
+        let ka = FrameKey::from_material(&a);
+        let kb = FrameKey::from_material(&[0x6Bu8; 32]);
+        assert_eq!(ring, vec![ka.id, kb.id], "each key once, key_file's first");
+        let w = c.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("cluster.accept_key_files[1]: the same key as cluster.key_file"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains(
+                "cluster.accept_key_files[2]: the same key as cluster.accept_key_files[0]"
+            ),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn two_keys_under_one_id_are_refused() {
+        let mut c = parse(MINIMAL).unwrap();
+        let a = FrameKey::from_material(&[1u8; 32]);
+        let forged = FrameKey {
+            id: a.id,
+            key: [2u8; 32],
+        };
+        c.cluster.insecure = false;
+        c.cluster.key = Some(a.clone());
+        c.cluster.accept_keys = vec![forged];
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "cluster.accept_key_files[0]");
+        assert!(e.reason.contains(&format!("key ID {}", a.id)), "{e}");
+        // The same key again is fine.
+        c.cluster.accept_keys = vec![a];
+        c.validate().unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
     fn example_file_parses() {
+        // The example names /etc/vigil/cluster.key; point it at a key made here.
+        let dir = TempDir::made("example");
+        let key = write_named_key(&dir.0, "cluster.key", &[7u8; 32]);
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cluster.toml");
-        let c = ClusterConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line = "key_file = \"/etc/vigil/cluster.key\"";
+        assert!(text.contains(line), "the example sets key_file");
+        let text = text.replacen(
+            line,
+            &format!("key_file = {:?}", key.display().to_string()),
+            1,
+        );
+        let c = ClusterConfig::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.cluster.insecure);
+        assert_eq!(c.frame_keys().len(), 1);
         assert_eq!(c.nodes.len(), 3);
         assert_eq!(c.links.len(), 2);
         assert_eq!(c.cluster.seed, 2);

@@ -256,7 +256,7 @@ impl Health {
                 Some((_, false)) => {}
                 None => {
                     p.out = Some((now, false));
-                    p.runs += 1;
+                    p.runs = p.runs.saturating_add(1);
                     self.push(HealthOutput::Run {
                         probe: ProbeId(i as u16),
                     });
@@ -311,8 +311,8 @@ impl Health {
 
     fn failure(&mut self, i: usize, why: String) {
         let p = &mut self.probes[i];
-        p.failures += 1;
-        p.consecutive += 1;
+        p.failures = p.failures.saturating_add(1);
+        p.consecutive = p.consecutive.saturating_add(1);
         p.last_error = Some(why.clone());
         let (probe, name, failures) = (ProbeId(i as u16), p.spec.name.clone(), p.consecutive);
         let fail = failures >= p.spec.threshold;

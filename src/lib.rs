@@ -6,8 +6,11 @@
 //! virtual time. [`config::ClusterConfig`] loads and validates the cluster file.
 
 pub mod config;
+pub mod files;
 pub mod health;
 pub mod node;
+#[doc(hidden)]
+pub mod testing;
 
 pub use config::ClusterConfig;
 pub use node::Node;

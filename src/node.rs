@@ -10,7 +10,7 @@ use vigil_fence::{
     Fence, FenceConfig, FenceEvent, FenceOutput, FenceReason, FenceStatus, PeerInfo, StallAction,
 };
 use vigil_llt::types::{Generation, Incarnation, Instant, LinkAddr, LinkId, NodeId, Port};
-use vigil_llt::{Llt, LltConfig, SendError};
+use vigil_llt::{FrameKey, Llt, LltConfig, SendError};
 use vigil_membership::{port_bit, NodeSet, PortMask, View};
 
 pub use vigil_llt::{ConfigError, Deliver, Event as LltEvent, Status as LltStatus, Transmit};
@@ -130,6 +130,13 @@ impl Node {
         rng_seed: u64,
         persisted: Generation,
     ) -> Result<Node, ConfigError> {
+        if persisted.next().is_none() {
+            return Err(ConfigError(format!(
+                "the persisted generation {} is at the top of its range ({}): no view can follow it",
+                persisted.0,
+                Generation::MAX.0
+            )));
+        }
         let llt_cfg = llt.clone();
         let fence_cfg = fence.clone();
         let llt = Llt::new(llt, me, incarnation, now, rng_seed)?;
@@ -253,8 +260,8 @@ impl Node {
         if late <= report {
             return false;
         }
-        self.stalls.count += 1;
-        self.stalls.total += late;
+        self.stalls.count = self.stalls.count.saturating_add(1);
+        self.stalls.total = self.stalls.total.saturating_add(late);
         self.stalls.worst = self.stalls.worst.max(late);
         self.stalls.last = Some((late, now));
         self.push(Output::Health(HealthEvent::Stall {
@@ -447,6 +454,15 @@ impl Node {
         self.llt.refused()
     }
 
+    /// Replace llt's key ring (a key rotation, `vigil key reload`): frames are sent
+    /// with the first key from now on and accepted under any of them; a later
+    /// [`rejoin`](Self::rejoin) keeps the new ring. An empty ring turns
+    /// authentication off, which a keyed cluster never does: the caller checks.
+    pub fn set_frame_keys(&mut self, keys: Vec<FrameKey>) {
+        self.llt_cfg.keys = keys.clone();
+        self.llt.set_keys(keys);
+    }
+
     /// A side-effect-free snapshot.
     pub fn status(&self) -> Status {
         Status {
@@ -582,5 +598,41 @@ impl Node {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClusterConfig;
+    use std::path::Path;
+    use vigil_llt::KeyRingStatus;
+
+    #[test]
+    fn set_frame_keys_replaces_the_ring_and_a_rejoin_keeps_it() {
+        let text = "[cluster]\nname = \"k\"\nid = 1\ninsecure = true\n\
+                    [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5000\n\
+                    [[nodes]]\nid = 0\nname = \"n0\"\nlinks = { a = \"10.0.0.1\" }\n";
+        let cfg = ClusterConfig::parse(text, Path::new("/etc/vigil/cluster.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut node = Node::new(
+            cfg.llt_config(),
+            cfg.fence_config(),
+            NodeId(0),
+            Incarnation(7),
+            Instant::ZERO,
+            1,
+            Generation(0),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(node.status().llt.keys, KeyRingStatus::default());
+        let a = FrameKey::from_material(&[1u8; 32]);
+        let b = FrameKey::from_material(&[2u8; 32]);
+        node.set_frame_keys(vec![b.clone(), a.clone()]);
+        let ring = node.status().llt.keys;
+        assert_eq!(ring.send, Some(b.id));
+        assert_eq!(ring.accept, vec![b.id, a.id]);
+        node.rejoin(Instant::from_nanos(1_000_000), Incarnation(8), 2);
+        assert_eq!(node.status().llt.keys, ring, "a rejoin keeps the new ring");
     }
 }

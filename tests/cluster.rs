@@ -451,3 +451,57 @@ fn one_way_partition_the_mute_side_of_the_cut_fences_itself() {
         assert!(c.authority(i));
     }
 }
+
+#[test]
+fn a_persisted_generation_at_the_top_of_its_range_is_refused() {
+    use vigil_fence::FenceConfig;
+    use vigil_llt::types::{ClusterId, Incarnation};
+    use vigil_llt::{LinkPriority, LinkSpec, LltConfig};
+    use vigil_membership::NodeSet;
+    let nodes: Vec<NodeId> = (0..3).map(NodeId).collect();
+    let links = vec![LinkSpec {
+        name: "a".into(),
+        priority: LinkPriority::High,
+        broadcast: false,
+    }];
+    let llt = LltConfig::with_defaults(ClusterId(1), nodes.clone(), links);
+    let fence = FenceConfig {
+        nodes: nodes.iter().copied().collect::<NodeSet>(),
+        seed: 2,
+        race_timeout: RACE_TIMEOUT,
+        lease: ms(70),
+        max_drift_ppm: 1000,
+        heartbeat: ms(10),
+        peer_inactive: INACTIVE,
+        self_fence: true,
+        stall_report: ms(50),
+        stall_action: Default::default(),
+        watchdog: None,
+        sabotage: None,
+    };
+    let start = |g: Generation| {
+        Node::new(
+            llt.clone(),
+            fence.clone(),
+            NodeId(0),
+            Incarnation(7),
+            Instant::ZERO,
+            1,
+            g,
+        )
+    };
+    for top in [Generation::MAX, Generation(u64::MAX)] {
+        match start(top) {
+            Ok(_) => panic!("generation {} accepted", top.0),
+            Err(e) => assert!(e.0.contains("top of its range"), "{e}"),
+        }
+    }
+    assert!(start(Generation(Generation::MAX.0 - 1)).is_ok());
+    // Generations never wrap: the last one has no successor.
+    assert_eq!(
+        Generation(Generation::MAX.0 - 1).next(),
+        Some(Generation::MAX)
+    );
+    assert_eq!(Generation::MAX.next(), None);
+    assert_eq!(Generation(u64::MAX).next(), None);
+}

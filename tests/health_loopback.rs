@@ -14,27 +14,11 @@ const TIMERS: &str =
     "heartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\npeer_inactive = 400\nrace_timeout = 300";
 const PEER_INACTIVE: Duration = Duration::from_millis(400);
 
-fn start(dir: &Path, configs: &[std::path::PathBuf]) -> Vec<Daemon> {
-    configs
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            Daemon::start(
-                c,
-                &format!("n{i}"),
-                &dir.join(format!("n{i}.sock")),
-                &dir.join(format!("n{i}.log")),
-                None,
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn a_stall_of_half_peer_inactive_removes_nobody_and_is_measured() {
     let dir = TempDir::new("short-stall");
     let (config, _) = loopback_config(dir.path(), 3, "", TIMERS, "");
-    let daemons = start(dir.path(), &[config.clone(), config.clone(), config]);
+    let daemons = start_daemons(dir.path(), &[config.clone(), config.clone(), config]);
     let g = wait_view_with_authority(&daemons, &[0, 1, 2]);
     let t0 = wall_us();
     assert!(daemons[2].signal(libc::SIGSTOP));
@@ -140,7 +124,7 @@ fn the_watchdog_is_fed_only_while_authority_holds_and_delays_the_survivors() {
     for (i, c) in configs.iter().enumerate().skip(1) {
         std::fs::write(c, text.replace("wd-n0", &format!("wd-n{i}"))).expect("config");
     }
-    let mut daemons = start(dir.path(), &configs);
+    let mut daemons = start_daemons(dir.path(), &configs);
     let g = wait_view_with_authority(&daemons, &[0, 1, 2]);
     std::thread::sleep(Duration::from_millis(200));
     for (i, f) in fifos.iter_mut().enumerate() {
@@ -224,7 +208,7 @@ fn the_watchdog_is_fed_only_while_authority_holds_and_delays_the_survivors() {
 fn fault_injection_is_refused_unless_enabled() {
     let dir = TempDir::new("fault-off");
     let (config, _) = loopback_config(dir.path(), 2, "", TIMERS, "");
-    let daemons = start(dir.path(), &[config.clone(), config]);
+    let daemons = start_daemons(dir.path(), &[config.clone(), config]);
     wait_view_with_authority(&daemons, &[0, 1]);
     let out = vigil(&[
         "fault",

@@ -159,7 +159,7 @@ fn bad_frames_are_counted_and_change_nothing() {
     let inc1 = node_entry(&c.nvv(0).unwrap(), 1).unwrap()["incarnation"]
         .as_u64()
         .unwrap();
-    let frame_key = wire::derive_key(key);
+    let frame_key = wire::FrameKey::from_material(key);
     let header = Header {
         kind: Kind::Heartbeat,
         link: LinkId(0),
@@ -200,14 +200,17 @@ fn bad_frames_are_counted_and_change_nothing() {
         let mut other = header;
         other.cluster = ClusterId(4712);
         send(&wire::encode(&other, &[], Some(&frame_key)));
-        // Wrong key.
+        // Wrong key under the right key ID.
         let mut forged = header;
         forged.seq = u64::MAX - k;
-        send(&wire::encode(
-            &forged,
-            &[],
-            Some(&wire::derive_key(b"not the key")),
-        ));
+        let wrong = wire::FrameKey {
+            id: frame_key.id,
+            key: wire::derive_key(b"not the key"),
+        };
+        send(&wire::encode(&forged, &[], Some(&wrong)));
+        // A key the node does not hold.
+        let unknown = wire::FrameKey::from_material(b"not the key either");
+        send(&wire::encode(&forged, &[], Some(&unknown)));
     }
     let expect = [
         ("bad_magic", N),
@@ -216,6 +219,7 @@ fn bad_frames_are_counted_and_change_nothing() {
         ("stale_incarnation", N),
         ("wrong_cluster", N),
         ("auth", N),
+        ("unknown_key", N),
     ];
     wait_for(Duration::from_secs(5), "every bad frame counted", || {
         let now = lltstat_json(sock, &[]).unwrap();

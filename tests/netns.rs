@@ -30,8 +30,9 @@ fn lab(tag: &str, n: usize) -> Lab {
         nodes.push(ns);
     }
     let dir = TempDir::new(&format!("netns-{tag}"));
+    let key = default_key_lines(dir.path(), "");
     let mut t = format!(
-        "[cluster]\nname = \"ns\"\nid = 77\nrun_dir = \"{d}\"\nstate_dir = \"{d}\"\n\n\
+        "[cluster]\nname = \"ns\"\nid = 77\nrun_dir = \"{d}\"\nstate_dir = \"{d}\"\n{key}\n\
          [timers]\nheartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\npeer_inactive = 400\n\n\
          [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5601\n\n\
          [[links]]\nname = \"b\"\nkind = \"ether\"\nethertype = 0xCAFE\n",

@@ -1,8 +1,10 @@
 //! `vigil daemon`: the thin tokio driver around the sans-IO `Node`.
 //!
-//! One task owns the `Node`. Link readers feed one bounded channel; control
-//! connections send requests through another. The loop sleeps until the node's next
-//! absolute deadline, so heartbeats keep time against the clock.
+//! One task owns the `Node`. Link readers feed one bounded channel; the control
+//! socket's thread ([`control::Server`]) sends parsed requests through another, of
+//! which the loop answers a few per turn after its timers and frames. The loop sleeps
+//! until the node's next absolute deadline, so heartbeats keep time against the
+//! clock.
 //!
 //! Outputs are carried out in order: a `Persist` is written durably (see
 //! [`crate::state`]) before anything after it, and a failure to write it stops the
@@ -11,7 +13,7 @@
 //! runs (exit code [`exit::FENCED`], a hook, reboot or halt).
 
 use crate::control::{
-    self, DaemonStatus, Direction, FaultCmd, LinkInfo, NodeInfo, Request, Response, TimersInfo,
+    self, Ctl, DaemonStatus, Direction, FaultCmd, LinkInfo, NodeInfo, Request, Response, TimersInfo,
 };
 use crate::exit;
 use crate::logging::{self, wall_us, LogFormat};
@@ -24,11 +26,8 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use vigil::config::{
     ClusterConfig, FencingMode, LinkKind, NodeConfig, NodeLinkAddr, ProbeCheck, Realtime, SelfFence,
@@ -38,12 +37,17 @@ use vigil::node::{HealthEvent, LltEvent, Node, Output, Transmit};
 use vigil_fence::{FenceEvent, FenceReason, NodeState};
 use vigil_llt::driver::{EtherLink, Link, RxFrame, UdpLink};
 use vigil_llt::types::{Incarnation, Instant, LinkAddr, LinkId, NodeId};
+use vigil_llt::KeyId;
 use vigil_membership::NodeSet;
 
 /// Bound on frames queued between the link readers and the node.
 const RX_QUEUE: usize = 4096;
-/// Bound on control requests queued for the node.
-const CTL_QUEUE: usize = 64;
+/// Bound on control requests queued for the node; when full, a request is answered
+/// "busy" by the control thread instead of waiting.
+const CTL_QUEUE: usize = 16;
+/// Most control requests the node answers per turn of its loop (timers and frames
+/// come first in every turn).
+const CTL_PER_TURN: usize = 4;
 /// How long a `self_fence = "hook"` program may run before it is killed.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping daemon waits for control connections to send their answers.
@@ -140,15 +144,17 @@ pub fn run(args: DaemonArgs) -> u8 {
 }
 
 /// An incarnation that grows across restarts: start time in microseconds, with
-/// random low bits so two processes started in the same microsecond differ.
-fn fresh_incarnation() -> Incarnation {
+/// random low bits so two processes started in the same microsecond differ; above
+/// `after` (the one being replaced, on a rejoin) even if the clock stepped back.
+/// Checked: a clock so far ahead that the time does not fit (the year 2253) gives
+/// the largest incarnation rather than a wrapped, small one.
+fn fresh_incarnation(after: Option<Incarnation>) -> Incarnation {
     let r: u8 = rand::random();
-    Incarnation((wall_us() << 8) | u64::from(r) | 1)
-}
-
-struct Ctl {
-    req: Request,
-    reply: oneshot::Sender<Response>,
+    let from_clock = wall_us()
+        .checked_mul(256)
+        .map_or(u64::MAX, |t| t | u64::from(r) | 1);
+    let above = after.map_or(0, |a| a.0.saturating_add(1));
+    Incarnation(from_clock.max(above))
 }
 
 /// How the daemon's main loop ended.
@@ -230,6 +236,8 @@ struct Running {
     /// Who sends from which UDP address, to apply `drop_in`.
     senders: BTreeMap<std::net::SocketAddr, NodeId>,
     injected_drops: u64,
+    /// The control socket's counters.
+    control: Option<control::Monitor>,
 }
 
 /// The watchdog, when configured.
@@ -546,7 +554,7 @@ impl Running {
                 }
                 Output::Health(e) => self.log_health(&e),
                 Output::Rejoin { stall } => {
-                    let incarnation = fresh_incarnation();
+                    let incarnation = fresh_incarnation(Some(self.node.incarnation()));
                     warn!(
                         event = "node.rejoin",
                         ts_us = wall_us(),
@@ -846,7 +854,7 @@ impl Running {
             node_name: self.me.name.clone(),
             pid: std::process::id(),
             config_file: self.config_file.clone(),
-            authenticated: self.cfg.cluster.key.is_some(),
+            authenticated: self.node.status().llt.keys.send.is_some(),
             uptime_ms: self.origin.elapsed().as_millis() as u64,
             now_ns: now.as_nanos(),
             timers: TimersInfo {
@@ -916,6 +924,11 @@ impl Running {
                 })
                 .collect(),
             node: self.node.status(),
+            control: self
+                .control
+                .as_ref()
+                .map(control::Monitor::stats)
+                .unwrap_or_default(),
         }
     }
 }
@@ -954,11 +967,12 @@ fn open_links(
 }
 
 /// Bind the control socket: refuse if a live daemon answers on it, replace a stale one.
-fn bind_control(path: &Path) -> Result<UnixListener, String> {
+fn bind_control(path: &Path) -> Result<std::os::unix::net::UnixListener, String> {
+    // The socket's directory (`run_dir` by default) is created 0700 if missing and
+    // must be private: whoever can write to it can replace the socket.
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            vigil::files::private_dir(dir, "control socket directory")?;
         }
     }
     if path.exists() {
@@ -971,56 +985,11 @@ fn bind_control(path: &Path) -> Result<UnixListener, String> {
         std::fs::remove_file(path)
             .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
     }
-    let listener = UnixListener::bind(path)
+    let listener = std::os::unix::net::UnixListener::bind(path)
         .map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot set mode 0600 on {}: {e}", path.display()))?;
     Ok(listener)
-}
-
-/// One control connection: check the caller, read one request, answer it. `_live`
-/// is held until the answer is written, so a stopping daemon can wait for it.
-async fn control_conn(stream: UnixStream, ctl: mpsc::Sender<Ctl>, _live: Arc<()>) {
-    let allowed = match stream.peer_cred() {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        Ok(cred) => cred.uid() == 0 || cred.uid() == unsafe { libc::geteuid() },
-        Err(_) => false,
-    };
-    let (rd, mut wr) = stream.into_split();
-    // Read the request first in every case, so a refused caller gets its answer
-    // instead of a broken pipe.
-    let mut line = String::new();
-    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(rd, control::MAX_LINE as u64));
-    let read = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
-    if !matches!(read, Ok(Ok(n)) if n > 0) {
-        return;
-    }
-    let response = if !allowed {
-        Response::Error {
-            message: "permission denied: only root or the daemon's user may use the control socket"
-                .into(),
-        }
-    } else {
-        match serde_json::from_str::<Request>(&line) {
-            Ok(req) => {
-                let (tx, rx) = oneshot::channel();
-                if ctl.send(Ctl { req, reply: tx }).await.is_err() {
-                    return;
-                }
-                match rx.await {
-                    Ok(r) => r,
-                    Err(_) => return,
-                }
-            }
-            Err(e) => Response::Error {
-                message: format!("bad request: {e}"),
-            },
-        }
-    };
-    if let Ok(mut text) = serde_json::to_string(&response) {
-        text.push('\n');
-        let _ = wr.write_all(text.as_bytes()).await;
-    }
 }
 
 async fn serve(
@@ -1031,7 +1000,7 @@ async fn serve(
     realtime: String,
 ) -> Result<Ending, String> {
     let origin = std::time::Instant::now();
-    let incarnation = fresh_incarnation();
+    let incarnation = fresh_incarnation(None);
     let state = StateFile::open(&cfg.cluster.state_dir, &me.name)?;
     let (rx_tx, mut rx) = mpsc::channel::<RxFrame>(RX_QUEUE);
     // Unbounded, but bounded in practice: at most one run per probe is out.
@@ -1063,6 +1032,28 @@ async fn serve(
         "listening for {} ms before sending",
         cfg.llt_config().listen_window.as_millis()
     );
+    if cfg.cluster.insecure {
+        warn!(
+            event = "cluster.insecure",
+            ts_us = wall_us(),
+            node = me.id.0,
+            config = %config_file.display(),
+            "llt frames are NOT authenticated (cluster.insecure = true): anyone who can reach a cluster network can forge heartbeats and membership; make a key with `vigil keygen {}` and set cluster.key_file",
+            cfg.suggested_key_file().display()
+        );
+    } else {
+        let ring: Vec<String> = cfg.frame_keys().iter().map(|k| k.id.to_string()).collect();
+        info!(
+            event = "keys.loaded",
+            ts_us = wall_us(),
+            node = me.id.0,
+            send = ring.first().map_or("", String::as_str),
+            accept = %ring.join(","),
+            "frames sent with key {}, accepted under {}",
+            ring.first().map_or("", String::as_str),
+            ring.join(", ")
+        );
+    }
     let race_timeout = cfg.timers.race_timeout;
     let mut node = node;
     let mut checks = BTreeMap::new();
@@ -1099,6 +1090,7 @@ async fn serve(
         drop_out: BTreeSet::new(),
         senders: BTreeMap::new(),
         injected_drops: 0,
+        control: None,
     };
     for n in &run.cfg.nodes {
         for a in &n.links {
@@ -1110,22 +1102,11 @@ async fn serve(
     if run.cfg.watchdog.is_some() {
         run.dog = Dog::Waiting;
     }
+    // The control socket is served on a thread of its own; only parsed requests
+    // reach this loop, through a bounded queue.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Ctl>(CTL_QUEUE);
-    let live = Arc::new(());
-    let accept_live = live.clone();
-    let accept = tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(control_conn(stream, ctl_tx.clone(), accept_live.clone()));
-                }
-                Err(e) => {
-                    warn!(error = %e, "control socket accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    });
+    let server = control::Server::start(listener, ctl_tx, run.config_file.clone())?;
+    run.control = Some(server.monitor());
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -1206,36 +1187,26 @@ async fn serve(
                 run.node.probe_result(now, done.probe, done.result);
             }
             Some(ctl) = ctl_rx.recv() => {
-                let response = match ctl.req {
-                    Request::Status => Response::Status(Box::new(run.status())),
-                    Request::ManualSeed => manual_seed(&mut run),
-                    Request::Fault(cmd) => run.fault(cmd),
-                    Request::Stop => {
-                        let now = run.now();
-                        let state = run.node.status().fence.state;
-                        if leave_deadline.is_some() {
-                            Response::Done { message: "already leaving".into() }
-                        } else if matches!(state, NodeState::Member | NodeState::Racing) {
-                            info!(event = "node.leaving", ts_us = wall_us(), node = run.me.id.0, "vigil stop: leaving the cluster gracefully");
-                            run.node.leave(now);
-                            leave_deadline = Some(now + race_timeout.saturating_mul(3));
-                            Response::Done { message: "leaving".into() }
-                        } else {
-                            info!(event = "node.leaving", ts_us = wall_us(), node = run.me.id.0, state = ?state, "vigil stop: not a member; stopping at once");
-                            stop_now = Some(Ending::Code(exit::OK));
-                            Response::Done { message: format!("not a member ({}); stopping", state_word(state)) }
-                        }
+                // A few per turn: the next turn serves timers and frames first.
+                let mut next = Some(ctl);
+                let mut answered = 0;
+                while let Some(ctl) = next.take() {
+                    let response = answer(&mut run, ctl.req, ctl.reloaded, &mut leave_deadline, &mut stop_now, race_timeout);
+                    let _ = ctl.reply.send(response);
+                    answered += 1;
+                    if answered < CTL_PER_TURN && stop_now.is_none() {
+                        next = ctl_rx.try_recv().ok();
                     }
-                };
-                let _ = ctl.reply.send(response);
+                }
             }
         }
     };
-    accept.abort();
-    let _ = std::fs::remove_file(&socket);
     match &ending {
         Ending::Fenced(_) => {
-            // Nothing more goes out: close the links before acting.
+            // Stop serving at once; nothing more goes out: close the links before
+            // acting.
+            drop(server);
+            let _ = std::fs::remove_file(&socket);
             drop(run.links);
         }
         Ending::Code(code) => {
@@ -1254,10 +1225,8 @@ async fn serve(
             }
             // Let control connections in flight write their answers (`vigil stop`).
             drop(ctl_rx);
-            let grace = tokio::time::Instant::now() + ANSWER_GRACE;
-            while Arc::strong_count(&live) > 1 && tokio::time::Instant::now() < grace {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            server.stop(ANSWER_GRACE);
+            let _ = std::fs::remove_file(&socket);
             info!(
                 event = "daemon.stopped",
                 ts_us = wall_us(),
@@ -1268,6 +1237,66 @@ async fn serve(
         }
     }
     Ok(ending)
+}
+
+/// The node's answer to one control request.
+fn answer(
+    run: &mut Running,
+    req: Request,
+    reloaded: Option<Result<Box<ClusterConfig>, String>>,
+    leave_deadline: &mut Option<Instant>,
+    stop_now: &mut Option<Ending>,
+    race_timeout: Duration,
+) -> Response {
+    match req {
+        Request::Status => Response::Status(Box::new(run.status())),
+        Request::ManualSeed => manual_seed(run),
+        Request::Fault(cmd) => run.fault(cmd),
+        Request::KeyReload => match reloaded {
+            Some(Ok(cfg)) => run.reload_keys(&cfg),
+            Some(Err(message)) => {
+                warn!(
+                    event = "keys.reload_refused",
+                    ts_us = wall_us(),
+                    node = run.me.id.0,
+                    "{message}"
+                );
+                Response::Error {
+                    message: format!("keys unchanged: {message}"),
+                }
+            }
+            None => Response::Error {
+                message: "keys unchanged: the config was not read".into(),
+            },
+        },
+        Request::Stop => {
+            let now = run.now();
+            let state = run.node.status().fence.state;
+            if leave_deadline.is_some() {
+                Response::Done {
+                    message: "already leaving".into(),
+                }
+            } else if matches!(state, NodeState::Member | NodeState::Racing) {
+                info!(
+                    event = "node.leaving",
+                    ts_us = wall_us(),
+                    node = run.me.id.0,
+                    "vigil stop: leaving the cluster gracefully"
+                );
+                run.node.leave(now);
+                *leave_deadline = Some(now + race_timeout.saturating_mul(3));
+                Response::Done {
+                    message: "leaving".into(),
+                }
+            } else {
+                info!(event = "node.leaving", ts_us = wall_us(), node = run.me.id.0, state = ?state, "vigil stop: not a member; stopping at once");
+                *stop_now = Some(Ending::Code(exit::OK));
+                Response::Done {
+                    message: format!("not a member ({}); stopping", state_word(state)),
+                }
+            }
+        }
+    }
 }
 
 /// The fence state as a word for people and JSON: `unseeded`, `member`, `racing`,
@@ -1283,6 +1312,97 @@ pub fn state_word(s: NodeState) -> &'static str {
 }
 
 /// `gabconfig -x`: only a node with no view yet can seed.
+impl Running {
+    /// `vigil key reload`: take `key_file` and `accept_key_files` from the config
+    /// file as just read again (`cfg`, already checked like at start) and use them
+    /// from now on. Refused when the cluster would change between keyed and
+    /// unkeyed, or the file now describes another cluster or node.
+    fn reload_keys(&mut self, cfg: &ClusterConfig) -> Response {
+        let refuse = |message: String| {
+            warn!(
+                event = "keys.reload_refused",
+                ts_us = wall_us(),
+                node = self.me.id.0,
+                "{message}"
+            );
+            Response::Error {
+                message: format!("keys unchanged: {message}"),
+            }
+        };
+        let file = cfg.source.display();
+        if cfg.cluster.id != self.cfg.cluster.id
+            || cfg.node_by_name(&self.me.name).map(|n| n.id) != Some(self.me.id)
+        {
+            return refuse(format!(
+                "{file} no longer describes this node ({} in cluster ID {}); restart the daemon to run another configuration",
+                self.me.name, self.cfg.cluster.id.0
+            ));
+        }
+        let old = self.node.status().llt.keys;
+        let ring = cfg.frame_keys();
+        match (old.send, ring.first()) {
+            (Some(_), None) => {
+                return refuse(format!(
+                    "{file}: cluster.key_file: this cluster is keyed and the file now gives no key (insecure = true); a node without keys drops every frame of its keyed peers. Turning authentication off needs every node restarted"
+                ))
+            }
+            (None, Some(_)) => {
+                return refuse(format!(
+                    "{file}: cluster.key_file: this node runs unauthenticated (it started with insecure = true); its peers drop keyed frames, so turning keys on needs every node restarted with the key"
+                ))
+            }
+            _ => {}
+        }
+        let ids = |v: &[KeyId]| {
+            v.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let new_ids: Vec<KeyId> = ring.iter().map(|k| k.id).collect();
+        let describe = |send: Option<KeyId>, accept: &[KeyId]| match send {
+            Some(s) => format!("sending with key {s}, accepting {}", ids(accept)),
+            None => "unauthenticated".to_string(),
+        };
+        let now_text = describe(new_ids.first().copied(), &new_ids);
+        let was_text = describe(old.send, &old.accept);
+        // Whatever else changed in the file waits for a restart; say so.
+        let mut others = cfg.clone();
+        others.cluster.key_file = self.cfg.cluster.key_file.clone();
+        others.cluster.key = self.cfg.cluster.key.clone();
+        others.cluster.accept_key_files = self.cfg.cluster.accept_key_files.clone();
+        others.cluster.accept_keys = self.cfg.cluster.accept_keys.clone();
+        let later = if others == self.cfg {
+            String::new()
+        } else {
+            "; the file's other changes take effect at the next restart".to_string()
+        };
+        if new_ids == old.accept && new_ids.first() == old.send.as_ref() {
+            return Response::Done {
+                message: format!("keys unchanged: {now_text}{later}"),
+            };
+        }
+        self.node.set_frame_keys(ring);
+        self.cfg.cluster.key_file = cfg.cluster.key_file.clone();
+        self.cfg.cluster.key = cfg.cluster.key.clone();
+        self.cfg.cluster.accept_key_files = cfg.cluster.accept_key_files.clone();
+        self.cfg.cluster.accept_keys = cfg.cluster.accept_keys.clone();
+        info!(
+            event = "keys.reloaded",
+            ts_us = wall_us(),
+            node = self.me.id.0,
+            send = %new_ids.first().map(ToString::to_string).unwrap_or_default(),
+            accept = %ids(&new_ids),
+            previous_send = %old.send.map(|k| k.to_string()).unwrap_or_default(),
+            previous_accept = %ids(&old.accept),
+            "key ring reloaded: {now_text} (was: {was_text})"
+        );
+        Response::Done {
+            message: format!("{now_text} (was: {was_text}){later}"),
+        }
+    }
+}
+
 fn manual_seed(run: &mut Running) -> Response {
     let now = run.now();
     let status = run.node.status();

@@ -254,8 +254,9 @@ impl Drop for Cluster {
     }
 }
 
-/// The drill cluster's config: `n` nodes, links `a` and `b`, fault injection on, a
-/// writable probe per node on its own directory.
+/// The drill cluster's config: `n` nodes, links `a` and `b`, keyed with
+/// `{dir}/cluster.key`, fault injection on, a writable probe per node on its own
+/// directory.
 fn drill_config(dir: &Path, n: u8, profile: Profile, netns: bool) -> Result<String, String> {
     let profile = match profile {
         Profile::Default => "default",
@@ -264,7 +265,7 @@ fn drill_config(dir: &Path, n: u8, profile: Profile, netns: bool) -> Result<Stri
     let mut t = format!(
         "# written by `vigil drill`: a test cluster (fault injection is on)\n\
          [cluster]\nname = \"drill\"\nid = 4242\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}\"\n\
-         fault_injection = true\n\n\
+         key_file = \"{d}/cluster.key\"\nfault_injection = true\n\n\
          [timers]\nprofile = \"{profile}\"\n\n\
          [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5801\n\n\
          [[links]]\nname = \"b\"\nkind = \"udp\"\nport = 5802\n",
@@ -785,6 +786,8 @@ pub fn run_drill(args: &DrillArgs, print: bool) -> Result<DrillResult, String> {
     ));
     std::fs::create_dir_all(dir.join("state")).map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = dir.join("cluster.toml");
+    // Keyed like production: `vigil keygen` makes the key the config names.
+    let key_id = crate::keys::write_new_key(&dir.join("cluster.key"), false)?;
     std::fs::write(&config, drill_config(&dir, n, args.profile, args.netns)?)
         .map_err(|e| format!("{}: {e}", config.display()))?;
     let cfg = vigil::ClusterConfig::load(&config).map_err(|e| e.to_string())?;
@@ -811,7 +814,7 @@ pub fn run_drill(args: &DrillArgs, print: bool) -> Result<DrillResult, String> {
     };
     let timers = &cfg.timers;
     say(format!(
-        "vigil drill {}: {n} daemons {}, two UDP links each, timers {:?} (heartbeat {} ms, peer_inactive {} ms, race_timeout {} ms)\n  config {}",
+        "vigil drill {}: {n} daemons {}, two UDP links each, frames keyed (key ID {key_id}), timers {:?} (heartbeat {} ms, peer_inactive {} ms, race_timeout {} ms)\n  config {}",
         name.name(),
         if args.netns { "in network namespaces" } else { "on 127.0.0.1" },
         timers.profile,

@@ -334,6 +334,7 @@ pub(crate) mod tests {
                         })
                         .collect(),
                     heartbeat: Default::default(),
+                    keys: Default::default(),
                 },
                 health: Default::default(),
                 fence: FenceStatus {
@@ -350,6 +351,7 @@ pub(crate) mod tests {
                     bad_messages: 0,
                 },
             },
+            control: Default::default(),
         }
     }
 

@@ -112,7 +112,7 @@ pub fn nodes_json(s: &DaemonStatus) -> Value {
                    "incarnation": p.incarnation.map(|i| i.0), "jeopardy": p.jeopardy, "links": links})
         })
         .collect();
-    json!({"local": s.local, "nodes": nodes})
+    json!({"local": s.local, "authenticated": s.authenticated, "nodes": nodes})
 }
 
 fn fmt_rtt(us: Option<u64>) -> String {
@@ -122,8 +122,27 @@ fn fmt_rtt(us: Option<u64>) -> String {
     }
 }
 
+/// The key ring in one line, or the WARNING of an unauthenticated cluster.
+fn keys_line(s: &DaemonStatus) -> String {
+    let k = &s.node.llt.keys;
+    match k.send {
+        Some(send) if s.authenticated => format!(
+            "Keys: frames sent with key {send}, accepted under {}",
+            k.accept
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => crate::keys::INSECURE_WARNING.to_string(),
+    }
+}
+
 pub fn nodes_text(s: &DaemonStatus, links: bool) -> String {
     let mut out = String::from("LLT node information:\n");
+    if !s.authenticated {
+        let _ = writeln!(out, "  {}", keys_line(s));
+    }
     if links {
         out.push_str(&format!(
             "    {:<24} {:<9} {:<8} {:<8} {:<24} RTT\n",
@@ -234,13 +253,15 @@ pub fn stats_json(s: &DaemonStatus) -> Value {
         })
         .collect();
     json!({"local": s.local, "node": s.node_name, "incarnation": s.node.llt.incarnation.0,
+           "authenticated": s.authenticated, "keys": crate::keys::keys_json(s),
            "uptime_ms": s.uptime_ms, "links": links, "peers": peers,
            "heartbeat": s.node.llt.heartbeat, "realtime": s.realtime,
-           "stalls": crate::fenceadm::stalls_json(s)})
+           "stalls": crate::fenceadm::stalls_json(s), "control": s.control})
 }
 
 pub fn stats_text(s: &DaemonStatus) -> String {
     let mut out = String::from("LLT statistics:\n");
+    let _ = writeln!(out, "  {}", keys_line(s));
     for (l, info) in s.node.llt.links.iter().zip(&s.links) {
         let st = &l.stats;
         let _ = writeln!(
@@ -287,6 +308,12 @@ pub fn stats_text(s: &DaemonStatus) -> String {
         g.window,
         g.count,
         ms(g.max_us)
+    );
+    let c = &s.control;
+    let _ = writeln!(
+        out,
+        "  Control socket: {} open (at most {}), {} accepted, {} served; refused: {} over the connection bound, {} over {} bytes, {} timed out, {} busy, {} bad",
+        c.open, c.max_connections, c.accepted, c.served, c.refused, c.oversize, c.max_request_bytes, c.timed_out, c.busy, c.bad
     );
     let st = &s.node.health.stalls;
     let _ = writeln!(
@@ -339,6 +366,7 @@ pub fn stats_text(s: &DaemonStatus) -> String {
 pub fn config_json(s: &DaemonStatus) -> Value {
     json!({"local": s.local, "fencing": s.fencing, "self_fence": s.self_fence, "max_drift_ppm": s.max_drift_ppm, "node": s.node_name, "cluster": {"name": s.cluster_name, "id": s.cluster_id},
            "config_file": s.config_file, "authenticated": s.authenticated,
+           "keys": crate::keys::keys_json(s),
            "incarnation": s.node.llt.incarnation.0, "pid": s.pid,
            "timers": s.timers, "stall_action": s.stall_action, "realtime": s.realtime,
            "watchdog": s.watchdog, "health": crate::fenceadm::health_json(s),
@@ -361,9 +389,9 @@ pub fn config_text(s: &DaemonStatus) -> String {
         out,
         "    authentication: {}",
         if s.authenticated {
-            "keyed MAC on every frame"
+            format!("keyed MAC on every frame; {}", keys_line(s))
         } else {
-            "none"
+            keys_line(s)
         }
     );
     let _ = writeln!(

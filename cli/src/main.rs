@@ -9,6 +9,7 @@ mod drill;
 mod fault;
 mod fenceadm;
 mod gabconfig;
+mod keys;
 mod lltstat;
 mod logging;
 mod netlab;
@@ -71,6 +72,12 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Make a new cluster key: 32 random bytes in a new file of mode 0600; prints
+    /// its key ID.
+    Keygen(keys::KeygenArgs),
+    /// The running daemon's keys: `reload` re-reads them from the config file (a key
+    /// rotation without downtime), `status` shows them.
+    Key(keys::KeyArgs),
     /// Start a local cluster on loopback and show it working (the main job).
     Drill(drill::DrillArgs),
     /// The deterministic simulator: scenario files, random sweeps, replays, benchmarks.
@@ -152,6 +159,8 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(&file),
+        Command::Keygen(a) => keys::keygen(&a),
+        Command::Key(a) => keys::run(a),
         Command::Drill(a) => drill::run(a),
         Command::Sim(a) => sim::run(a),
         Command::Bench(a) => bench::run(a),
@@ -213,14 +222,25 @@ fn gone(socket: &std::path::Path) -> bool {
 fn config_check(file: &std::path::Path) -> u8 {
     match vigil::config::ClusterConfig::load(file) {
         Ok(cfg) => {
+            let ring: Vec<String> = cfg.frame_keys().iter().map(|k| k.id.to_string()).collect();
+            let auth = match ring.first() {
+                Some(send) => format!(
+                    "frames sent with key {send}, accepted under {}",
+                    ring.join(", ")
+                ),
+                None => "frames NOT authenticated (insecure)".into(),
+            };
             println!(
-                "{}: ok: cluster {} (id {}), {} nodes, {} links",
+                "{}: ok: cluster {} (id {}), {} nodes, {} links, {auth}",
                 file.display(),
                 cfg.cluster.name,
                 cfg.cluster.id.0,
                 cfg.nodes.len(),
                 cfg.links.len()
             );
+            for w in cfg.warnings() {
+                eprintln!("warning: {w}");
+            }
             exit::OK
         }
         Err(e) => {

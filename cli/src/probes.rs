@@ -89,11 +89,43 @@ fn command(argv: &[String], expect: i32, timeout: Duration) -> Result<(), String
     }
 }
 
+/// Create `file` afresh (`O_CREAT | O_EXCL | O_NOFOLLOW`): never through a link
+/// planted at its name. A regular file left there by an earlier run is removed
+/// first; anything else makes the probe fail.
+fn create_fresh(file: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(file)
+    };
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let meta = std::fs::symlink_metadata(file)?;
+            if !meta.is_file() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "it already exists and is {}; refusing to write through it",
+                        vigil::files::kind(&meta)
+                    ),
+                ));
+            }
+            std::fs::remove_file(file)?;
+            create()
+        }
+        r => r,
+    }
+}
+
 /// Write, fsync and remove a small file in `dir`.
 fn writable(dir: &Path, node: &str) -> Result<(), String> {
     let file: PathBuf = dir.join(format!(".vigil-probe-{node}"));
     let result = (|| {
-        let mut f = std::fs::File::create(&file)?;
+        let mut f = create_fresh(&file)?;
         f.write_all(b"vigil health probe\n")?;
         f.sync_all()?;
         drop(f);
@@ -163,6 +195,22 @@ mod tests {
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         let e = writable(&dir.join("missing"), "n0").unwrap_err();
         assert!(e.contains("cannot write"), "{e}");
+        // A link planted at the probe's file is not written through; a stale file is
+        // replaced.
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let probe = dir.join(".vigil-probe-n0");
+        std::os::unix::fs::symlink(&victim, &probe).unwrap();
+        let e = writable(&dir, "n0").unwrap_err();
+        assert!(
+            e.contains("is a symbolic link; refusing to write through it"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        std::fs::remove_file(&probe).unwrap();
+        std::fs::write(&probe, "stale").unwrap();
+        assert!(writable(&dir, "n0").is_ok());
+        assert!(!probe.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -58,6 +58,9 @@ struct RunArgs {
     /// Scenario files (for example sim/scenarios/*.toml).
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+    /// Break the protocol on purpose, to show that the checker catches it.
+    #[arg(long, value_name = "NAME")]
+    sabotage: Option<SabotageArg>,
 }
 
 /// How random scenarios are drawn (shared by `sweep` and `replay`, so that the
@@ -90,9 +93,7 @@ impl RandomArgs {
     }
 
     fn options(&self) -> Options {
-        Options {
-            sabotage: self.sabotage.map(Sabotage::from),
-        }
+        options(self.sabotage)
     }
 
     /// The `vigil sim replay` command line for one seed.
@@ -163,6 +164,9 @@ enum SabotageArg {
     FewerAccepts,
     /// Survivors hand a new view to clients at once, without the settle window.
     ZeroSettle,
+    /// Every node's llt accepts frames that do not echo its current incarnation (the
+    /// freshness check off): recorded frames replayed at a restarted node count.
+    StaleFrames,
 }
 
 impl SabotageArg {
@@ -171,17 +175,26 @@ impl SabotageArg {
             SabotageArg::AnyHalfWins => "any-half-wins",
             SabotageArg::FewerAccepts => "fewer-accepts",
             SabotageArg::ZeroSettle => "zero-settle",
+            SabotageArg::StaleFrames => "stale-frames",
+        }
+    }
+
+    /// The fence core's sabotage, if it is one (`stale-frames` breaks llt).
+    fn fence(self) -> Option<Sabotage> {
+        match self {
+            SabotageArg::AnyHalfWins => Some(Sabotage::AnyHalfWins),
+            SabotageArg::FewerAccepts => Some(Sabotage::FewerAccepts),
+            SabotageArg::ZeroSettle => Some(Sabotage::ZeroSettle),
+            SabotageArg::StaleFrames => None,
         }
     }
 }
 
-impl From<SabotageArg> for Sabotage {
-    fn from(s: SabotageArg) -> Sabotage {
-        match s {
-            SabotageArg::AnyHalfWins => Sabotage::AnyHalfWins,
-            SabotageArg::FewerAccepts => Sabotage::FewerAccepts,
-            SabotageArg::ZeroSettle => Sabotage::ZeroSettle,
-        }
+/// The run options for a `--sabotage` argument.
+fn options(sabotage: Option<SabotageArg>) -> Options {
+    Options {
+        sabotage: sabotage.and_then(SabotageArg::fence),
+        stale_frames: sabotage == Some(SabotageArg::StaleFrames),
     }
 }
 
@@ -280,8 +293,9 @@ fn run_files(args: &RunArgs) -> u8 {
         }
     }
     let width = scenarios.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    let opts = options(args.sabotage);
     for sc in &scenarios {
-        let out = guarded(|| vigil_sim::run(sc, Options::default()));
+        let out = guarded(|| vigil_sim::run(sc, opts));
         match out {
             Ok(o) => match &o.violation {
                 None => println!("PASS {:<width$}  fault→decision {}", o.name, decision(&o)),

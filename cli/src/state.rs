@@ -6,9 +6,16 @@
 //! file in the same directory, which is fsynced, renamed over the old one, and then
 //! the directory is fsynced, so that after a crash the file holds either the old or
 //! the new generation, never a torn one.
+//!
+//! The directory must be owned by the daemon's user and not writable by group or
+//! others (the daemon creates it 0700). The temporary file is created with
+//! `O_CREAT | O_EXCL | O_NOFOLLOW`, so a link planted at its name is never written
+//! through; the state file is opened without blocking and without following links,
+//! and anything but a regular file is refused.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use vigil_llt::types::Generation;
 
@@ -26,13 +33,13 @@ pub struct StateFile {
 }
 
 impl StateFile {
-    /// Open the state of node `node` in `dir`, creating `dir` if missing, and read the
+    /// Open the state of node `node` in `dir`, creating `dir` (0700) if missing, and
+    /// checking its owner and mode (see [`vigil::files::private_dir`]); read the
     /// generation stored there: 0 when there is no file yet. A file that cannot be
     /// read or does not hold a generation is an error naming it: the daemon must not
     /// start and risk reusing generations.
     pub fn open(dir: &Path, node: &str) -> Result<StateFile, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create state directory {}: {e}", dir.display()))?;
+        vigil::files::private_dir(dir, "state directory")?;
         let path = dir.join(format!("{node}.generation"));
         let tmp = dir.join(format!(".{node}.generation.tmp"));
         let stored = read(&path)?;
@@ -48,6 +55,37 @@ impl StateFile {
         &self.path
     }
 
+    /// Create the temporary file afresh: never through a link, never into a file
+    /// someone else made. A regular file left by a crash between write and rename is
+    /// ours (the directory is private) and is replaced; anything else is refused.
+    fn create_tmp(&self) -> Result<File, String> {
+        let create = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&self.tmp)
+        };
+        let tmp = self.tmp.display();
+        match create() {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let meta = std::fs::symlink_metadata(&self.tmp)
+                    .map_err(|e| format!("temporary file {tmp}: {e}"))?;
+                if !meta.is_file() {
+                    return Err(format!(
+                        "temporary file {tmp} already exists and is {}; refusing to write through it (remove it)",
+                        vigil::files::kind(&meta)
+                    ));
+                }
+                std::fs::remove_file(&self.tmp)
+                    .map_err(|e| format!("cannot remove stale temporary file {tmp}: {e}"))?;
+                create().map_err(|e| format!("temporary file {tmp}: {e}"))
+            }
+            r => r.map_err(|e| format!("temporary file {tmp}: {e}")),
+        }
+    }
+
     /// The generation last read or written.
     pub fn generation(&self) -> Generation {
         self.stored
@@ -60,19 +98,24 @@ impl StateFile {
             return Ok(());
         }
         let shown = self.path.display();
-        let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&self.tmp)?;
+        if !g.is_valid() {
+            return Err(format!(
+                "refusing to write generation {} to state file {shown}: beyond the usable range ({})",
+                g.0,
+                Generation::MAX.0
+            ));
+        }
+        let f = self
+            .create_tmp()
+            .map_err(|e| format!("cannot write state file {shown}: {e}"))?;
+        let write = |mut f: File| -> std::io::Result<()> {
             f.write_all(format!("generation {}\n", g.0).as_bytes())?;
             f.sync_all()?;
             drop(f);
             std::fs::rename(&self.tmp, &self.path)?;
             File::open(&self.dir)?.sync_all()
         };
-        write().map_err(|e| format!("cannot write state file {shown}: {e}"))?;
+        write(f).map_err(|e| format!("cannot write state file {shown}: {e}"))?;
         self.stored = g;
         Ok(())
     }
@@ -81,16 +124,17 @@ impl StateFile {
 /// The generation in the file at `path`; 0 when it does not exist.
 fn read(path: &Path) -> Result<Generation, String> {
     let shown = path.display();
-    let text = match File::open(path) {
-        Ok(f) => {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_LEN + 1), &mut text)
-                .map_err(|e| format!("cannot read state file {shown}: {e}"))?;
-            text
-        }
+    match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Generation(0)),
         Err(e) => return Err(format!("cannot read state file {shown}: {e}")),
-    };
+        Ok(_) => {}
+    }
+    // Without following links and without blocking (a FIFO must not hang the
+    // daemon); the length is checked by `parse`.
+    let (bytes, _) = vigil::files::read_bounded(path, false, MAX_LEN).map_err(|why| {
+        format!("cannot read state file {shown}: {why}; refusing to start (it must be a regular file written by this daemon)")
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
     parse(&text).map_err(|why| {
         format!("state file {shown} is corrupt: {why}; refusing to start (move it away only if you know the cluster's current generation is above it)")
     })
@@ -108,35 +152,24 @@ fn parse(text: &str) -> Result<Generation, String> {
     let Some(number) = line.strip_prefix("generation ") else {
         return Err(format!("expected `generation N`, found {line:?}"));
     };
-    number
+    let g = number
         .parse::<u64>()
         .map(Generation)
-        .map_err(|e| format!("bad generation {number:?}: {e}"))
+        .map_err(|e| format!("bad generation {number:?}: {e}"))?;
+    if g.next().is_none() {
+        return Err(format!(
+            "generation {} is at or beyond the top of the usable range ({}): no view can follow it",
+            g.0,
+            Generation::MAX.0
+        ));
+    }
+    Ok(g)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "vigil-state-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&p);
-            TempDir(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use vigil::testing::{root_or_skip, TempDir};
 
     #[test]
     fn missing_is_zero_and_the_directory_is_created() {
@@ -162,11 +195,13 @@ mod tests {
         assert_eq!(s.generation(), Generation(17));
         let again = StateFile::open(&d.0, "n1").unwrap();
         assert_eq!(again.generation(), Generation(17));
-        s.store(Generation(u64::MAX)).unwrap();
-        assert_eq!(
-            StateFile::open(&d.0, "n1").unwrap().generation(),
-            Generation(u64::MAX)
-        );
+        let last = Generation(Generation::MAX.0 - 1);
+        s.store(last).unwrap();
+        assert_eq!(StateFile::open(&d.0, "n1").unwrap().generation(), last);
+        assert!(s
+            .store(Generation(u64::MAX))
+            .unwrap_err()
+            .contains("beyond"));
         // No temporary file is left behind, and other nodes' files are separate.
         let names: Vec<String> = std::fs::read_dir(&d.0)
             .unwrap()
@@ -176,6 +211,25 @@ mod tests {
         assert_eq!(
             StateFile::open(&d.0, "n2").unwrap().generation(),
             Generation(0)
+        );
+    }
+
+    #[test]
+    fn a_generation_at_the_top_of_its_range_is_refused_naming_the_file() {
+        let d = TempDir::new("top");
+        std::fs::create_dir_all(&d.0).unwrap();
+        let path = d.0.join("n0.generation");
+        for top in [Generation::MAX.0, Generation::MAX.0 + 1, u64::MAX] {
+            std::fs::write(&path, format!("generation {top}\n")).unwrap();
+            let e = StateFile::open(&d.0, "n0").unwrap_err();
+            assert!(e.contains(&path.display().to_string()), "{e}");
+            assert!(e.contains("top of the usable range"), "{e}");
+        }
+        let below = Generation::MAX.0 - 1;
+        std::fs::write(&path, format!("generation {below}\n")).unwrap();
+        assert_eq!(
+            StateFile::open(&d.0, "n0").unwrap().generation(),
+            Generation(below)
         );
     }
 
@@ -200,9 +254,8 @@ mod tests {
             assert!(e.contains("corrupt"), "{bad:?}: {e}");
         }
         std::fs::write(&path, "x".repeat(5000)).unwrap();
-        assert!(StateFile::open(&d.0, "n0")
-            .unwrap_err()
-            .contains("longer than"));
+        let e = StateFile::open(&d.0, "n0").unwrap_err();
+        assert!(e.contains("holds 5000 bytes, more than the 4096"), "{e}");
         // Without the trailing newline it is still read.
         std::fs::write(&path, "generation 3").unwrap();
         assert_eq!(
@@ -228,6 +281,95 @@ mod tests {
         let e = s.store(Generation(1)).unwrap_err();
         assert!(e.contains("cannot write state file"), "{e}");
         assert_eq!(s.generation(), Generation(0));
+    }
+
+    #[test]
+    fn the_state_dir_is_created_private_and_a_shared_one_is_refused() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let d = TempDir::new("private");
+        StateFile::open(&d.0, "n0").unwrap();
+        assert_eq!(std::fs::metadata(&d.0).unwrap().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = StateFile::open(&d.0, "n0").unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "refusing state directory {}: it has mode 0777: group or others may write to it; fix with: chmod go-w {}",
+                d.0.display(),
+                d.0.display()
+            )),
+            "{e}"
+        );
+        std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+        StateFile::open(&d.0, "n0").unwrap();
+        if !root_or_skip("a state directory owned by another user") {
+            return;
+        }
+        std::os::unix::fs::chown(&d.0, Some(65534), Some(65534)).unwrap();
+        let e = StateFile::open(&d.0, "n0").unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "refusing state directory {}: it is owned by uid 65534, not by the daemon's user (uid 0); fix with: chown 0 {}",
+                d.0.display(),
+                d.0.display()
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_link_planted_at_the_temporary_file_is_not_written_through() {
+        let d = TempDir::new("tmplink");
+        let mut s = StateFile::open(&d.0, "n0").unwrap();
+        let victim = d.0.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let tmp = d.0.join(".n0.generation.tmp");
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let e = s.store(Generation(3)).unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "temporary file {} already exists and is a symbolic link; refusing to write through it",
+                tmp.display()
+            )),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(s.generation(), Generation(0));
+        // A dangling link too.
+        std::fs::remove_file(&victim).unwrap();
+        assert!(s.store(Generation(3)).is_err());
+        assert!(!victim.exists());
+        // A regular file left by a crash is replaced.
+        std::fs::remove_file(&tmp).unwrap();
+        std::fs::write(&tmp, "generation 1").unwrap();
+        s.store(Generation(3)).unwrap();
+        assert_eq!(
+            StateFile::open(&d.0, "n0").unwrap().generation(),
+            Generation(3)
+        );
+        assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_as_the_state_file_is_refused_without_hanging() {
+        let d = TempDir::new("fifo");
+        std::fs::create_dir_all(&d.0).unwrap();
+        let path = d.0.join("n0.generation");
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let e = StateFile::open(&d.0, "n0").unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "cannot read state file {}: it is a FIFO, not a regular file",
+                path.display()
+            )),
+            "{e}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let real = d.0.join("elsewhere");
+        std::fs::write(&real, "generation 9\n").unwrap();
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        let e = StateFile::open(&d.0, "n0").unwrap_err();
+        assert!(e.contains("symbolic link"), "{e}");
     }
 
     #[test]

@@ -418,25 +418,7 @@ fn describe(e: &io::Error) -> String {
 mod tests {
     use super::*;
     use std::io::Read;
-
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            let dir = std::env::temp_dir()
-                .join(format!("vigil-watchdog-test-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("create a temp dir");
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use vigil::testing::TempDir;
 
     fn mkfifo(path: &Path) {
         use std::os::unix::ffi::OsStrExt;
@@ -477,7 +459,7 @@ mod tests {
 
     #[test]
     fn a_fifo_test_device_sees_the_pets_then_the_magic_close_in_order() {
-        let dir = TempDir::new("order");
+        let dir = TempDir::made("order");
         let fifo = dir.0.join("watchdog");
         mkfifo(&fifo);
         // Opening does not wait for a reader.
@@ -497,7 +479,7 @@ mod tests {
 
     #[test]
     fn dropping_without_disarm_writes_no_magic_close() {
-        let dir = TempDir::new("drop");
+        let dir = TempDir::made("drop");
         let fifo = dir.0.join("watchdog");
         mkfifo(&fifo);
         let mut r = reader(&fifo);
@@ -510,7 +492,7 @@ mod tests {
 
     #[test]
     fn a_full_test_device_fails_the_pet_instead_of_hanging() {
-        let dir = TempDir::new("full");
+        let dir = TempDir::made("full");
         let fifo = dir.0.join("watchdog");
         mkfifo(&fifo);
         let mut wd = Watchdog::open(&fifo, Duration::from_secs(1), false).expect("open");
@@ -528,7 +510,7 @@ mod tests {
 
     #[test]
     fn a_missing_device_is_named_with_its_errno() {
-        let dir = TempDir::new("missing");
+        let dir = TempDir::made("missing");
         let dev = dir.0.join("no-such-watchdog");
         // softdog stays false: a test must never load a watchdog module.
         let e = Watchdog::open(&dev, Duration::from_secs(5), false).expect_err("missing");
@@ -538,7 +520,7 @@ mod tests {
 
     #[test]
     fn a_regular_file_is_refused() {
-        let dir = TempDir::new("regular");
+        let dir = TempDir::made("regular");
         let dev = dir.0.join("file");
         std::fs::write(&dev, b"").expect("write");
         let e = Watchdog::open(&dev, Duration::from_secs(5), false).expect_err("regular");
@@ -548,7 +530,7 @@ mod tests {
 
     #[test]
     fn the_timeout_must_be_whole_seconds_of_at_least_one() {
-        let dir = TempDir::new("timeout");
+        let dir = TempDir::made("timeout");
         let fifo = dir.0.join("watchdog");
         mkfifo(&fifo);
         for bad in [

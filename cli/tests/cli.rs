@@ -14,6 +14,12 @@ fn vigil(args: &[&str]) -> Output {
 fn temp(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("vigil-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // GOOD names `cluster.key` beside it: made once, by `vigil keygen`.
+    static KEY: std::sync::Once = std::sync::Once::new();
+    KEY.call_once(|| {
+        let out = vigil(&["keygen", dir.join("cluster.key").to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+    });
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
@@ -22,6 +28,7 @@ fn temp(name: &str, text: &str) -> PathBuf {
 const GOOD: &str = r#"
 [cluster]
 name = "c"
+key_file = "cluster.key"
 id = 1
 
 [timers]
@@ -112,6 +119,58 @@ fn a_seed_of_half_the_nodes_is_refused_by_name() {
     let (ok, msg) = check("seed.toml", &four);
     assert!(!ok);
     assert!(msg.contains("cluster.seed"), "{msg}");
+}
+
+#[test]
+fn an_unkeyed_config_is_refused_and_an_insecure_one_warned_about() {
+    let unkeyed = GOOD.replace("key_file = \"cluster.key\"\n", "");
+    let (ok, msg) = check("unkeyed.toml", &unkeyed);
+    assert!(!ok, "{msg}");
+    let dir = std::env::temp_dir().join(format!("vigil-cli-{}", std::process::id()));
+    assert!(
+        msg.contains("unkeyed.toml: cluster.key_file: is required"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "`vigil keygen {}`",
+            dir.join("cluster.key").display()
+        )),
+        "the message gives the command: {msg}"
+    );
+    let insecure = GOOD.replace("key_file = \"cluster.key\"\n", "insecure = true\n");
+    let (ok, msg) = check("insecure.toml", &insecure);
+    assert!(ok, "{msg}");
+    assert!(msg.contains("frames NOT authenticated"), "{msg}");
+    assert!(msg.contains("warning: "), "{msg}");
+    assert!(
+        msg.contains("cluster.insecure: llt frames are not authenticated"),
+        "{msg}"
+    );
+    let (ok, msg) = check("keyed.toml", GOOD);
+    assert!(ok && msg.contains("frames sent with key "), "{msg}");
+    assert!(!msg.contains("warning"), "{msg}");
+}
+
+#[test]
+fn keygen_makes_a_private_key_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("vigil-cli-keygen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("k");
+    let out = vigil(&["keygen", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("key ID "));
+    let meta = std::fs::metadata(&key).unwrap();
+    assert_eq!(meta.len(), 32);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let out = vigil(&["keygen", key.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    let out = vigil(&["keygen", "--force", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -269,8 +328,12 @@ impl Loopback {
         let socks: Vec<std::net::UdpSocket> = (0..n)
             .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
             .collect();
+        let key = dir.join("cluster.key");
+        let out = vigil(&["keygen", key.to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
         let mut t = format!(
-            "[cluster]\nname = \"cli\"\nid = 31\nrun_dir = \"{d}\"\nstate_dir = \"{d}/state\"\n{extra_cluster}\n\
+            "[cluster]\nname = \"cli\"\nid = 31\nrun_dir = \"{d}\"\nstate_dir = \"{d}/state\"\n\
+             key_file = \"cluster.key\"\n{extra_cluster}\n\
              [timers]\nheartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\npeer_inactive = 400\n\n\
              [[links]]\nname = \"a\"\nkind = \"udp\"\n",
             d = dir.display()
@@ -640,5 +703,42 @@ fn a_generation_that_cannot_be_persisted_is_never_acted_on() {
         installed,
         vec![g],
         "acted on an unpersisted generation: {log}"
+    );
+}
+
+#[test]
+fn a_config_that_is_a_device_or_too_large_is_refused_naming_it() {
+    let out = vigil(&["config", "check", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/dev/zero: (file): it is a character device, not a regular file"),
+        "{err}"
+    );
+    let mut text = GOOD.to_string();
+    text.push('#');
+    text.push_str(&"x".repeat(1 << 20));
+    let (ok, msg) = check("huge.toml", &text);
+    assert!(!ok, "{msg}");
+    assert!(msg.contains("more than the 1048576 allowed"), "{msg}");
+}
+
+#[test]
+fn a_shared_state_directory_stops_the_daemon_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Loopback::new("shared-state", 1, "");
+    let state = c.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    c.start(0);
+    assert_eq!(c.wait_exit(0, std::time::Duration::from_secs(5)), Some(1));
+    let log = c.log(0);
+    assert!(
+        log.contains(&format!(
+            "vigil daemon: refusing state directory {}: it has mode 0777: group or others may write to it; fix with: chmod go-w {}",
+            state.display(),
+            state.display()
+        )),
+        "{log}"
     );
 }

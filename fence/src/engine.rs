@@ -327,7 +327,7 @@ impl Fence {
     }
 
     fn drift(&self, d: Duration) -> Duration {
-        d + d * self.cfg.max_drift_ppm / 1_000_000
+        d.saturating_add(d.saturating_mul(self.cfg.max_drift_ppm) / 1_000_000)
     }
 
     // ----- outputs -------------------------------------------------------------
@@ -462,7 +462,7 @@ impl Fence {
                 self.loopback.push_back((from, msg));
                 self.step(now);
             }
-            Err(_) => self.bad_messages += 1,
+            Err(_) => self.bad_messages = self.bad_messages.saturating_add(1),
         }
     }
 
@@ -810,7 +810,11 @@ impl Fence {
             })
             .max()
             .unwrap_or(self.highest);
-        let value = View::new(Generation(highest.0 + 1), group, None);
+        let Some(generation) = highest.next() else {
+            // At the top of the range: refuse to seed rather than wrap.
+            return;
+        };
+        let value = View::new(generation, group, None);
         if self.manual_seed {
             self.event(FenceEvent::ManualSeed { members: ids });
         }
@@ -911,7 +915,11 @@ impl Fence {
             self.awaited_racer = None;
         }
         if racer == Some(self.me) && needed && self.race.is_none() {
-            let value = View::new(Generation(v.generation.0 + 1), desired, Some(&v));
+            let Some(generation) = v.generation.next() else {
+                // At the top of the range: no view can follow this one.
+                return;
+            };
+            let value = View::new(generation, desired, Some(&v));
             let acceptors = v.node_set();
             self.start_race(
                 now,
@@ -939,10 +947,11 @@ impl Fence {
         acceptors: NodeSet,
         quorum: Quorum,
     ) {
-        self.max_round += 1;
+        self.max_round = self.max_round.saturating_add(1);
         let ballot = Ballot {
             round: self.max_round,
             node: self.me,
+            incarnation: self.incarnation,
         };
         self.event(FenceEvent::RaceStarted {
             slot,
@@ -1344,14 +1353,19 @@ impl Fence {
                 self.max_round = self.max_round.max(promised.round);
                 if promised > race.ballot || (slot.0 == 0 && highest >= race.own.generation) {
                     // Outbid (or, seeding, our generation is too low): a new ballot.
-                    self.max_round += 1;
+                    self.max_round = self.max_round.saturating_add(1);
                     race.ballot = Ballot {
                         round: self.max_round,
                         node: self.me,
+                        incarnation: self.incarnation,
                     };
                     if slot.0 == 0 && highest >= race.own.generation {
+                        let Some(generation) = highest.next() else {
+                            // Nothing above: this seed race cannot be won.
+                            return;
+                        };
                         let members = race.own.members.clone();
-                        race.own = View::new(Generation(highest.0 + 1), members, None);
+                        race.own = View::new(generation, members, None);
                     }
                     race.phase = Phase::Prepare {
                         promises: BTreeMap::new(),
@@ -1529,13 +1543,11 @@ impl Fence {
                 if *ago == u64::MAX {
                     continue;
                 }
+                // From the network: saturating, never a panic or a wrap.
                 let ago = Duration::from_micros(*ago);
-                let ago = ago - ago * drift / 1_000_000;
-                let heard_at = if ago.as_nanos() as u64 > received.as_nanos() {
-                    Instant::ZERO
-                } else {
-                    Instant::from_nanos(received.as_nanos() - ago.as_nanos() as u64)
-                };
+                let ago = ago.saturating_sub(ago.saturating_mul(drift) / 1_000_000);
+                let ago_ns = u64::try_from(ago.as_nanos()).unwrap_or(u64::MAX);
+                let heard_at = Instant::from_nanos(received.as_nanos().saturating_sub(ago_ns));
                 let lapse = heard_at + lease;
                 settle_end = settle_end.max(lapse);
             }

@@ -31,6 +31,7 @@ fn messages() -> Vec<(&'static str, Msg)> {
     let b = Ballot {
         round: 3,
         node: NodeId(2),
+        incarnation: Incarnation(1002),
     };
     vec![
         (

@@ -9,12 +9,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
-use vigil_fuzz::{llt_setup, CLUSTER, KEY, NODES, OP_RAW, OP_TIMEOUT};
+use vigil_fuzz::{frame_key, llt_setup, CLUSTER, NODES, OP_RAW, OP_TIMEOUT};
 use vigil_llt::types::{
     ClusterId, Generation, Incarnation, Instant, LinkAddr, LinkId, NodeId, Port,
 };
 use vigil_llt::wire::{self, Header, Kind};
-use vigil_llt::{Llt, Output};
+use vigil_llt::{FrameKey, KeyId, Llt, Output};
 
 const OTHER_KEY: [u8; 32] = [0x24; 32];
 const MY_INCARNATION: Incarnation = Incarnation(1_000);
@@ -138,11 +138,20 @@ fn forge(
         }
     };
     let key = match (a >> 5) & 3 {
-        0 | 1 => Some(&KEY),
+        0 => Some(frame_key()),
+        // The right key ID with the wrong key: reaches the MAC check.
+        1 => Some(FrameKey {
+            id: frame_key().id,
+            key: OTHER_KEY,
+        }),
         2 => None,
-        _ => Some(&OTHER_KEY),
+        // A key ID the node does not hold.
+        _ => Some(FrameKey {
+            id: KeyId(0x2424_2424),
+            key: OTHER_KEY,
+        }),
     };
-    Some(wire::encode(&header, &payload, key))
+    Some(wire::encode(&header, &payload, key.as_ref()))
 }
 
 /// Runs the input's operations on `llt` until the input runs out.

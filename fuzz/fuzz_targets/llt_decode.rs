@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vigil_llt::wire::{self, Kind, HEADER_LEN, MAC_LEN};
+use vigil_llt::wire::{self, FrameKey, KeyId, Kind, HEADER_LEN, MAC_LEN};
 
 /// A fixed key: a frame whose MAC matches it must verify, and no other.
 const KEY: [u8; 32] = [0x5a; 32];
@@ -22,12 +22,24 @@ fuzz_target!(|data: &[u8]| {
     }
     assert!(frame.signed.len() + frame.mac.map_or(0, <[u8]>::len) <= data.len());
 
-    // Verification never panics, and agrees with recomputing the MAC.
-    let verified = wire::verify(&frame, &KEY);
+    // A MAC comes with a key ID and only with one.
+    assert_eq!(frame.mac.is_some(), frame.key_id.is_some());
+    // Verification never panics, and agrees with recomputing the MAC; under another
+    // key ID the same key never verifies.
+    let fk = FrameKey {
+        id: frame.key_id.unwrap_or(KeyId(1)),
+        key: KEY,
+    };
+    let verified = wire::verify(&frame, &fk);
     assert_eq!(
         verified,
         frame.mac == Some(&wire::mac(&KEY, frame.signed)[..])
     );
+    let renamed = FrameKey {
+        id: KeyId(fk.id.0 ^ 1),
+        key: KEY,
+    };
+    assert!(!wire::verify(&frame, &renamed));
 
     // Data payloads split into port, message ID and body, and join back.
     match frame.header.kind {
@@ -44,14 +56,14 @@ fuzz_target!(|data: &[u8]| {
 
     // Re-encoding the decoded header gives back the same bytes (with a MAC under
     // our key when the frame had one), which decode to the same frame.
-    let key = frame.mac.map(|_| &KEY);
+    let key = frame.mac.map(|_| &fk);
     let again = wire::encode(&frame.header, frame.payload, key);
     assert_eq!(&again[..frame.signed.len()], frame.signed);
     let back = wire::decode(&again).expect("re-encoded frame does not decode");
     assert_eq!(back.header, frame.header);
     assert_eq!(back.payload, frame.payload);
     if key.is_some() {
-        assert!(wire::verify(&back, &KEY));
+        assert!(wire::verify(&back, &fk));
         assert_eq!(verified, back.mac == frame.mac);
     }
 });

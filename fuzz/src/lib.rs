@@ -3,12 +3,20 @@
 
 use std::time::Duration;
 use vigil_llt::types::{ClusterId, NodeId};
-use vigil_llt::{LinkPriority, LinkSpec, LltConfig};
+use vigil_llt::{FrameKey, KeyId, LinkPriority, LinkSpec, LltConfig};
 
 /// The cluster ID of the llt core target's cluster.
 pub const CLUSTER: ClusterId = ClusterId(7);
 /// The key of the llt core target's cluster, when it is keyed.
 pub const KEY: [u8; 32] = [0x42; 32];
+
+/// The llt core target's frame key: [`KEY`] under a fixed key ID.
+pub fn frame_key() -> FrameKey {
+    FrameKey {
+        id: KeyId(0x4242_4242),
+        key: KEY,
+    }
+}
 /// Nodes `0..NODES` are configured in the llt core target's cluster.
 pub const NODES: u8 = 4;
 
@@ -38,7 +46,7 @@ pub fn llt_setup(setup: u8) -> (LltConfig, NodeId) {
         .collect();
     let mut cfg = LltConfig::with_defaults(CLUSTER, (0..NODES).map(NodeId).collect(), links);
     if setup & 1 != 0 {
-        cfg.key = Some(KEY);
+        cfg.keys = vec![frame_key()];
     }
     if setup & 0x20 != 0 {
         cfg.listen_window = Duration::ZERO;

@@ -1,6 +1,7 @@
 //! What the llt core needs to know, already validated by the root crate's config loader.
 
 use crate::types::{ClusterId, NodeId};
+use crate::wire::FrameKey;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -46,11 +47,18 @@ pub struct LltConfig {
     /// Consecutive heartbeats (each within `peer_trouble` of the last) a DOWN link
     /// needs before it is UP again: the hysteresis that keeps a flapping link quiet.
     pub link_up_count: u32,
-    /// Shared key for frame authentication; `None` sends and accepts frames without a MAC.
-    pub key: Option<[u8; 32]>,
+    /// Shared keys for frame authentication. Frames are sent with the first and
+    /// accepted under any of them (a key rotation holds two); empty sends and
+    /// accepts frames without a MAC.
+    pub keys: Vec<FrameKey>,
     /// How long a starting node listens, sending nothing, to find a live node that
     /// already uses its ID.
     pub listen_window: Duration,
+    /// Testing only, never set from a config file: accept frames that do not echo
+    /// this node's incarnation (the freshness check off), so that the simulator's
+    /// checker can be shown to catch a replay.
+    #[serde(default)]
+    pub sabotage_stale_frames: bool,
 }
 
 impl LltConfig {
@@ -66,8 +74,9 @@ impl LltConfig {
             peer_trouble: Duration::from_millis(400),
             peer_inactive: Duration::from_millis(800),
             link_up_count: 3,
-            key: None,
+            keys: Vec::new(),
             listen_window: Duration::from_millis(300),
+            sabotage_stale_frames: false,
         }
     }
 }

@@ -3,7 +3,7 @@
 use crate::config::{LinkPriority, LltConfig};
 use crate::stats::{DropReason, LinkStats, PeerLinkStats};
 use crate::types::{Generation, Incarnation, Instant, LinkAddr, LinkId, NodeId, Port, MAX_LINKS};
-use crate::wire::{self, DecodeError, Header, Kind};
+use crate::wire::{self, DecodeError, FrameKey, Header, KeyId, Kind};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -151,7 +151,7 @@ impl ReplayWindow {
             return false;
         }
         if seq > self.highest {
-            let shift = seq - self.highest;
+            let shift = seq.saturating_sub(self.highest);
             self.seen = if shift >= REPLAY_WINDOW {
                 0
             } else {
@@ -161,7 +161,7 @@ impl ReplayWindow {
             self.highest = seq;
             return true;
         }
-        let back = self.highest - seq;
+        let back = self.highest.saturating_sub(seq);
         if back >= REPLAY_WINDOW || self.seen & (1 << back) != 0 {
             return false;
         }
@@ -213,7 +213,12 @@ impl PeerLink {
 
 #[derive(Clone, Debug)]
 struct Peer {
+    /// The peer's incarnation as confirmed by a fresh frame (one that echoed ours):
+    /// what the layers above see.
     incarnation: Option<Incarnation>,
+    /// The highest incarnation of the peer in any authentic frame, fresh or not:
+    /// what our frames echo, and below which frames are stale.
+    heard: Option<Incarnation>,
     up: bool,
     /// When the peer last came up.
     up_since: Option<Instant>,
@@ -296,6 +301,19 @@ pub struct Status {
     /// high-priority link.
     #[serde(default)]
     pub heartbeat: GapSummary,
+    /// The key ring: which key frames go out with, which are accepted.
+    #[serde(default)]
+    pub keys: KeyRingStatus,
+}
+
+/// The key ring as `lltstat` shows it: key IDs only, never keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRingStatus {
+    /// The ID of the key every frame is sent with; `None` on an unauthenticated
+    /// cluster (frames carry no MAC).
+    pub send: Option<KeyId>,
+    /// The IDs of every key a frame is accepted under, the sending key first.
+    pub accept: Vec<KeyId>,
 }
 
 /// The llt core: heartbeats, link and peer state, port data, statistics.
@@ -341,8 +359,8 @@ impl HeartbeatGaps {
             } else {
                 self.ring[self.next] = us;
             }
-            self.next = (self.next + 1) % GAP_WINDOW;
-            self.count += 1;
+            self.next = self.next.saturating_add(1) % GAP_WINDOW;
+            self.count = self.count.saturating_add(1);
             self.max_us = self.max_us.max(u64::from(us));
         }
     }
@@ -356,7 +374,7 @@ impl HeartbeatGaps {
             }
             // Nearest rank.
             let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-            u64::from(v[rank - 1])
+            v.get(rank.saturating_sub(1)).map_or(0, |g| u64::from(*g))
         };
         GapSummary {
             interval_us: interval.as_micros() as u64,
@@ -430,6 +448,7 @@ impl Llt {
             .map(|n| {
                 let peer = Peer {
                     incarnation: None,
+                    heard: None,
                     up: false,
                     up_since: None,
                     jeopardy: false,
@@ -517,6 +536,13 @@ impl Llt {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.confirm = on;
         }
+    }
+
+    /// Replace the key ring (a key rotation): frames are sent with the first key from
+    /// now on and accepted under any of them. An empty ring turns authentication off,
+    /// which a keyed cluster never does; the caller checks.
+    pub fn set_keys(&mut self, keys: Vec<FrameKey>) {
+        self.cfg.keys = keys;
     }
 
     /// Past the listening window and not refused or silenced: the node may speak.
@@ -637,7 +663,7 @@ impl Llt {
         for p in self.peers.values_mut() {
             for pl in &mut p.links {
                 if pl.last_heard.is_some() && pl.state.is_alive() {
-                    pl.excused += stall;
+                    pl.excused = pl.excused.saturating_add(stall);
                 }
             }
         }
@@ -675,7 +701,7 @@ impl Llt {
             for peer in peers {
                 self.send_frame(now, LinkId(li as u8), Some(peer), Kind::Heartbeat, &[]);
             }
-            self.links[li].rounds += 1;
+            self.links[li].rounds = self.links[li].rounds.saturating_add(1);
             if Some(li) == self.gaps.link {
                 self.gaps.round(now);
             }
@@ -705,11 +731,11 @@ impl Llt {
                     if pl.state.is_alive() && now >= last + inactive {
                         pl.state = LinkState::Down;
                         pl.run = 0;
-                        pl.stats.state_changes += 1;
+                        pl.stats.state_changes = pl.stats.state_changes.saturating_add(1);
                         changes.push(Event::LinkDown { peer: id, link });
                     } else if pl.state == LinkState::Up && now >= last + trouble {
                         pl.state = LinkState::Trouble;
-                        pl.stats.state_changes += 1;
+                        pl.stats.state_changes = pl.stats.state_changes.saturating_add(1);
                         changes.push(Event::LinkTrouble { peer: id, link });
                     }
                 }
@@ -791,8 +817,8 @@ impl Llt {
         let Some(l) = self.links.get_mut(li) else {
             return;
         };
-        l.stats.frames_in += 1;
-        l.stats.bytes_in += bytes.len() as u64;
+        l.stats.frames_in = l.stats.frames_in.saturating_add(1);
+        l.stats.bytes_in = l.stats.bytes_in.saturating_add(bytes.len() as u64);
         let frame = match wire::decode(bytes) {
             Ok(f) => f,
             Err(e) => {
@@ -809,9 +835,13 @@ impl Llt {
         if h.cluster != self.cfg.cluster_id {
             return self.drop_frame(link, DropReason::WrongCluster);
         }
-        let authentic = match &self.cfg.key {
-            Some(key) => wire::verify(&frame, key),
-            None => frame.mac.is_none(),
+        let authentic = match frame.key_id {
+            None => self.cfg.keys.is_empty(),
+            Some(id) => match self.cfg.keys.iter().find(|k| k.id == id) {
+                Some(key) => wire::verify(&frame, key),
+                None if self.cfg.keys.is_empty() => false,
+                None => return self.drop_frame(link, DropReason::UnknownKey),
+            },
         };
         if !authentic {
             return self.drop_frame(link, DropReason::Auth);
@@ -845,37 +875,62 @@ impl Llt {
             return self.drop_frame(link, DropReason::UnknownNode);
         };
         // Incarnations only grow: older is stale, newer is a restart.
-        let mut restarted = None;
-        match peer.incarnation {
+        match peer.heard {
             Some(known) if h.incarnation < known => {
-                peer.links[li].stats.replays += 1;
+                peer.links[li].stats.replays = peer.links[li].stats.replays.saturating_add(1);
                 return self.drop_frame(link, DropReason::StaleIncarnation);
             }
-            Some(known) if h.incarnation > known => {
-                // Only a frame that also passes the replay window of the new
-                // incarnation can get here; reset the per-incarnation state.
+            Some(known) if h.incarnation == known => {}
+            _ => {
+                // A new incarnation: reset the per-incarnation state. Only what
+                // the peer's frames are checked against changes here; the peer
+                // counts as restarted once a fresh frame of it arrives.
                 for pl in &mut peer.links {
                     pl.replay = ReplayWindow::default();
                     pl.echo = None;
                 }
                 peer.data_seen = ReplayWindow::default();
                 peer.confirmed = None;
-                peer.incarnation = Some(h.incarnation);
-                if peer.up {
-                    restarted = Some(known);
-                }
+                peer.heard = Some(h.incarnation);
             }
-            Some(_) => {}
-            None => peer.incarnation = Some(h.incarnation),
         }
         let pl = &mut peer.links[li];
         if !pl.replay.accept(h.seq) {
-            pl.stats.replays += 1;
+            pl.stats.replays = pl.stats.replays.saturating_add(1);
             return self.drop_frame(link, DropReason::Replay);
         }
+        // Freshness: a frame counts for liveness, RTT, leases and data only if it
+        // echoes this node's current incarnation, which is new at every start and
+        // which the peer can only have learned from this run's frames. A recorded
+        // frame from an earlier start of this node, or from another cluster that
+        // uses the same key, echoes something else. Such a frame (and a hello,
+        // which echoes nothing yet) only teaches the peer's incarnation, so that
+        // our next frames echo it.
+        let fresh = h.echo_incarnation == self.incarnation || self.cfg.sabotage_stale_frames;
+        if !fresh {
+            pl.echo = Some((h.tx_time_us, now));
+            pl.stats.unfresh = pl.stats.unfresh.saturating_add(1);
+            if pl.addr.is_none() && from.is_some() {
+                pl.addr = from;
+            }
+            let reason = if h.echo_incarnation.0 == 0 {
+                DropReason::NoEcho
+            } else {
+                DropReason::StaleEcho
+            };
+            return self.drop_frame(link, reason);
+        }
         // Accepted.
-        pl.stats.frames_in += 1;
-        pl.stats.bytes_in += bytes.len() as u64;
+        let mut restarted = None;
+        if peer.incarnation != Some(h.incarnation) {
+            if let (true, Some(old)) = (peer.up, peer.incarnation) {
+                restarted = Some(old);
+            }
+            peer.incarnation = Some(h.incarnation);
+        }
+        let pl = &mut peer.links[li];
+        pl.stats.frames_in = pl.stats.frames_in.saturating_add(1);
+        pl.stats.bytes_in = pl.stats.bytes_in.saturating_add(bytes.len() as u64);
         if from.is_some() {
             pl.addr = from;
         }
@@ -894,7 +949,11 @@ impl Llt {
             let rtt = Duration::from_micros(rtt_us);
             pl.rtt = Some(rtt);
             pl.srtt = Some(match pl.srtt {
-                Some(s) => (s * 7 + rtt) / 8,
+                Some(s) => s
+                    .saturating_mul(7)
+                    .saturating_add(rtt)
+                    .checked_div(8)
+                    .unwrap_or(rtt),
                 None => rtt,
             });
         }
@@ -906,28 +965,28 @@ impl Llt {
             LinkState::Up => {}
             LinkState::Trouble => {
                 pl.state = LinkState::Up;
-                pl.stats.state_changes += 1;
+                pl.stats.state_changes = pl.stats.state_changes.saturating_add(1);
                 events.push(Event::LinkUp { peer: h.src, link });
             }
             LinkState::Down => {
                 // Frames closer together than half a heartbeat (a broadcast and a
                 // unicast of the same round, a duplicate) count once.
                 let in_run = previous.is_some_and(|p| now < p + self.cfg.peer_trouble);
-                let spaced = pl
-                    .run_counted
-                    .is_none_or(|c| now >= c + self.cfg.heartbeat / 2);
+                let spaced = pl.run_counted.is_none_or(|c| {
+                    now >= c + self.cfg.heartbeat.checked_div(2).unwrap_or_default()
+                });
                 if !in_run {
                     pl.run = 1;
                     pl.run_counted = Some(now);
                 } else if spaced {
-                    pl.run += 1;
+                    pl.run = pl.run.saturating_add(1);
                     pl.run_counted = Some(now);
                 }
                 if pl.run >= self.cfg.link_up_count {
                     pl.state = LinkState::Up;
                     pl.ever_up = true;
                     pl.run = 0;
-                    pl.stats.state_changes += 1;
+                    pl.stats.state_changes = pl.stats.state_changes.saturating_add(1);
                     events.push(Event::LinkUp { peer: h.src, link });
                 }
             }
@@ -943,11 +1002,12 @@ impl Llt {
                         body: msg.body.to_vec(),
                     });
                 } else {
-                    pl.stats.data_duplicates += 1;
+                    pl.stats.data_duplicates = pl.stats.data_duplicates.saturating_add(1);
                 }
             }
         }
-        self.links[li].stats.frames_accepted += 1;
+        self.links[li].stats.frames_accepted =
+            self.links[li].stats.frames_accepted.saturating_add(1);
         if let Some(old) = restarted {
             self.event(Event::PeerRestarted {
                 peer: h.src,
@@ -978,7 +1038,7 @@ impl Llt {
         let li = link.index();
         let (echo, echo_incarnation, confirm) = match to {
             Some(id) => match self.peers.get(&id) {
-                Some(p) => (p.links[li].echo, p.incarnation, p.confirm),
+                Some(p) => (p.links[li].echo, p.heard, p.confirm),
                 None => return,
             },
             None => (None, None, false),
@@ -991,7 +1051,9 @@ impl Llt {
             None => (0, 0),
         };
         let l = &mut self.links[li];
-        l.seq += 1;
+        // At one frame per microsecond this takes half a million years to reach;
+        // should it ever, frames repeat the last number and are dropped as replays.
+        l.seq = l.seq.saturating_add(1);
         let header = Header {
             kind,
             link,
@@ -1008,18 +1070,18 @@ impl Llt {
             echo_incarnation: echo_incarnation.unwrap_or(Incarnation(0)),
             confirm,
         };
-        let bytes = wire::encode(&header, payload, self.cfg.key.as_ref());
-        l.stats.frames_out += 1;
-        l.stats.bytes_out += bytes.len() as u64;
+        let bytes = wire::encode(&header, payload, self.cfg.keys.first());
+        l.stats.frames_out = l.stats.frames_out.saturating_add(1);
+        l.stats.bytes_out = l.stats.bytes_out.saturating_add(bytes.len() as u64);
         match kind {
-            Kind::Heartbeat => l.stats.heartbeats_out += 1,
-            Kind::Data => l.stats.data_out += 1,
+            Kind::Heartbeat => l.stats.heartbeats_out = l.stats.heartbeats_out.saturating_add(1),
+            Kind::Data => l.stats.data_out = l.stats.data_out.saturating_add(1),
         }
         let mut addr = None;
         if let Some(id) = to {
             if let Some(pl) = self.peers.get_mut(&id).map(|p| &mut p.links[li]) {
-                pl.stats.frames_out += 1;
-                pl.stats.bytes_out += bytes.len() as u64;
+                pl.stats.frames_out = pl.stats.frames_out.saturating_add(1);
+                pl.stats.bytes_out = pl.stats.bytes_out.saturating_add(bytes.len() as u64);
                 addr = pl.addr;
             }
         }
@@ -1073,7 +1135,8 @@ impl Llt {
         if links.is_empty() {
             return Err(SendError::PeerDown);
         }
-        self.next_msg_id += 1;
+        // Saturates (never wraps): a repeated ID is de-duplicated away, not mistaken.
+        self.next_msg_id = self.next_msg_id.saturating_add(1);
         let payload = wire::encode_data(port, self.next_msg_id, body);
         for link in links {
             self.send_frame(now, link, Some(peer), Kind::Data, &payload);
@@ -1084,10 +1147,10 @@ impl Llt {
     /// Send a port message to every peer that is up. Returns how many it went to.
     pub fn broadcast(&mut self, now: Instant, port: Port, body: &[u8]) -> Result<usize, SendError> {
         let peers: Vec<NodeId> = self.up_peers().collect();
-        let mut sent = 0;
+        let mut sent: usize = 0;
         for p in peers {
             match self.send(now, p, port, body) {
-                Ok(()) => sent += 1,
+                Ok(()) => sent = sent.saturating_add(1),
                 Err(SendError::PeerDown) => {}
                 Err(e) => return Err(e),
             }
@@ -1150,6 +1213,10 @@ impl Llt {
             links,
             peers,
             heartbeat: self.heartbeat_gaps(),
+            keys: KeyRingStatus {
+                send: self.cfg.keys.first().map(|k| k.id),
+                accept: self.cfg.keys.iter().map(|k| k.id).collect(),
+            },
         }
     }
 }

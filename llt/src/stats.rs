@@ -33,10 +33,19 @@ pub enum DropReason {
     StaleIncarnation,
     /// A sequence number already seen, or too old for the replay window.
     Replay,
+    /// Made with a key ID this node does not hold (a key not yet, or no longer, in
+    /// its key ring).
+    UnknownKey,
+    /// Echoes no incarnation of this node yet: a hello. It teaches the sender's
+    /// incarnation (to echo back) and nothing else.
+    NoEcho,
+    /// Echoes another incarnation of this node: made for an earlier start of it (a
+    /// recorded frame played back, or one long delayed). Counts for nothing.
+    StaleEcho,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Truncated,
         DropReason::BadMagic,
         DropReason::BadVersion,
@@ -50,6 +59,9 @@ impl DropReason {
         DropReason::DuplicateNode,
         DropReason::StaleIncarnation,
         DropReason::Replay,
+        DropReason::UnknownKey,
+        DropReason::NoEcho,
+        DropReason::StaleEcho,
     ];
 
     /// The stable name used in `lltstat` and JSON.
@@ -68,6 +80,9 @@ impl DropReason {
             DropReason::DuplicateNode => "duplicate_node",
             DropReason::StaleIncarnation => "stale_incarnation",
             DropReason::Replay => "replay",
+            DropReason::UnknownKey => "unknown_key",
+            DropReason::NoEcho => "no_echo",
+            DropReason::StaleEcho => "stale_echo",
         }
     }
 }
@@ -88,6 +103,12 @@ pub struct DropCounts {
     pub duplicate_node: u64,
     pub stale_incarnation: u64,
     pub replay: u64,
+    #[serde(default)]
+    pub unknown_key: u64,
+    #[serde(default)]
+    pub no_echo: u64,
+    #[serde(default)]
+    pub stale_echo: u64,
 }
 
 impl DropCounts {
@@ -106,11 +127,15 @@ impl DropCounts {
             DropReason::DuplicateNode => &mut self.duplicate_node,
             DropReason::StaleIncarnation => &mut self.stale_incarnation,
             DropReason::Replay => &mut self.replay,
+            DropReason::UnknownKey => &mut self.unknown_key,
+            DropReason::NoEcho => &mut self.no_echo,
+            DropReason::StaleEcho => &mut self.stale_echo,
         }
     }
 
     pub fn bump(&mut self, r: DropReason) {
-        *self.slot(r) += 1;
+        let c = self.slot(r);
+        *c = c.saturating_add(1);
     }
 
     pub fn get(&self, r: DropReason) -> u64 {
@@ -150,4 +175,9 @@ pub struct PeerLinkStats {
     pub data_duplicates: u64,
     /// Frames from this peer dropped as replays or stale incarnations.
     pub replays: u64,
+    /// Frames from this peer that echoed no incarnation of this node (hellos) or an
+    /// earlier one (stale): they count for nothing beyond teaching the peer's
+    /// incarnation.
+    #[serde(default)]
+    pub unfresh: u64,
 }

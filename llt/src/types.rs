@@ -72,6 +72,31 @@ impl fmt::Display for Incarnation {
 #[serde(transparent)]
 pub struct Generation(pub u64);
 
+impl Generation {
+    /// The highest generation a cluster can install. A generation above it, read
+    /// from a frame, a message or a state file, is refused where it is read, so
+    /// every generation a node holds has a [`Generation::next`] — except this one,
+    /// which a node at the top of the range cannot go past: it refuses to race
+    /// rather than wrap. (At one view change per millisecond it takes 146 million
+    /// years to get here.)
+    pub const MAX: Generation = Generation(1 << 62);
+
+    /// The generation after this one, or `None` at [`Generation::MAX`] and above:
+    /// never a wrap.
+    pub fn next(self) -> Option<Generation> {
+        if self < Generation::MAX {
+            self.0.checked_add(1).map(Generation)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a node may hold this generation (at most [`Generation::MAX`]).
+    pub fn is_valid(self) -> bool {
+        self <= Generation::MAX
+    }
+}
+
 /// The cluster's ID; frames from another cluster are dropped and counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -1,16 +1,17 @@
-//! The llt wire format, version 1. See `docs/llt-wire.md` for the layout.
+//! The llt wire format, version 2. See `docs/llt-wire.md` for the layout.
 //!
 //! [`decode`] accepts any byte string and never panics: every way a frame can be
 //! wrong is a [`DecodeError`], which the core counts as a drop reason.
 
 use crate::types::{ClusterId, Generation, Incarnation, LinkId, NodeId, Port, MAX_NODE_ID};
+use serde::{Deserialize, Serialize};
 
 /// `"VG"`: the first two bytes of every frame.
 pub const MAGIC: u16 = 0x5647;
 /// The only version this code speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Fixed header length in bytes.
-pub const HEADER_LEN: usize = 66;
+pub const HEADER_LEN: usize = 70;
 /// Length of the MAC trailer when frames are authenticated.
 pub const MAC_LEN: usize = 16;
 /// Largest frame on the wire: fits a 1500-byte MTU in a UDP/IPv4 datagram.
@@ -25,6 +26,49 @@ pub const MAX_DATA_BODY: usize = MAX_PAYLOAD - DATA_PREFIX;
 pub const BROADCAST: u8 = 0xFF;
 /// Context string for deriving the frame key from the key file.
 pub const KEY_CONTEXT: &str = "vigil llt frame mac v1";
+/// Context string for deriving a key's ID (carried in every keyed frame) from the
+/// key file, so that a receiver holding several keys knows which one to check.
+pub const KEY_ID_CONTEXT: &str = "vigil llt key id v1";
+
+/// Names a frame key on the wire: the first four bytes of a BLAKE3 derivation from
+/// the key material, never 0 (0 marks an unkeyed frame). It says which key to check
+/// a MAC with; it is no secret and proves nothing by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyId(pub u32);
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+/// A frame-MAC key and its ID.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameKey {
+    pub id: KeyId,
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for FrameKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key itself.
+        write!(f, "FrameKey({})", self.id)
+    }
+}
+
+impl FrameKey {
+    /// The frame key and its ID, both derived from a key file's contents.
+    pub fn from_material(material: &[u8]) -> FrameKey {
+        let key = derive_key(material);
+        let idb = blake3::derive_key(KEY_ID_CONTEXT, material);
+        let id = u32::from_be_bytes([idb[0], idb[1], idb[2], idb[3]]);
+        FrameKey {
+            id: KeyId(id.max(1)),
+            key,
+        }
+    }
+}
 
 const FLAG_MAC: u8 = 0x01;
 const FLAG_CONFIRM: u8 = 0x02;
@@ -70,6 +114,8 @@ pub struct Header {
 pub struct Frame<'a> {
     pub header: Header,
     pub payload: &'a [u8],
+    /// The key the MAC was made with; `None` for an unkeyed frame.
+    pub key_id: Option<KeyId>,
     /// The bytes the MAC covers (header and payload).
     pub signed: &'a [u8],
     pub mac: Option<&'a [u8]>,
@@ -143,7 +189,8 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
         d if d <= MAX_NODE_ID => Some(NodeId(d)),
         _ => return Err(DecodeError::Malformed("destination node")),
     };
-    let payload_len = be_u16(bytes, 64) as usize;
+    let key_id = be_u32(bytes, 64);
+    let payload_len = be_u16(bytes, 68) as usize;
     if payload_len > MAX_PAYLOAD {
         return Err(DecodeError::Malformed("payload length"));
     }
@@ -154,9 +201,16 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
         return Err(DecodeError::Malformed("data payload length"));
     }
     let mac_len = if flags & FLAG_MAC != 0 { MAC_LEN } else { 0 };
+    if (mac_len == 0) != (key_id == 0) {
+        return Err(DecodeError::Malformed("key id"));
+    }
     let end = HEADER_LEN + payload_len;
     if bytes.len() < end + mac_len {
         return Err(DecodeError::Truncated);
+    }
+    let generation = Generation(be_u64(bytes, 28));
+    if !generation.is_valid() {
+        return Err(DecodeError::Malformed("generation beyond the usable range"));
     }
     let header = Header {
         kind,
@@ -166,7 +220,7 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
         cluster: ClusterId(be_u32(bytes, 8)),
         incarnation: Incarnation(be_u64(bytes, 12)),
         seq: be_u64(bytes, 20),
-        generation: Generation(be_u64(bytes, 28)),
+        generation,
         tx_time_us: be_u64(bytes, 36),
         echo_time_us: be_u64(bytes, 44),
         echo_hold_us: be_u32(bytes, 52),
@@ -176,6 +230,7 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
     Ok(Frame {
         header,
         payload: &bytes[HEADER_LEN..end],
+        key_id: (key_id != 0).then_some(KeyId(key_id)),
         signed: &bytes[..end],
         mac: (mac_len > 0).then(|| &bytes[end..end + MAC_LEN]),
     })
@@ -201,12 +256,16 @@ pub fn mac(key: &[u8; 32], signed: &[u8]) -> [u8; MAC_LEN] {
     out
 }
 
-/// Whether `frame` carries a valid MAC under `key` (constant-time comparison).
-pub fn verify(frame: &Frame<'_>, key: &[u8; 32]) -> bool {
+/// Whether `frame` carries a valid MAC under `key`, made with that key's ID
+/// (constant-time comparison).
+pub fn verify(frame: &Frame<'_>, key: &FrameKey) -> bool {
     let Some(got) = frame.mac else {
         return false;
     };
-    let want = mac(key, frame.signed);
+    if frame.key_id != Some(key.id) {
+        return false;
+    }
+    let want = mac(&key.key, frame.signed);
     let mut diff = 0u8;
     for (a, b) in want.iter().zip(got) {
         diff |= a ^ b;
@@ -221,7 +280,7 @@ pub fn derive_key(material: &[u8]) -> [u8; 32] {
 
 /// Encode a frame. `payload` must be at most [`MAX_PAYLOAD`] bytes (the core never
 /// builds a larger one; a larger one is cut to keep the frame within [`MAX_FRAME`]).
-pub fn encode(header: &Header, payload: &[u8], key: Option<&[u8; 32]>) -> Vec<u8> {
+pub fn encode(header: &Header, payload: &[u8], key: Option<&FrameKey>) -> Vec<u8> {
     let payload = &payload[..payload.len().min(MAX_PAYLOAD)];
     let mut b = Vec::with_capacity(HEADER_LEN + payload.len() + MAC_LEN);
     b.extend_from_slice(&MAGIC.to_be_bytes());
@@ -243,10 +302,11 @@ pub fn encode(header: &Header, payload: &[u8], key: Option<&[u8; 32]>) -> Vec<u8
     b.extend_from_slice(&header.echo_time_us.to_be_bytes());
     b.extend_from_slice(&header.echo_hold_us.to_be_bytes());
     b.extend_from_slice(&header.echo_incarnation.0.to_be_bytes());
+    b.extend_from_slice(&key.map_or(0, |k| k.id.0).to_be_bytes());
     b.extend_from_slice(&(payload.len() as u16).to_be_bytes());
     b.extend_from_slice(payload);
     if let Some(key) = key {
-        let m = mac(key, &b);
+        let m = mac(&key.key, &b);
         b.extend_from_slice(&m);
     }
     b
@@ -286,7 +346,7 @@ mod tests {
 
     #[test]
     fn round_trip_with_and_without_key() {
-        let key = derive_key(b"0123456789abcdef");
+        let key = FrameKey::from_material(b"0123456789abcdef");
         for k in [None, Some(&key)] {
             let bytes = encode(&header(), &[], k);
             let f = decode(&bytes).expect("decodes");
@@ -294,7 +354,14 @@ mod tests {
             assert_eq!(f.mac.is_some(), k.is_some());
             if let Some(k) = k {
                 assert!(verify(&f, k));
-                assert!(!verify(&f, &derive_key(b"another key 12345")));
+                assert_eq!(f.key_id, Some(k.id));
+                assert!(!verify(&f, &FrameKey::from_material(b"another key 12345")));
+                // The right key under another ID is not accepted either.
+                let renamed = FrameKey {
+                    id: KeyId(k.id.0 ^ 1),
+                    key: k.key,
+                };
+                assert!(!verify(&f, &renamed));
             }
         }
     }
@@ -312,7 +379,7 @@ mod tests {
 
     #[test]
     fn every_truncation_is_refused() {
-        let key = derive_key(b"0123456789abcdef");
+        let key = FrameKey::from_material(b"0123456789abcdef");
         let mut h = header();
         h.kind = Kind::Data;
         let bytes = encode(&h, &encode_data(Port(b'a'), 1, b"xyz"), Some(&key));
@@ -322,8 +389,22 @@ mod tests {
     }
 
     #[test]
+    fn a_generation_beyond_the_range_is_malformed() {
+        let mut h = header();
+        h.generation = Generation::MAX;
+        assert!(decode(&encode(&h, &[], None)).is_ok());
+        for g in [Generation::MAX.0 + 1, u64::MAX] {
+            h.generation = Generation(g);
+            assert_eq!(
+                decode(&encode(&h, &[], None)),
+                Err(DecodeError::Malformed("generation beyond the usable range"))
+            );
+        }
+    }
+
+    #[test]
     fn tampering_breaks_the_mac() {
-        let key = derive_key(b"0123456789abcdef");
+        let key = FrameKey::from_material(b"0123456789abcdef");
         let bytes = encode(&header(), &[], Some(&key));
         for i in 0..HEADER_LEN {
             let mut t = bytes.clone();
@@ -347,7 +428,7 @@ mod tests {
         ) {
             let mut h = header();
             h.kind = Kind::Data;
-            let mut bytes = encode(&h, &encode_data(Port(b'b'), 3, b"payload"), Some(&[7u8; 32]));
+            let mut bytes = encode(&h, &encode_data(Port(b'b'), 3, b"payload"), Some(&FrameKey { id: KeyId(9), key: [7u8; 32] }));
             for (i, v) in flips {
                 if i < bytes.len() { bytes[i] = v; }
             }
@@ -359,7 +440,7 @@ mod tests {
         }
 
         #[test]
-        fn round_trip_any_header(seq in any::<u64>(), inc in any::<u64>(), gen in any::<u64>(),
+        fn round_trip_any_header(seq in any::<u64>(), inc in any::<u64>(), gen in 0..=Generation::MAX.0,
                                  src in 0u8..64, dst in proptest::option::of(0u8..64),
                                  body in proptest::collection::vec(any::<u8>(), 0..MAX_DATA_BODY)) {
             let mut h = header();

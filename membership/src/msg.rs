@@ -8,11 +8,23 @@ use crate::NodeSet;
 use serde::{Deserialize, Serialize};
 use vigil_llt::types::{Generation, Incarnation, NodeId, Port, MAX_NODE_ID};
 
-/// A Paxos ballot: a round number and the proposer, ordered by round, then node.
+/// A Paxos ballot: a round number and the proposer in one of its incarnations,
+/// ordered by round, then node, then incarnation.
+///
+/// The incarnation makes every ballot unique to one run of the proposer: a node
+/// that restarts and races again (with the same round, since rounds are not kept
+/// across restarts) uses a ballot no earlier run used, so no `Promise`, `Nack` or
+/// `Accepted` made for an earlier run can match its race.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ballot {
     pub round: u32,
     pub node: NodeId,
+    #[serde(default = "no_incarnation")]
+    pub incarnation: Incarnation,
+}
+
+fn no_incarnation() -> Incarnation {
+    Incarnation(0)
 }
 
 impl Ballot {
@@ -20,6 +32,7 @@ impl Ballot {
     pub const ZERO: Ballot = Ballot {
         round: 0,
         node: NodeId(0),
+        incarnation: Incarnation(0),
     };
 }
 
@@ -119,12 +132,17 @@ impl<'a> Rd<'a> {
         NodeId::new(self.u8()?).ok_or(BadMsg("node id"))
     }
     fn gen(&mut self) -> Result<Generation, BadMsg> {
-        Ok(Generation(self.u64()?))
+        let g = Generation(self.u64()?);
+        if !g.is_valid() {
+            return Err(BadMsg("generation beyond the usable range"));
+        }
+        Ok(g)
     }
     fn ballot(&mut self) -> Result<Ballot, BadMsg> {
         Ok(Ballot {
             round: self.u32()?,
             node: self.node()?,
+            incarnation: Incarnation(self.u64()?),
         })
     }
     fn view(&mut self) -> Result<View, BadMsg> {
@@ -177,6 +195,7 @@ impl<'a> Rd<'a> {
 fn put_ballot(o: &mut Vec<u8>, b: Ballot) {
     o.extend_from_slice(&b.round.to_be_bytes());
     o.push(b.node.0);
+    o.extend_from_slice(&b.incarnation.0.to_be_bytes());
 }
 
 fn put_view(o: &mut Vec<u8>, v: &View) {
@@ -390,6 +409,7 @@ mod tests {
         let b = Ballot {
             round: 3,
             node: NodeId(2),
+            incarnation: Incarnation(1002),
         };
         vec![
             Msg::Reach {

@@ -1,16 +1,17 @@
-//! The checker: S1–S4 of the spec after every event (L1–L3 are checked by the
-//! runner over bounded time, see `run.rs`).
+//! The checker: S1–S4 of the spec, S5 (no phantom members) and S6 (no phantom
+//! peers) after every event
+//! (L1–L3 are checked by the runner over bounded time, see `run.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
-use vigil_llt::types::{Generation, Instant, NodeId};
+use vigil_llt::types::{Generation, Incarnation, Instant, NodeId};
 use vigil_membership::{NodeSet, View};
 
 /// A broken property.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    /// `S1`..`S4`, `L1`..`L3`, or `livelock`.
+    /// `S1`..`S6`, `L1`..`L3`, or `livelock`.
     pub property: &'static str,
     pub at: Instant,
     pub nodes: Vec<usize>,
@@ -46,6 +47,12 @@ pub struct Checker {
     decided: BTreeMap<Generation, (NodeSet, Instant)>,
     /// Per node: the last generation it installed, across restarts (S3).
     last_installed: Vec<Option<Generation>>,
+    /// Every process that ran: (node, incarnation) to when it started and, if it
+    /// did, when it ended (a crash, a restart, a rejoin) (S5).
+    processes: BTreeMap<(usize, Incarnation), (Instant, Option<Instant>)>,
+    /// How long after a member's process ended a view may still be decided with it
+    /// (S5): detection, a race, a settle window, and a stall excused at each.
+    member_grace: Duration,
     violation: Option<Violation>,
 }
 
@@ -57,7 +64,30 @@ impl Checker {
             drift_ppm,
             decided: BTreeMap::new(),
             last_installed: vec![None; n as usize],
+            processes: BTreeMap::new(),
+            member_grace: Duration::MAX,
             violation: None,
+        }
+    }
+
+    /// Check S5 with this grace: a view decided more than `grace` after a member's
+    /// process ended is a violation (without a call, only members that never ran
+    /// are).
+    pub fn with_member_grace(mut self, grace: Duration) -> Checker {
+        self.member_grace = grace;
+        self
+    }
+
+    /// Node `node` started a process as `incarnation`.
+    pub fn process_started(&mut self, now: Instant, node: usize, incarnation: Incarnation) {
+        self.processes.insert((node, incarnation), (now, None));
+    }
+
+    /// Node `node`'s process `incarnation` ended (crashed, restarted or rejoined as
+    /// another incarnation).
+    pub fn process_ended(&mut self, now: Instant, node: usize, incarnation: Incarnation) {
+        if let Some((_, end)) = self.processes.get_mut(&(node, incarnation)) {
+            end.get_or_insert(now);
         }
     }
 
@@ -111,6 +141,7 @@ impl Checker {
             Some(_) => {}
             None => {
                 self.decided.insert(view.generation, (set, now));
+                self.no_phantoms(now, node, view);
             }
         }
         if let Some(last) = self.last_installed[node] {
@@ -167,6 +198,55 @@ impl Checker {
                     self.fail("S4", now, vec![*i], detail);
                 }
             }
+        }
+    }
+
+    /// S5: every member of a newly decided view is a process that ran, in the
+    /// view's incarnation, and had not ended longer than the grace ago: no view is
+    /// decided with a member that only a recording speaks for.
+    fn no_phantoms(&mut self, now: Instant, node: usize, view: &View) {
+        for m in &view.members {
+            let i = m.id.index();
+            let detail = match self.processes.get(&(i, m.incarnation)) {
+                None => format!(
+                    "generation {} has n{i} in incarnation {:#x}, which never ran",
+                    view.generation.0, m.incarnation.0
+                ),
+                Some((_, Some(end))) if now.saturating_since(*end) > self.member_grace => {
+                    format!(
+                        "generation {} has n{i} in incarnation {:#x}, which ended {} ms before",
+                        view.generation.0,
+                        m.incarnation.0,
+                        now.saturating_since(*end).as_millis()
+                    )
+                }
+                Some(_) => continue,
+            };
+            self.fail("S5", now, vec![node, i], detail);
+        }
+    }
+
+    /// S6, at node `node`'s llt declaring peer `peer` up in `incarnation`: `taught`
+    /// says whether that process was ever handed a frame of this incarnation of
+    /// `node` (by the network or by the attacker). A peer counts only frames that
+    /// echo the receiver's current incarnation, and a process can only echo an
+    /// incarnation it has heard: a recording made before this incarnation started,
+    /// replayed, does not echo it. A genuine frame delivered late does, and is not
+    /// a violation.
+    pub fn peer_up(
+        &mut self,
+        now: Instant,
+        node: usize,
+        peer: usize,
+        incarnation: Incarnation,
+        taught: bool,
+    ) {
+        if !taught {
+            let detail = format!(
+                "n{node} declares n{peer} up in incarnation {:#x}, which never heard from this incarnation of n{node}",
+                incarnation.0
+            );
+            self.fail("S6", now, vec![node, peer], detail);
         }
     }
 

@@ -67,6 +67,57 @@ pub enum Fault {
         #[serde(default)]
         hang: bool,
     },
+    /// The attacker starts a new recording (the previous one is discarded): for
+    /// `for_ms`, every frame from a node of `from` (empty: any node) on a link of
+    /// `links` (empty: every link) is copied, byte for byte, where `tap` says. At
+    /// most `world::MAX_TAPE` frames are kept. Recording changes nothing for the
+    /// nodes.
+    Record {
+        #[serde(default)]
+        from: Vec<u8>,
+        #[serde(default)]
+        links: Vec<u8>,
+        for_ms: u64,
+        #[serde(default)]
+        tap: Tap,
+    },
+    /// The attacker injects the recording for `for_ms`: each frame sent by a node of
+    /// `from` (empty: any) to a node of `to` (empty: any) goes, byte for byte, to the
+    /// node it was sent to, on the link it was sent on, as if from its sender. The
+    /// attacker sits next to the receiver: partitions and cuts do not stop it, a
+    /// receiver's link that is down does. Frames keep their recorded spacing, or
+    /// come one every `interval_us` (at least 100 µs), and the recording is played
+    /// again from its start until `for_ms` is over.
+    Replay {
+        #[serde(default)]
+        from: Vec<u8>,
+        #[serde(default)]
+        to: Vec<u8>,
+        for_ms: u64,
+        interval_us: Option<u64>,
+    },
+}
+
+/// Where the attacker records frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tap {
+    /// At the receiver's port: the frames the network delivers (a replay can then
+    /// only repeat what a node already received, or received in an earlier life).
+    #[default]
+    Receiver,
+    /// At the sender's port: every frame as it is sent, before the network loses
+    /// or delays it, so also the frames a partition stops (a replay of those is a
+    /// genuine frame delivered late).
+    Sender,
+}
+
+impl Fault {
+    /// Whether the fault only watches (a recording): it does not count as the first
+    /// fault of a scenario, from which decisions are timed.
+    pub fn passive(&self) -> bool {
+        matches!(self, Fault::Record { .. })
+    }
 }
 
 /// A fault at a virtual time (ms after the cluster was started).
@@ -110,6 +161,11 @@ pub struct Expect {
     /// These nodes fenced themselves for this reason (`stalled`, `unhealthy`,
     /// `race_lost`, `no_decision`, `excluded`).
     pub fence_reason: Option<String>,
+    /// These nodes install no view at all after the first fault (a restarted node
+    /// cut off from its peers, fed recorded frames, must not form a view of
+    /// phantoms).
+    #[serde(default)]
+    pub no_view: Vec<u8>,
 }
 
 /// A drill: a cluster, its faults, and the expected outcome.
@@ -132,6 +188,10 @@ pub struct Scenario {
     /// How long to run after the last step (ms).
     #[serde(default = "default_settle")]
     pub run_ms: u64,
+    /// Faults applied as the cluster starts, before the warm-up (for example a
+    /// recording of the seeding, to replay later).
+    #[serde(default)]
+    pub at_start: Vec<Fault>,
     #[serde(default)]
     pub steps: Vec<Step>,
     /// What a failed health probe makes a node do: `"leave"` (default) or `"fence"`.

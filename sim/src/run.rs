@@ -2,7 +2,7 @@
 //! scenarios, and sweeps.
 
 use crate::check::Violation;
-use crate::fault::{Expect, Fault, Scenario, Step};
+use crate::fault::{Expect, Fault, Scenario, Step, Tap};
 use crate::world::{Timers, World, LINKS};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -27,6 +27,9 @@ pub struct Outcome {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     pub sabotage: Option<Sabotage>,
+    /// Every node's llt accepts frames that do not echo its current incarnation
+    /// (`LltConfig::sabotage_stale_frames`): the freshness check off.
+    pub stale_frames: bool,
 }
 
 fn ms(v: u64) -> Duration {
@@ -40,6 +43,10 @@ pub fn run(sc: &Scenario, opts: Options) -> Outcome {
     let mut w = World::new(sc.nodes, seed_count, sc.rng_seed, timers, opts.sabotage);
     w.probe_action = sc.probe_on_failure;
     w.stall_action = sc.stall_action;
+    w.stale_frames = opts.stale_frames;
+    for f in &sc.at_start {
+        w.apply(f);
+    }
     w.start_all();
     w.run_for(ms(sc.warmup_ms));
     let restarts_at_fault: Vec<u64> = (0..sc.nodes as usize).map(|i| w.restarts(i)).collect();
@@ -240,6 +247,19 @@ fn expect(w: &mut World, e: &Expect, fault_at: Instant, restarts: &[u64]) {
         );
         return;
     }
+    if let Some(i) = e.no_view.iter().map(|i| *i as usize).find(|i| {
+        w.events.iter().any(|(t, n, _, ev)| {
+            *t >= fault_at && n == i && matches!(ev, FenceEvent::ViewInstalled { .. })
+        })
+    }) {
+        w.checker.fail_property(
+            "expect",
+            now,
+            vec![i],
+            format!("n{i} installed a view after the fault"),
+        );
+        return;
+    }
     if e.no_view_change {
         let changed = w.views_installed_since(fault_at);
         if !changed.is_empty() {
@@ -278,10 +298,11 @@ pub enum FaultKind {
     Crash,
     Skew,
     Probe,
+    Replay,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Partition,
         FaultKind::OneWay,
         FaultKind::Cut,
@@ -292,6 +313,7 @@ impl FaultKind {
         FaultKind::Crash,
         FaultKind::Skew,
         FaultKind::Probe,
+        FaultKind::Replay,
     ];
 
     pub fn name(self) -> &'static str {
@@ -306,6 +328,7 @@ impl FaultKind {
             FaultKind::Crash => "crash",
             FaultKind::Skew => "skew",
             FaultKind::Probe => "probe",
+            FaultKind::Replay => "replay",
         }
     }
 
@@ -328,6 +351,11 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
         let kind = kinds[rng
             .gen_range(0..kinds.len().max(1))
             .min(kinds.len().saturating_sub(1))];
+        if kind == FaultKind::Replay {
+            replay_attack(&mut rng, n, at, &mut steps);
+            at += rng.gen_range(0..300);
+            continue;
+        }
         let fault = match kind {
             FaultKind::Partition => {
                 let mut sides = vec![Vec::new(), Vec::new(), Vec::new()];
@@ -382,6 +410,7 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
                 node: node(&mut rng),
                 hang: rng.gen_bool(0.3),
             },
+            FaultKind::Replay => unreachable!("drawn above"),
         };
         steps.push(Step { at_ms: at, fault });
         at += rng.gen_range(0..300);
@@ -419,6 +448,7 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
         rng_seed: seed,
         warmup_ms: 400,
         run_ms: 600,
+        at_start: Vec::new(),
         steps,
         expect: Expect::default(),
         probe_on_failure: if rng.gen_bool(0.5) {
@@ -432,6 +462,91 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
             vigil_fence::StallAction::Rejoin
         },
     }
+}
+
+/// The attacker's steps from `at`: it records some nodes' frames for a while
+/// (during which a node may restart, so that its join is on the tape), then maybe
+/// kills a recorded node (a zombie to keep up), maybe restarts the node it will
+/// replay at (which forgets every sequence number it saw: only freshness stops the
+/// recording then), and replays to it, or to every receiver, for a while.
+fn replay_attack(rng: &mut StdRng, n: u8, at: u64, steps: &mut Vec<Step>) {
+    let node = |rng: &mut StdRng| rng.gen_range(0..n);
+    let window = rng.gen_range(100..800);
+    let from: Vec<u8> = if rng.gen_bool(0.5) {
+        Vec::new()
+    } else {
+        (0..n).filter(|_| rng.gen_bool(0.4)).collect()
+    };
+    steps.push(Step {
+        at_ms: at,
+        fault: Fault::Record {
+            from: from.clone(),
+            links: if rng.gen_bool(0.8) {
+                Vec::new()
+            } else {
+                vec![rng.gen_range(0..LINKS)]
+            },
+            for_ms: window,
+            tap: if rng.gen_bool(0.7) {
+                Tap::Receiver
+            } else {
+                Tap::Sender
+            },
+        },
+    });
+    if rng.gen_bool(0.5) {
+        let v = node(rng);
+        let t = at + rng.gen_range(0..window);
+        steps.push(Step {
+            at_ms: t,
+            fault: Fault::Crash { node: v },
+        });
+        steps.push(Step {
+            at_ms: t + rng.gen_range(0..60),
+            fault: Fault::Restart { node: v },
+        });
+    }
+    let mut t = at + window;
+    if rng.gen_bool(0.5) {
+        let victim = from
+            .get(rng.gen_range(0..from.len().max(1)))
+            .copied()
+            .unwrap_or_else(|| node(rng));
+        steps.push(Step {
+            at_ms: t,
+            fault: Fault::Crash { node: victim },
+        });
+    }
+    let target = node(rng);
+    if rng.gen_bool(0.7) {
+        steps.push(Step {
+            at_ms: t,
+            fault: Fault::Crash { node: target },
+        });
+        t += rng.gen_range(0..100);
+        steps.push(Step {
+            at_ms: t,
+            fault: Fault::Restart { node: target },
+        });
+    }
+    t += rng.gen_range(0..200);
+    steps.push(Step {
+        at_ms: t,
+        fault: Fault::Replay {
+            from: Vec::new(),
+            to: if rng.gen_bool(0.8) {
+                vec![target]
+            } else {
+                Vec::new()
+            },
+            for_ms: rng.gen_range(100..1500),
+            interval_us: if rng.gen_bool(0.8) {
+                None
+            } else {
+                Some(rng.gen_range(100..20_000))
+            },
+        },
+    });
 }
 
 /// Run a random scenario: its faults, then the repair phase with L1 checked: every
@@ -449,6 +564,10 @@ pub fn run_random(seed: u64, nodes: (u8, u8), kinds: &[FaultKind], opts: Options
     );
     w.probe_action = sc.probe_on_failure;
     w.stall_action = sc.stall_action;
+    w.stale_frames = opts.stale_frames;
+    for f in &sc.at_start {
+        w.apply(f);
+    }
     w.start_all();
     w.run_for(ms(sc.warmup_ms));
     let fault_at = w.now();

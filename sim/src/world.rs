@@ -2,7 +2,7 @@
 //! carrying the real encoded frames, virtual time, faults, and the checker.
 
 use crate::check::{Checker, Violation};
-use crate::fault::{Fault, Scenario};
+use crate::fault::{Fault, Scenario, Tap};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +19,12 @@ pub const LINKS: u8 = 2;
 const MAX_FLIGHTS: usize = 1 << 20;
 /// Bound on trace lines kept for a violation report.
 const TRACE_TAIL: usize = 40;
+/// Bound on the frames the attacker keeps in one recording.
+pub const MAX_TAPE: usize = 1 << 16;
+/// Bound on the frames one replay injects.
+const MAX_INJECTIONS: u64 = 1 << 18;
+/// The shortest spacing of replayed frames.
+const MIN_REPLAY_INTERVAL: Duration = Duration::from_micros(100);
 
 /// The timers the simulator runs with (the fast profile).
 #[derive(Clone, Copy, Debug)]
@@ -71,9 +77,61 @@ pub const SIM_PROBE: &str = "sim-disk";
 struct Flight {
     due: Instant,
     seq: u64,
+    /// The sender and its restart count (which incarnation sent it).
+    from: (usize, u64),
     to: usize,
     link: LinkId,
     bytes: Vec<u8>,
+    /// Put on the wire by the attacker, not by the sender.
+    injected: bool,
+}
+
+/// A frame the attacker recorded: when, who sent it to whom, and its bytes.
+#[derive(Clone)]
+struct Taped {
+    at: Instant,
+    from: (usize, u64),
+    to: usize,
+    link: LinkId,
+    bytes: Vec<u8>,
+}
+
+/// What the attacker records, until when.
+struct Recording {
+    until: Instant,
+    from: Vec<usize>,
+    links: Vec<u8>,
+    tap: Tap,
+}
+
+/// One replay under way: its frames with their offsets from the start of a pass,
+/// played pass after pass until `until`.
+struct Replayer {
+    frames: Vec<(Duration, Taped)>,
+    period: Duration,
+    start: Instant,
+    until: Instant,
+    pass: u32,
+    next: usize,
+    injected: u64,
+}
+
+impl Replayer {
+    /// When the next frame goes in, if the replay is not over.
+    fn due(&self) -> Option<Instant> {
+        let (offset, _) = self.frames.get(self.next)?;
+        let at = self.start + self.period * self.pass + *offset;
+        (at < self.until && self.injected < MAX_INJECTIONS).then_some(at)
+    }
+
+    fn advance(&mut self) {
+        self.injected += 1;
+        self.next += 1;
+        if self.next == self.frames.len() {
+            self.next = 0;
+            self.pass += 1;
+        }
+    }
 }
 
 /// One node slot: the running node, its durable state and its clock.
@@ -90,6 +148,10 @@ struct Slot {
     probe: ProbeMode,
     /// Frames that arrive while frozen are lost.
     drop_backlog: bool,
+    /// The processes (node, restart count) that were handed a frame of this node's
+    /// current incarnation, by the network or by the attacker: the only ones that
+    /// can know that incarnation and echo it (S6).
+    taught: BTreeSet<(usize, u64)>,
 }
 
 impl Slot {
@@ -138,11 +200,32 @@ pub struct World {
     pub probe_action: OnFailure,
     /// What a member does after a stall longer than its lease.
     pub stall_action: StallAction,
+    /// Testing only: every node's llt accepts frames that do not echo its current
+    /// incarnation (`LltConfig::sabotage_stale_frames`), to show that the checker
+    /// catches what a replay then does. Set before the nodes start.
+    pub stale_frames: bool,
+    /// The attacker: what it records now, what it recorded, what it replays.
+    recording: Option<Recording>,
+    tape: Vec<Taped>,
+    replays: Vec<Replayer>,
 }
 
 /// Node `i`'s incarnation after `restarts` starts (rejoins count): always growing.
 fn incarnation(i: usize, restarts: u64) -> Incarnation {
     Incarnation(((i as u64 + 1) << 40) | restarts)
+}
+
+/// The process (node, restart count) of a simulated incarnation.
+fn process_of(inc: Incarnation) -> Option<(usize, u64)> {
+    let node = (inc.0 >> 40).checked_sub(1)?;
+    Some((node as usize, inc.0 & ((1 << 40) - 1)))
+}
+
+/// S5's grace: a member's process may end just after the racer last heard it
+/// (detection), during a race, and before the settle window ends; a stall of up to
+/// a lease is excused at each of those. Twice that.
+fn member_grace(t: &Timers) -> Duration {
+    (t.peer_inactive + t.race_timeout + t.lease * 3) * 2
 }
 
 fn fnv(hash: u64, bytes: &[u8]) -> u64 {
@@ -175,7 +258,8 @@ impl World {
             quality: vec![LinkQuality::default(); LINKS as usize],
             flights: Vec::new(),
             flight_seq: 0,
-            checker: Checker::new(n, timers.lease, timers.max_drift_ppm),
+            checker: Checker::new(n, timers.lease, timers.max_drift_ppm)
+                .with_member_grace(member_grace(&timers)),
             trace: Vec::new(),
             trace_hash: 0xcbf2_9ce4_8422_2325,
             events: Vec::new(),
@@ -185,6 +269,10 @@ impl World {
             probe_answers: Vec::new(),
             probe_action: OnFailure::Leave,
             stall_action: StallAction::Fence,
+            stale_frames: false,
+            recording: None,
+            tape: Vec::new(),
+            replays: Vec::new(),
         };
         for _ in 0..n {
             w.slots.push(Slot {
@@ -197,6 +285,7 @@ impl World {
                 clock_base: (Instant::ZERO, Instant::ZERO),
                 probe: ProbeMode::Healthy,
                 drop_backlog: false,
+                taught: BTreeSet::new(),
             });
         }
         w
@@ -251,6 +340,7 @@ impl World {
         c.peer_inactive = t.peer_inactive;
         c.link_up_count = 3;
         c.listen_window = t.heartbeat * 3;
+        c.sabotage_stale_frames = self.stale_frames;
         c
     }
 
@@ -290,9 +380,14 @@ impl World {
         let probe = self.probe_spec();
         let now = self.now;
         let s = &mut self.slots[i];
+        if s.node.is_some() {
+            self.checker
+                .process_ended(now, i, incarnation(i, s.restarts));
+        }
         s.restarts += 1;
         s.frozen_until = None;
         s.backlog.clear();
+        s.taught.clear();
         // A restart repairs the disk.
         s.probe = ProbeMode::Healthy;
         let local = s.local(now);
@@ -309,6 +404,7 @@ impl World {
             Ok(mut node) => {
                 node.add_probe(local, probe);
                 s.node = Some(node);
+                self.checker.process_started(now, i, inc);
             }
             Err(e) => panic!("simulated node {i} refused its config: {e}"),
         }
@@ -359,7 +455,9 @@ impl World {
 
     /// Apply one fault now.
     pub fn apply(&mut self, fault: &Fault) {
-        self.first_fault.get_or_insert(self.now);
+        if !fault.passive() {
+            self.first_fault.get_or_insert(self.now);
+        }
         self.log(format!("fault {fault:?}"));
         let ids = |v: &[u8]| -> Vec<usize> { v.iter().map(|x| *x as usize).collect() };
         match fault {
@@ -442,7 +540,11 @@ impl World {
                 }
             }
             Fault::Crash { node } => {
-                self.slots[*node as usize].node = None;
+                let i = *node as usize;
+                if self.slots[i].node.take().is_some() {
+                    let inc = incarnation(i, self.slots[i].restarts);
+                    self.checker.process_ended(self.now, i, inc);
+                }
             }
             Fault::Restart { node } => self.start(*node as usize),
             Fault::ProbeFail { node, hang } => {
@@ -459,10 +561,100 @@ impl World {
                 s.clock_base = (now, local);
                 s.skew_ppm = *ppm;
             }
+            Fault::Record {
+                from,
+                links,
+                for_ms,
+                tap,
+            } => {
+                self.tape.clear();
+                self.recording = Some(Recording {
+                    until: self.now + Duration::from_millis(*for_ms),
+                    from: ids(from),
+                    links: links.clone(),
+                    tap: *tap,
+                });
+            }
+            Fault::Replay {
+                from,
+                to,
+                for_ms,
+                interval_us,
+            } => self.replay(&ids(from), &ids(to), *for_ms, *interval_us),
         }
     }
 
+    /// Copy a frame seen at `tap` onto the attacker's tape if it is recording there,
+    /// this sender and this link.
+    fn record(&mut self, tap: Tap, from: (usize, u64), to: usize, link: LinkId, bytes: &[u8]) {
+        let Some(r) = &self.recording else { return };
+        if self.now >= r.until {
+            self.recording = None;
+            return;
+        }
+        let wanted = r.tap == tap
+            && (r.from.is_empty() || r.from.contains(&from.0))
+            && (r.links.is_empty() || r.links.contains(&link.0));
+        if wanted && self.tape.len() < MAX_TAPE {
+            self.tape.push(Taped {
+                at: self.now,
+                from,
+                to,
+                link,
+                bytes: bytes.to_vec(),
+            });
+        }
+    }
+
+    /// Start replaying the tape's frames from `from` to `to` (empty: any).
+    fn replay(&mut self, from: &[usize], to: &[usize], for_ms: u64, interval_us: Option<u64>) {
+        let picked: Vec<&Taped> = self
+            .tape
+            .iter()
+            .filter(|t| from.is_empty() || from.contains(&t.from.0))
+            .filter(|t| to.is_empty() || to.contains(&t.to))
+            .collect();
+        let Some(first) = picked.first().map(|t| t.at) else {
+            self.log("replay: nothing recorded to replay".into());
+            return;
+        };
+        let interval = interval_us.map(|us| Duration::from_micros(us).max(MIN_REPLAY_INTERVAL));
+        let frames: Vec<(Duration, Taped)> = picked
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                let offset = match interval {
+                    Some(d) => d * k as u32,
+                    None => t.at.saturating_since(first),
+                };
+                (offset, (*t).clone())
+            })
+            .collect();
+        // A pass lasts as long as the recording, and one heartbeat (or interval)
+        // separates its last frame from the next pass's first.
+        let last = frames.last().map_or(Duration::ZERO, |(o, _)| *o);
+        let period = last + interval.unwrap_or(self.timers.heartbeat);
+        self.log(format!(
+            "replay: {} recorded frames, {} ms a pass",
+            frames.len(),
+            period.as_secs_f64() * 1e3
+        ));
+        self.replays.push(Replayer {
+            frames,
+            period,
+            start: self.now,
+            until: self.now + Duration::from_millis(for_ms),
+            pass: 0,
+            next: 0,
+            injected: 0,
+        });
+    }
+
     fn send_frame(&mut self, from: usize, to: usize, link: LinkId, bytes: Vec<u8>) {
+        let sender = (from, self.slots[from].restarts);
+        if self.recording.is_some() && !self.link_down.contains(&(from, link.0)) {
+            self.record(Tap::Sender, sender, to, link, &bytes);
+        }
         if self.cut.contains(&(from, to))
             || self.link_down.contains(&(from, link.0))
             || self.link_down.contains(&(to, link.0))
@@ -491,9 +683,11 @@ impl World {
             self.flights.push(Flight {
                 due: self.now + delay,
                 seq: self.flight_seq,
+                from: sender,
                 to,
                 link,
                 bytes: bytes.clone(),
+                injected: false,
             });
         }
     }
@@ -528,6 +722,20 @@ impl World {
                     self.events.push((self.now, i, restarts, e));
                 }
                 Output::Llt(e) => {
+                    let up = match &e {
+                        vigil::node::LltEvent::PeerUp { peer, incarnation } => {
+                            Some((peer.index(), *incarnation))
+                        }
+                        vigil::node::LltEvent::PeerRestarted { peer, new, .. } => {
+                            Some((peer.index(), *new))
+                        }
+                        _ => None,
+                    };
+                    if let Some((p, inc)) = up {
+                        let taught = process_of(inc)
+                            .is_some_and(|r| r.0 == p && self.slots[i].taught.contains(&r));
+                        self.checker.peer_up(self.now, i, p, inc, taught);
+                    }
                     if matches!(
                         e,
                         vigil::node::LltEvent::LinkTrouble { .. }
@@ -553,12 +761,16 @@ impl World {
                     self.log(format!("n{i} rejoins after a stall of {stall:?}"));
                     let now = self.now;
                     let s = &mut self.slots[i];
+                    self.checker
+                        .process_ended(now, i, incarnation(i, s.restarts));
                     s.restarts += 1;
+                    s.taught.clear();
                     let local = s.local(now);
                     let inc = incarnation(i, s.restarts);
                     if let Some(node) = s.node.as_mut() {
                         node.rejoin(local, inc, i as u64 + s.restarts);
                     }
+                    self.checker.process_started(now, i, inc);
                     // Its outputs are drained on the next round.
                 }
             }
@@ -577,6 +789,20 @@ impl World {
             })
             .collect();
         self.checker.check(self.now, &holders);
+    }
+
+    /// Hand a frame to node `to`'s process (at its local time `local`), noting that
+    /// the process now knows the sender's incarnation, if that is still current.
+    fn hand(&mut self, to: usize, local: Instant, f: &Flight) {
+        let receiver = (to, self.slots[to].restarts);
+        let Some(node) = self.slots[to].node.as_mut() else {
+            return;
+        };
+        node.handle_frame(local, f.link, None, &f.bytes);
+        let (from, restarts) = f.from;
+        if self.slots[from].restarts == restarts {
+            self.slots[from].taught.insert(receiver);
+        }
     }
 
     /// Run until `until` (global virtual time), event by event.
@@ -608,6 +834,11 @@ impl World {
             }
             for (t, ..) in &self.probe_answers {
                 take(*t);
+            }
+            for r in &self.replays {
+                if let Some(t) = r.due() {
+                    take(t);
+                }
             }
             for s in &self.slots {
                 let Some(node) = &s.node else { continue };
@@ -651,10 +882,12 @@ impl World {
                     let mut backlog = std::mem::take(&mut self.slots[i].backlog);
                     backlog.sort_by_key(|f| (f.due, f.seq));
                     let local = self.slots[i].local(now);
-                    if let Some(node) = self.slots[i].node.as_mut() {
+                    if self.slots[i].node.is_some() {
                         for f in backlog {
-                            node.handle_frame(local, f.link, None, &f.bytes);
+                            self.hand(i, local, &f);
                         }
+                    }
+                    if let Some(node) = self.slots[i].node.as_mut() {
                         node.handle_timeout(local);
                     }
                     self.drain(i);
@@ -700,9 +933,32 @@ impl World {
                 }
             }
             self.flights = keep;
+            // Replayed frames due, at their receivers (whose link must be up).
+            for r in &mut self.replays {
+                while let Some(at) = r.due().filter(|t| *t <= now) {
+                    let t = &r.frames[r.next].1;
+                    if !self.link_down.contains(&(t.to, t.link.0)) {
+                        self.flight_seq += 1;
+                        due.push(Flight {
+                            due: at,
+                            seq: self.flight_seq,
+                            from: t.from,
+                            to: t.to,
+                            link: t.link,
+                            bytes: t.bytes.clone(),
+                            injected: true,
+                        });
+                    }
+                    r.advance();
+                }
+            }
+            self.replays.retain(|r| r.due().is_some());
             due.sort_by_key(|f| (f.due, f.seq));
             for f in due {
                 let to = f.to;
+                if !f.injected && self.recording.is_some() && self.slots[to].node.is_some() {
+                    self.record(Tap::Receiver, f.from, to, f.link, &f.bytes);
+                }
                 if self.slots[to].frozen_until.is_some_and(|t| now < t) {
                     if !self.slots[to].drop_backlog {
                         self.slots[to].backlog.push(f);
@@ -710,9 +966,7 @@ impl World {
                     continue;
                 }
                 let local = self.slots[to].local(now);
-                if let Some(node) = self.slots[to].node.as_mut() {
-                    node.handle_frame(local, f.link, None, &f.bytes);
-                }
+                self.hand(to, local, &f);
                 self.drain(to);
             }
             for i in 0..self.n as usize {

@@ -1,6 +1,8 @@
 //! Harness for the workspace integration tests: real `vigil` daemon processes, their
 //! control sockets, their JSON logs, and network namespaces for multi-host tests.
 
+pub mod capture;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -42,6 +44,23 @@ impl Drop for TempDir {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
+}
+
+/// Start node `n{i}` of `configs[i]` for each `i`, with its socket and log in `dir`.
+pub fn start_daemons(dir: &Path, configs: &[PathBuf]) -> Vec<Daemon> {
+    configs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Daemon::start(
+                c,
+                &format!("n{i}"),
+                &dir.join(format!("n{i}.sock")),
+                &dir.join(format!("n{i}.log")),
+                None,
+            )
+        })
+        .collect()
 }
 
 /// Free UDP ports on 127.0.0.1 (all held until chosen, so none repeats).
@@ -176,6 +195,37 @@ pub fn vigil(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run vigil")
+}
+
+/// `vigil keygen PATH`: a new cluster key (32 random bytes, mode 0600), as an
+/// operator makes one; its key ID as `vigil keygen` prints it.
+pub fn keygen(path: &Path) -> String {
+    let p = path.to_str().expect("utf-8 path");
+    let out = vigil(&["keygen", p]);
+    assert!(
+        out.status.success(),
+        "vigil keygen {p}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("key ID ")
+        .nth(1)
+        .and_then(|t| t.get(..8))
+        .unwrap_or_else(|| panic!("no key ID in {text:?}"))
+        .to_string()
+}
+
+/// The `[cluster]` lines that key a test cluster like production: unless `cluster`
+/// already says `key_file` or `insecure`, a new key `{dir}/cluster.key` is made and
+/// named.
+pub fn default_key_lines(dir: &Path, cluster: &str) -> String {
+    if cluster.contains("key_file") || cluster.contains("insecure") {
+        return String::new();
+    }
+    // An absolute path: a test that copies the config elsewhere keeps one key.
+    let path = dir.join("cluster.key");
+    keygen(&path);
+    format!("key_file = \"{}\"\n", path.display())
 }
 
 /// `vigil lltstat <flags> --json --socket S`, parsed; `None` if the daemon does not answer.
@@ -448,18 +498,32 @@ pub fn nft_apply(ns: &Netns, ruleset: &str) {
 // The fencing lab: five (or n) namespaces on two bridges, UDP links a and b.
 
 pub struct Lab {
-    _hub: Netns,
+    pub hub: Netns,
     pub nodes: Vec<Netns>,
     pub dir: TempDir,
     pub config: PathBuf,
+    tag: String,
 }
+
+/// The fencing lab's timers: fast enough for quick tests, slow enough for a busy
+/// machine.
+pub const LAB_TIMERS: &str = "heartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\n\
+                              peer_inactive = 400\nrace_timeout = 300\n";
 
 /// A fencing lab: `n` namespaces, each on two bridges of a hub namespace. `extra`
 /// is appended to the config (`{dir}` stands for the lab's directory).
 ///
 /// Node `i` has `eth1` (10.202.1.i+1) on the hub's `br-a` and `eth2` (10.202.2.i+1)
-/// on `br-b`; link `a` is UDP over the first, link `b` UDP over the second.
+/// on `br-b`; link `a` is UDP over the first (port 5701), link `b` UDP over the
+/// second (port 5702).
 pub fn lab(tag: &str, n: usize, extra: &str) -> Lab {
+    lab_with(tag, n, "", LAB_TIMERS, extra)
+}
+
+/// [`lab`] with `cluster` added to the `[cluster]` table and `timers` as the
+/// `[timers]` table's body (empty: the default profile). `{dir}` stands for the
+/// lab's directory in all three.
+pub fn lab_with(tag: &str, n: usize, cluster: &str, timers: &str, extra: &str) -> Lab {
     let id = std::process::id() % 100_000;
     let hub = bridge_hub(format!("vf{id}{tag}h"), &["br-a", "br-b"]);
     let mut nodes = Vec::new();
@@ -478,14 +542,16 @@ pub fn lab(tag: &str, n: usize, extra: &str) -> Lab {
         nodes.push(ns);
     }
     let dir = TempDir::new(&format!("fence-{tag}"));
+    let d = dir.path().display().to_string();
+    let key = default_key_lines(dir.path(), cluster);
     let mut t = format!(
         "[cluster]\nname = \"fence\"\nid = 78\nrun_dir = \"{d}\"\nstate_dir = \"{d}/state\"\n\
-         fencing = \"majority\"\nself_fence = \"exit\"\n\n\
-         [timers]\nheartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\npeer_inactive = 400\n\
-         race_timeout = 300\n\n\
-         [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5701\n\n\
-         [[links]]\nname = \"b\"\nkind = \"udp\"\nport = 5702\n",
-        d = dir.path().display()
+         fencing = \"majority\"\nself_fence = \"exit\"\n{cluster}{key}\n\
+         [timers]\n{timers}\n\
+         [[links]]\nname = \"a\"\nkind = \"udp\"\nport = {LAB_PORT_A}\n\n\
+         [[links]]\nname = \"b\"\nkind = \"udp\"\nport = {LAB_PORT_B}\n",
+        cluster = cluster.replace("{dir}", &d),
+        timers = timers.replace("{dir}", &d),
     );
     for i in 0..n {
         t.push_str(&format!(
@@ -497,16 +563,59 @@ pub fn lab(tag: &str, n: usize, extra: &str) -> Lab {
     let config = dir.path().join("cluster.toml");
     std::fs::write(&config, t).expect("write the config");
     Lab {
-        _hub: hub,
+        hub,
         nodes,
         dir,
         config,
+        tag: tag.to_string(),
     }
 }
+
+/// The fencing lab's UDP port of link `a`.
+pub const LAB_PORT_A: u16 = 5701;
+/// The fencing lab's UDP port of link `b`.
+pub const LAB_PORT_B: u16 = 5702;
 
 impl Lab {
     pub fn start(&self, i: usize) -> Daemon {
         self.start_wrapped(i, &[])
+    }
+
+    /// Start node `i` again (a new incarnation, same state file), logging to
+    /// `n{i}-{label}.log` so that the earlier run's log stays.
+    pub fn restart(&self, i: usize, label: &str) -> Daemon {
+        Daemon::start(
+            &self.config,
+            &format!("n{i}"),
+            &self.dir.path().join(format!("n{i}.sock")),
+            &self.dir.path().join(format!("n{i}-{label}.log")),
+            Some(self.nodes[i].name()),
+        )
+    }
+
+    /// Node `i`'s address on link `link` (0: `a`, 1: `b`).
+    pub fn addr(&self, i: usize, link: usize) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::new(10, 202, link as u8 + 1, i as u8 + 1)
+    }
+
+    /// The UDP port of link `link`.
+    pub fn port(&self, link: usize) -> u16 {
+        [LAB_PORT_A, LAB_PORT_B][link]
+    }
+
+    /// The bridge of link `link`, in the hub namespace.
+    pub fn bridge(&self, link: usize) -> &'static str {
+        ["br-a", "br-b"][link]
+    }
+
+    /// The hub-side end of node `i`'s veth on link `link` (a port of that bridge).
+    pub fn hub_port(&self, i: usize, link: usize) -> String {
+        format!("f{}{i}{}", self.tag, ["a", "b"][link])
+    }
+
+    /// The node-side interface of link `link` (`eth1`, `eth2`).
+    pub fn node_dev(&self, link: usize) -> &'static str {
+        ["eth1", "eth2"][link]
     }
 
     /// Start node `i` through `wrapper` (see [`Daemon::start_wrapped`]).
@@ -613,7 +722,8 @@ pub fn dump(daemons: &[Daemon]) -> String {
 // Loopback clusters.
 
 /// Write `{dir}/cluster.toml` for `n` nodes on 127.0.0.1 with UDP links `a` and `b`
-/// on free ports. `cluster` is added to the `[cluster]` table, `timers` is the
+/// on free ports, keyed with a new `{dir}/cluster.key` unless `cluster` names a
+/// `key_file` or says `insecure`. `cluster` is added to the `[cluster]` table, `timers` is the
 /// `[timers]` table's body, `tail` is appended (`{dir}` stands for `dir`).
 pub fn loopback_config(
     dir: &Path,
@@ -623,8 +733,9 @@ pub fn loopback_config(
     tail: &str,
 ) -> (PathBuf, Vec<u16>) {
     let ports = free_udp_ports(2 * n);
+    let key = default_key_lines(dir, cluster);
     let mut t = format!(
-        "[cluster]\nname = \"t\"\nid = 4711\nrun_dir = \"{d}\"\nstate_dir = \"{d}\"\n{cluster}\n\
+        "[cluster]\nname = \"t\"\nid = 4711\nrun_dir = \"{d}\"\nstate_dir = \"{d}\"\n{key}{cluster}\n\
          [timers]\n{timers}\n\n\
          [[links]]\nname = \"a\"\nkind = \"udp\"\n\n[[links]]\nname = \"b\"\nkind = \"udp\"\n",
         d = dir.display()

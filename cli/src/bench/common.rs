@@ -318,16 +318,34 @@ pub struct ConfigSpec {
 /// The cluster config of `n` nodes on 127.0.0.1 with high-priority UDP links `a`
 /// and `b` on free ports, state and sockets in `dir`.
 pub fn config_text(dir: &Path, n: u8, spec: &ConfigSpec) -> Result<String, String> {
+    ensure_key(dir)?;
     let ports = free_udp_ports(2 * usize::from(n))?;
     Ok(render_config(dir, &ports, spec))
 }
 
+/// The cluster key every benchmark config names, `{dir}/cluster.key`: benchmarks
+/// run keyed, like production (every frame carries its MAC).
+pub fn key_path(dir: &Path) -> PathBuf {
+    dir.join("cluster.key")
+}
+
+/// Make `{dir}/cluster.key` unless it exists.
+pub fn ensure_key(dir: &Path) -> Result<(), String> {
+    let path = key_path(dir);
+    if !path.exists() {
+        crate::keys::write_new_key(&path, false)?;
+    }
+    Ok(())
+}
+
 /// The cluster config of `ports.len() / 2` nodes on 127.0.0.1, node `i` on ports
-/// `ports[2i]` (link `a`) and `ports[2i + 1]` (link `b`).
+/// `ports[2i]` (link `a`) and `ports[2i + 1]` (link `b`), keyed with
+/// [`key_path`] (which [`ensure_key`] makes).
 pub fn render_config(dir: &Path, ports: &[u16], spec: &ConfigSpec) -> String {
     let mut t = format!(
         "{comment}[cluster]\nname = \"{name}\"\nid = {id}\nstate_dir = \"{d}\"\nrun_dir = \"{d}\"\n\
-         {extra}\n[timers]\n{timers}",
+         key_file = \"{key}\"\n{extra}\n[timers]\n{timers}",
+        key = key_path(dir).display(),
         comment = spec.comment,
         name = spec.name,
         id = spec.id,

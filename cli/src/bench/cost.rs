@@ -517,10 +517,17 @@ fn core_configs(n: u8, profile: Profile) -> Result<(LltConfig, FenceConfig), Str
         daemon: None,
     };
     let ports: Vec<u16> = (0..2 * u16::from(n)).map(|p| 20_000 + p).collect();
-    let dir = std::env::temp_dir();
-    let text = common::render_config(&dir, &ports, &spec);
-    let cfg = vigil::config::ClusterConfig::parse(&text, &dir.join("vigil-bench-cost.toml"))
-        .map_err(|e| format!("the in-process cluster config: {e}"))?;
+    // Keyed, like the live cluster: the MAC is part of the cost. The key is read
+    // into the config, so its directory can go at once.
+    let dir = std::env::temp_dir().join(format!("vigil-bench-cost-core-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let parsed = common::ensure_key(&dir).and_then(|()| {
+        let text = common::render_config(&dir, &ports, &spec);
+        vigil::config::ClusterConfig::parse(&text, &dir.join("vigil-bench-cost.toml"))
+            .map_err(|e| format!("the in-process cluster config: {e}"))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = parsed?;
     Ok((cfg.llt_config(), cfg.fence_config()))
 }
 
