@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 use vigil_fuzz::{llt_setup, NODES, OP_RAW, OP_TIMEOUT};
 use vigil_llt::types::{Generation, Incarnation, Instant, NodeId, Port};
+use vigil_llt::wire::{self, Kind};
 use vigil_llt::{Llt, Output};
 use vigil_membership::{Ballot, Member, Msg, NodeSet, View};
 
@@ -182,8 +183,12 @@ fn main() {
         let (program, frames) = exchange(setup, secs);
         write("llt_core", name, &program);
         // A heartbeat, and the first and last data frames, as decoder seeds.
-        let hb = frames.iter().find(|f| f[3] == 1);
-        let data: Vec<_> = frames.iter().filter(|f| f[3] == 2).collect();
+        let kind = |f: &Vec<u8>| wire::decode(f).map(|fr| fr.header.kind).ok();
+        let hb = frames.iter().find(|f| kind(f) == Some(Kind::Heartbeat));
+        let data: Vec<_> = frames
+            .iter()
+            .filter(|f| kind(f) == Some(Kind::Data))
+            .collect();
         for (kind, f) in [
             ("heartbeat", hb),
             ("data_first", data.first().copied()),
