@@ -126,6 +126,16 @@ struct StopArgs {
 /// Names under which the binary runs one subcommand.
 const BUSYBOX: [&str; 3] = ["lltstat", "gabconfig", "fenceadm"];
 
+/// An inspection command whose reader went away (`vigil lltstat | head`) ends
+/// quietly, as the classic tools do, instead of panicking on a failed print. The
+/// daemon keeps SIGPIPE ignored: a closed control connection is an error it handles.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of SIGPIPE has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let invoked_as = args
@@ -150,6 +160,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if !matches!(cli.command, Command::Daemon(_)) {
+        quiet_on_closed_pipe();
+    }
     let code = match cli.command {
         Command::Daemon(a) => daemon::run(a),
         Command::Lltstat(a) => lltstat::run(a),

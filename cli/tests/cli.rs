@@ -742,3 +742,22 @@ fn a_shared_state_directory_stops_the_daemon_naming_it() {
         "{log}"
     );
 }
+
+#[test]
+fn an_inspection_command_whose_reader_goes_away_ends_quietly() {
+    use std::process::{Command, Stdio};
+    // The reader closes the pipe before the sweep prints its summary.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["sim", "sweep", "--seeds", "20", "--nodes", "3..3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vigil runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("vigil ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("Broken pipe") && !err.contains("panicked"),
+        "stderr: {err}"
+    );
+}
