@@ -846,6 +846,7 @@ impl Running {
 
     fn status(&mut self) -> DaemonStatus {
         let now = self.now();
+        let node = self.node.status();
         let t = &self.cfg.timers;
         DaemonStatus {
             cluster_name: self.cfg.cluster.name.clone(),
@@ -854,7 +855,7 @@ impl Running {
             node_name: self.me.name.clone(),
             pid: std::process::id(),
             config_file: self.config_file.clone(),
-            authenticated: self.node.status().llt.keys.send.is_some(),
+            authenticated: node.llt.keys.send.is_some(),
             uptime_ms: self.origin.elapsed().as_millis() as u64,
             now_ns: now.as_nanos(),
             timers: TimersInfo {
@@ -923,7 +924,7 @@ impl Running {
                         .collect(),
                 })
                 .collect(),
-            node: self.node.status(),
+            node,
             control: self
                 .control
                 .as_ref()
@@ -1254,17 +1255,7 @@ fn answer(
         Request::Fault(cmd) => run.fault(cmd),
         Request::KeyReload => match reloaded {
             Some(Ok(cfg)) => run.reload_keys(&cfg),
-            Some(Err(message)) => {
-                warn!(
-                    event = "keys.reload_refused",
-                    ts_us = wall_us(),
-                    node = run.me.id.0,
-                    "{message}"
-                );
-                Response::Error {
-                    message: format!("keys unchanged: {message}"),
-                }
-            }
+            Some(Err(message)) => run.refuse_keys(message),
             None => Response::Error {
                 message: "keys unchanged: the config was not read".into(),
             },
@@ -1317,18 +1308,21 @@ impl Running {
     /// file as just read again (`cfg`, already checked like at start) and use them
     /// from now on. Refused when the cluster would change between keyed and
     /// unkeyed, or the file now describes another cluster or node.
+    /// `vigil key reload` refused: log it and say so; the keys stay as they were.
+    fn refuse_keys(&self, message: String) -> Response {
+        warn!(
+            event = "keys.reload_refused",
+            ts_us = wall_us(),
+            node = self.me.id.0,
+            "{message}"
+        );
+        Response::Error {
+            message: format!("keys unchanged: {message}"),
+        }
+    }
+
     fn reload_keys(&mut self, cfg: &ClusterConfig) -> Response {
-        let refuse = |message: String| {
-            warn!(
-                event = "keys.reload_refused",
-                ts_us = wall_us(),
-                node = self.me.id.0,
-                "{message}"
-            );
-            Response::Error {
-                message: format!("keys unchanged: {message}"),
-            }
-        };
+        let refuse = |message: String| self.refuse_keys(message);
         let file = cfg.source.display();
         if cfg.cluster.id != self.cfg.cluster.id
             || cfg.node_by_name(&self.me.name).map(|n| n.id) != Some(self.me.id)
