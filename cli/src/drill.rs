@@ -618,7 +618,7 @@ impl Cluster {
 }
 
 fn ms_since(t0_us: u64) -> f64 {
-    (crate::logging::wall_us().saturating_sub(t0_us)) as f64 / 1e3
+    (vigil_runtime::logging::wall_us().saturating_sub(t0_us)) as f64 / 1e3
 }
 
 /// Every node sees every other node with every link UP, and all hold authority on
@@ -870,7 +870,7 @@ pub fn run_drill(args: &DrillArgs, print: bool) -> Result<DrillResult, String> {
     let last = n - 1;
     let inactive = c.peer_inactive;
     // The fault, and what must follow.
-    c.t0_us = crate::logging::wall_us();
+    c.t0_us = vigil_runtime::logging::wall_us();
     let t0 = Instant::now();
     let (what, expect) = match name {
         DrillName::Split32 | DrillName::EvenSplit | DrillName::TwoNode => {

@@ -25,6 +25,34 @@ enum FaultCommand {
     Clear,
     /// Show what is dropped.
     Show,
+    /// Make every write of the daemon's generation store take longer, as a slow
+    /// disk would (0: back to normal).
+    SlowStore {
+        /// Milliseconds added to every write.
+        #[arg(value_name = "MS")]
+        ms: u64,
+    },
+}
+
+/// Which frames a block drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DirectionArg {
+    /// Frames from the peers are dropped on arrival.
+    In,
+    /// Frames to the peers are not sent.
+    Out,
+    /// Both.
+    Both,
+}
+
+impl From<DirectionArg> for Direction {
+    fn from(d: DirectionArg) -> Direction {
+        match d {
+            DirectionArg::In => Direction::In,
+            DirectionArg::Out => Direction::Out,
+            DirectionArg::Both => Direction::Both,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -37,7 +65,7 @@ struct Selection {
     links: Vec<String>,
     /// Which frames: those coming in, going out, or both (block only).
     #[arg(long = "dir", value_enum, default_value = "both")]
-    direction: Direction,
+    direction: DirectionArg,
 }
 
 pub fn run(args: FaultArgs) -> u8 {
@@ -45,7 +73,7 @@ pub fn run(args: FaultArgs) -> u8 {
         FaultCommand::Block(s) => FaultCmd::Block {
             peers: s.peers,
             links: s.links,
-            direction: s.direction,
+            direction: s.direction.into(),
         },
         FaultCommand::Unblock(s) => FaultCmd::Unblock {
             peers: s.peers,
@@ -53,6 +81,7 @@ pub fn run(args: FaultArgs) -> u8 {
         },
         FaultCommand::Clear => FaultCmd::Clear,
         FaultCommand::Show => FaultCmd::Show,
+        FaultCommand::SlowStore { ms } => FaultCmd::SlowStore { ms },
     };
     match control::resolve(&args.target).and_then(|s| send(&s, cmd)) {
         Ok(message) => {

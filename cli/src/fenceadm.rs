@@ -4,7 +4,6 @@
 //! answered, 1 when it cannot be reached.
 
 use crate::control::{self, DaemonStatus};
-use crate::daemon::state_word;
 use crate::{exit, Target};
 use clap::Args;
 use serde_json::{json, Value};
@@ -12,6 +11,7 @@ use std::fmt::Write as _;
 use vigil_fence::{NodeState, RaceRecord, RaceVerdict};
 use vigil_llt::types::{Instant, NodeId};
 use vigil_membership::{NodeSet, View};
+use vigil_runtime::state_word;
 
 #[derive(Args, Debug)]
 pub struct FenceadmArgs {

@@ -236,7 +236,7 @@ pub fn ports_json(s: &DaemonStatus) -> Value {
         })
         .collect();
     json!({"local": s.local, "seeded": f.installed.is_some() || f.client_view.is_some(),
-           "member": is_member(s), "state": crate::daemon::state_word(f.state),
+           "member": is_member(s), "state": vigil_runtime::state_word(f.state),
            "generation": shown_view(s).map(|v| v.generation.0),
            "installed_generation": f.installed.as_ref().map(|v| v.generation.0),
            "ports": ports})

@@ -11,13 +11,8 @@ mod fenceadm;
 mod gabconfig;
 mod keys;
 mod lltstat;
-mod logging;
 mod netlab;
-mod probes;
-mod rt;
 mod sim;
-mod state;
-mod watchdog;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

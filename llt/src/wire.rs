@@ -312,6 +312,17 @@ pub fn encode(header: &Header, payload: &[u8], key: Option<&FrameKey>) -> Vec<u8
     b
 }
 
+/// Whether an encoded frame carries a payload (a port message), as opposed to
+/// llt's own heartbeat state only. A driver that must hold back everything that
+/// depends on a write in progress still sends the frames for which this is false.
+/// Anything too short to hold a header counts as carrying one.
+pub fn carries_payload(frame: &[u8]) -> bool {
+    match frame.get(68..70) {
+        Some(len) => u16::from_be_bytes([len[0], len[1]]) != 0,
+        None => true,
+    }
+}
+
 /// Build a data payload from port, message ID and body.
 pub fn encode_data(port: Port, msg_id: u64, body: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(DATA_PREFIX + body.len());
@@ -342,6 +353,19 @@ mod tests {
             echo_incarnation: Incarnation(8),
             confirm: true,
         }
+    }
+
+    #[test]
+    fn heartbeats_carry_no_payload_and_data_frames_do() {
+        let key = FrameKey::from_material(b"0123456789abcdef");
+        for k in [None, Some(&key)] {
+            assert!(!carries_payload(&encode(&header(), &[], k)));
+            let mut data = header();
+            data.kind = Kind::Data;
+            let body = encode_data(Port(b'a'), 7, b"promise");
+            assert!(carries_payload(&encode(&data, &body, k)));
+        }
+        assert!(carries_payload(&[0u8; 10]));
     }
 
     #[test]

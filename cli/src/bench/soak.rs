@@ -23,7 +23,6 @@ use super::common::{self, catch_signals, log_path, pause, socket, stopped, Confi
 use super::cost::Profile;
 use crate::control::{DaemonStatus, Direction, FaultCmd};
 use crate::exit;
-use crate::logging::wall_us;
 use clap::Args;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -31,6 +30,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use vigil_llt::LinkState;
+use vigil_runtime::logging::wall_us;
 
 #[derive(Args, Debug)]
 pub struct SoakArgs {

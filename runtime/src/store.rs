@@ -1,6 +1,9 @@
-//! The state file: the highest view generation this node has seen, kept across
-//! restarts so that generations only grow, also after the whole cluster restarts.
+//! Where the highest view generation this node has seen is kept, across restarts,
+//! so that generations only grow, also after the whole cluster restarts:
+//! [`GenerationStore`], with the state file ([`StateFile`]) as the default, and the
+//! thread that writes to it off the node's thread.
 //!
+//! The state file:
 //! One small text file per node, `{state_dir}/{node name}.generation`, holding
 //! `generation N\n`. It is replaced atomically: the new content goes to a temporary
 //! file in the same directory, which is fsynced, renamed over the old one, and then
@@ -18,6 +21,113 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use vigil_llt::types::Generation;
+
+/// Keeps the highest generation a node has seen, durably.
+///
+/// The runtime calls [`GenerationStore::load`] once at start, and
+/// [`GenerationStore::store`] on a thread of its own for every new highest
+/// generation; the node acts on that generation only once `store` has returned
+/// `Ok`. An error stops the node.
+pub trait GenerationStore: Send + 'static {
+    /// The generation stored (0 when nothing was stored yet). An error when what
+    /// is stored cannot be read: the node must not start and risk reusing
+    /// generations.
+    fn load(&mut self) -> Result<Generation, String>;
+    /// Make `generation` durable: when this returns `Ok`, a crash cannot lose it.
+    fn store(&mut self, generation: Generation) -> Result<(), String>;
+    /// Where the generation is kept, for messages (a path, a URL).
+    fn describe(&self) -> String;
+}
+
+impl GenerationStore for StateFile {
+    fn load(&mut self) -> Result<Generation, String> {
+        Ok(self.stored)
+    }
+
+    fn store(&mut self, generation: Generation) -> Result<(), String> {
+        StateFile::store(self, generation)
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// A finished write.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub generation: Generation,
+    pub result: Result<(), String>,
+    /// How long the write took.
+    pub took: std::time::Duration,
+}
+
+/// The store on a thread of its own: the node hands it generations and goes on
+/// with its heartbeats; each write's outcome comes back as a [`Stored`].
+pub(crate) struct StoreWorker {
+    tx: std::sync::mpsc::Sender<Generation>,
+    describe: String,
+    /// Fault injection (testing): milliseconds every write is made to take longer.
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl StoreWorker {
+    pub(crate) fn start(
+        mut store: Box<dyn GenerationStore>,
+        done: tokio::sync::mpsc::UnboundedSender<Stored>,
+    ) -> Result<StoreWorker, String> {
+        let describe = store.describe();
+        let (tx, rx) = std::sync::mpsc::channel::<Generation>();
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let delay = delay_ms.clone();
+        std::thread::Builder::new()
+            .name("vigil-store".into())
+            .spawn(move || {
+                while let Ok(generation) = rx.recv() {
+                    let started = std::time::Instant::now();
+                    let slow = delay.load(std::sync::atomic::Ordering::Relaxed);
+                    if slow > 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(slow));
+                    }
+                    let result = store.store(generation);
+                    let stored = Stored {
+                        generation,
+                        result,
+                        took: started.elapsed(),
+                    };
+                    if done.send(stored).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the generation store's thread: {e}"))?;
+        Ok(StoreWorker {
+            tx,
+            describe,
+            delay_ms,
+        })
+    }
+
+    /// Fault injection (testing): make every write take `ms` longer.
+    pub(crate) fn slow_down(&self, ms: u64) {
+        self.delay_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The injected delay per write, in milliseconds.
+    pub(crate) fn delay_ms(&self) -> u64 {
+        self.delay_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Hand `generation` to the store; `false` if its thread has stopped.
+    pub(crate) fn persist(&self, generation: Generation) -> bool {
+        self.tx.send(generation).is_ok()
+    }
+
+    pub(crate) fn describe(&self) -> &str {
+        &self.describe
+    }
+}
 
 /// Longest state file accepted; anything longer is not ours.
 const MAX_LEN: u64 = 4096;
