@@ -256,7 +256,8 @@ pub fn stats_json(s: &DaemonStatus) -> Value {
            "authenticated": s.authenticated, "keys": crate::keys::keys_json(s),
            "uptime_ms": s.uptime_ms, "links": links, "peers": peers,
            "heartbeat": s.node.llt.heartbeat, "realtime": s.realtime,
-           "stalls": crate::fenceadm::stalls_json(s), "control": s.control})
+           "stalls": crate::fenceadm::stalls_json(s), "control": s.control,
+           "log_lines_lost": s.log_lines_lost, "store": s.store})
 }
 
 pub fn stats_text(s: &DaemonStatus) -> String {
@@ -314,6 +315,16 @@ pub fn stats_text(s: &DaemonStatus) -> String {
         out,
         "  Control socket: {} open (at most {}), {} accepted, {} served; refused: {} over the connection bound, {} over {} bytes, {} timed out, {} busy, {} bad",
         c.open, c.max_connections, c.accepted, c.served, c.refused, c.oversize, c.max_request_bytes, c.timed_out, c.busy, c.bad
+    );
+    let _ = writeln!(
+        out,
+        "  Logging: {} lines lost (the log reader fell behind); generations kept in {}",
+        s.log_lines_lost,
+        if s.store.is_empty() {
+            "?"
+        } else {
+            s.store.as_str()
+        }
     );
     let st = &s.node.health.stalls;
     let _ = writeln!(
