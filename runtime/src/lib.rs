@@ -15,24 +15,50 @@
 //! valid on the monotonic clock), a stream of [`Event`]s under their stable names,
 //! the status, and a graceful leave.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), vigil_runtime::StartError> {
-//! use vigil_runtime::{ClusterConfig, Options};
-//! let cfg = ClusterConfig::load("/etc/vigil/cluster.toml".as_ref())
-//!     .map_err(|e| vigil_runtime::StartError::Config(e.to_string()))?;
-//! let node = vigil_runtime::start(cfg, "node1", Options::default())?;
+//! A one-node cluster on loopback, started, watched and stopped (a real cluster
+//! has every node run the same configuration with its own node name):
+//!
+//! ```
+//! use std::os::unix::fs::OpenOptionsExt;
+//! use std::time::Duration;
+//! use vigil_runtime::{ClusterConfig, ControlSocket, Options};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::env::temp_dir().join(format!("vigil-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! // The cluster key: 32 random bytes that only the daemon's user may read
+//! // (`vigil keygen` makes one); fixed bytes will do for this example.
+//! let key = dir.join("cluster.key");
+//! let mut f = std::fs::OpenOptions::new().write(true).create(true).mode(0o600).open(&key)?;
+//! std::io::Write::write_all(&mut f, &[7u8; 32])?;
+//! let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+//! let text = format!(
+//!     "[cluster]\nname = \"doc\"\nid = 1\nkey_file = \"{key}\"\nstate_dir = \"{dir}\"\n\
+//!      [[links]]\nname = \"a\"\nkind = \"udp\"\n\
+//!      [[nodes]]\nid = 0\nname = \"n0\"\n[nodes.links]\na = \"127.0.0.1:{port}\"\n",
+//!     key = key.display(),
+//!     dir = dir.display()
+//! );
+//! let cfg = ClusterConfig::parse(&text, &dir.join("cluster.toml"))?;
+//!
+//! let options = Options { control_socket: ControlSocket::Off, realtime: false, ..Options::default() };
+//! let node = vigil_runtime::start(cfg, "n0", options)?;
 //! let mut authority = node.authority();
-//! loop {
-//!     if let Some(a) = authority.borrow().clone() {
-//!         if a.is_valid_primary() {
-//!             // Act, stamping every write with a.token.
-//!         }
-//!     }
-//!     if authority.changed().await.is_err() {
-//!         break; // the node stopped
-//!     }
-//! }
-//! # Ok(()) }
+//! let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! let held = rt.block_on(async {
+//!     tokio::time::timeout(Duration::from_secs(30), authority.wait_for(|a| a.is_some()))
+//!         .await
+//!         .ok()
+//!         .and_then(|a| a.ok().map(|a| a.clone()))
+//! });
+//! let a = held.flatten().expect("a lone node seeds and holds authority");
+//! // Act only while this holds, and stamp every write with a.token.
+//! assert!(a.is_primary && a.token.0 >= 1);
+//! node.shutdown();
+//! assert_eq!(node.join(), vigil_runtime::Ending::Stopped);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! The node runs on a thread of its own with a single-threaded tokio runtime, so

@@ -19,7 +19,9 @@ use vigil::health::ProbeId;
 /// One finished probe run.
 #[derive(Debug)]
 pub struct ProbeDone {
+    /// The probe that ran.
     pub probe: ProbeId,
+    /// Passed, or why not.
     pub result: Result<(), String>,
 }
 
