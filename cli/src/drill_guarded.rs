@@ -567,7 +567,7 @@ fn drill(args: &DrillArgs) -> Result<bool, String> {
     println!("faults (time without a primary: the longest gap between accepted writes, from the last before the fault to the first after):");
     for (k, r) in reports.iter().enumerate() {
         // The accepted writes in the fault's window, with the last one before it.
-        let before = recs.iter().filter(|w| w.accepted && w.at < r.from).last();
+        let before = recs.iter().rev().find(|w| w.accepted && w.at < r.from);
         let inside: Vec<&Rec> = before
             .into_iter()
             .chain(
