@@ -60,6 +60,9 @@ pub enum DrillName {
     /// The highest node is cut off from every other (both ways): it fences itself,
     /// the others go on.
     Isolate,
+    /// `vigil guarded-service` on 3 nodes writes to a store while primary; the
+    /// primary is cut off, frozen, killed, made to leave, then every node restarted.
+    Guarded,
 }
 
 impl DrillName {
@@ -79,6 +82,7 @@ impl DrillName {
             DrillName::NonTransitive => "non-transitive",
             DrillName::Cascading => "cascading",
             DrillName::Isolate => "isolate",
+            DrillName::Guarded => "guarded",
         }
     }
 
@@ -742,6 +746,9 @@ pub fn run(args: DrillArgs) -> u8 {
     if let Err(e) = netlab::catch_interrupts() {
         eprintln!("vigil drill: {e}");
     }
+    if args.name == DrillName::Guarded {
+        return crate::drill_guarded::run(&args);
+    }
     match run_drill(&args, !args.json) {
         Ok(r) if args.json => {
             println!("{}", r.to_json());
@@ -1015,6 +1022,7 @@ pub fn run_drill(args: &DrillArgs, print: bool) -> Result<DrillResult, String> {
                 },
             )
         }
+        DrillName::Guarded => return Err("run guarded with `vigil drill guarded`".into()),
         DrillName::OneWay => {
             let how = c.deafen(last)?;
             (

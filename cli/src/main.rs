@@ -6,9 +6,12 @@ mod bench;
 mod control;
 mod daemon;
 mod drill;
+mod drill_guarded;
 mod fault;
 mod fenceadm;
 mod gabconfig;
+#[path = "../../runtime/examples/guarded_service.rs"]
+mod guarded_service;
 mod keys;
 mod lltstat;
 mod netlab;
@@ -82,6 +85,13 @@ enum Command {
     Fault(fault::FaultArgs),
     /// Live benchmarks on this machine: heartbeat jitter, Corosync side by side.
     Bench(bench::BenchArgs),
+    /// The embedding example (runtime/examples/guarded_service.rs), for `vigil drill
+    /// guarded`: `store --listen PATH` or `run --config F --node N --store PATH`.
+    #[command(hide = true)]
+    GuardedService {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -173,6 +183,7 @@ fn main() -> ExitCode {
         Command::Sim(a) => sim::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Fault(a) => fault::run(a),
+        Command::GuardedService { args } => return guarded_service::run(args),
     };
     ExitCode::from(code)
 }
