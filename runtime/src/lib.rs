@@ -349,7 +349,9 @@ impl NodeHandle {
     }
 
     /// Leave the cluster gracefully: the others install a view without this node
-    /// and take over at once (no detection, no settle); then the run ends with
+    /// at once (no detection, no race against silence), and their clients move to
+    /// it once this node's lease has run out (the settle window, about one lease:
+    /// until then this node may still act on the old view); then the run ends with
     /// [`Ending::Left`]. Returns what the node said.
     pub async fn leave(&self) -> Result<String, String> {
         match self.request(control::Request::Stop).await? {
