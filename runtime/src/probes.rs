@@ -19,7 +19,9 @@ use vigil::health::ProbeId;
 /// One finished probe run.
 #[derive(Debug)]
 pub struct ProbeDone {
+    /// Which probe.
     pub probe: ProbeId,
+    /// Passed, or why it failed.
     pub result: Result<(), String>,
 }
 
