@@ -13,6 +13,7 @@ mod keys;
 mod lltstat;
 mod netlab;
 mod sim;
+mod watch;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ enum Command {
     Fault(fault::FaultArgs),
     /// Live benchmarks on this machine: heartbeat jitter, Corosync side by side.
     Bench(bench::BenchArgs),
+    /// Follow this node's authority: the current state at once, then a line per
+    /// change of token, view or primary (--json: one JSON object per line).
+    Watch(watch::WatchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -173,6 +177,7 @@ fn main() -> ExitCode {
         Command::Sim(a) => sim::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Fault(a) => fault::run(a),
+        Command::Watch(a) => watch::run(a),
     };
     ExitCode::from(code)
 }
