@@ -304,6 +304,8 @@ struct Running {
     publish_authority: watch::Sender<Option<Authority>>,
     /// Every event, for the handle's subscribers.
     events: broadcast::Sender<Event>,
+    /// `[[hooks]]`, run off this thread on changes of authority.
+    hooks: crate::hooks::Hooks,
 }
 
 /// The watchdog, when configured.
@@ -764,6 +766,7 @@ impl Running {
         });
         if let Some(a) = changed {
             self.log_authority(a.as_ref());
+            self.hooks.changed(a.as_ref());
             let _ = self.events.send(Event::Authority(a));
         }
     }
@@ -1548,7 +1551,9 @@ fn open(
     } else {
         Dog::Off
     };
+    let hooks = crate::hooks::Hooks::start(&cfg.hooks, me.id, &me.name);
     let run = Running {
+        hooks,
         cfg,
         me,
         config_file,
