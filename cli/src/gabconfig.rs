@@ -352,6 +352,8 @@ pub(crate) mod tests {
                 },
             },
             control: Default::default(),
+            log_lines_lost: 0,
+            store: String::new(),
         }
     }
 

@@ -161,6 +161,7 @@ impl StateFile {
         })
     }
 
+    /// The state file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
