@@ -84,6 +84,8 @@ pub const MAX_TIMER_MS: u64 = 3_600_000;
 pub const MAX_LINK_NAME_LEN: usize = 15;
 /// Longest node name.
 pub const MAX_NODE_NAME_LEN: usize = 32;
+/// Longest `daemon.control_group` (the usual limit of group names).
+pub const MAX_GROUP_NAME_LEN: usize = 32;
 /// Default of `cluster.max_drift_ppm`.
 pub const DEFAULT_MAX_DRIFT_PPM: u32 = 1000;
 /// Largest accepted `cluster.max_drift_ppm` (10 %: any real clock is far better).
@@ -147,6 +149,8 @@ pub struct ClusterConfig {
     pub watchdog: Option<WatchdogConfig>,
     /// The `[[probes]]`: health checks, each for every node or the nodes it names.
     pub probes: Vec<ProbeConfig>,
+    /// The `[[hooks]]`: commands run when the authority or the primary changes.
+    pub hooks: Vec<HookConfig>,
 }
 
 /// The `[daemon]` table.
@@ -164,6 +168,11 @@ pub struct DaemonSection {
     /// longer than `timers.lease` (its authority has lapsed, its view may be stale):
     /// `"fence"` (default) or `"rejoin"` (start again as a new incarnation).
     pub stall_action: StallAction,
+    /// `control_group`: a group whose members may use the read-only requests of
+    /// the control socket (`status`, `subscribe`: `lltstat`, `gabconfig -a`,
+    /// `vigil watch`). The socket is then mode 0660 with that group; changing
+    /// requests stay with root and the daemon's user. Default none: mode 0600.
+    pub control_group: Option<String>,
 }
 
 impl Default for DaemonSection {
@@ -173,6 +182,7 @@ impl Default for DaemonSection {
             rt_priority: 50,
             mlockall: false,
             stall_action: StallAction::Fence,
+            control_group: None,
         }
     }
 }
@@ -234,6 +244,45 @@ pub enum ProbeCheck {
     /// `kind = "mount"`: the file system mounted at `path` is not read-only.
     Mount { path: PathBuf },
 }
+
+/// One `[[hooks]]` entry: a command the daemon runs (no shell) when what clients
+/// may act on changes, with `VIGIL_TOKEN`, `VIGIL_PRIMARY`, `VIGIL_IS_PRIMARY`,
+/// `VIGIL_MEMBERS`, `VIGIL_NODE`, `VIGIL_NODE_ID` and `VIGIL_EVENT` in its
+/// environment. Never two runs of one hook at once: changes during a run are
+/// coalesced into one more run with the latest state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookConfig {
+    /// `name`: 1 to 32 of `A-Z a-z 0-9 _ . -`, unique among the hooks; in the logs.
+    pub name: String,
+    /// `command`: the program and its arguments, run without a shell.
+    pub argv: Vec<String>,
+    /// `on`: what runs it: `"authority"` (every change of holding, token, view or
+    /// primary) and/or `"primary"` (only when the primary, or whether this node is
+    /// it, changes). Default `["authority"]`.
+    pub on: Vec<HookOn>,
+    /// `timeout`: milliseconds a run may take before it is killed, 1..=600000.
+    /// Default 10000.
+    #[serde(rename = "timeout_ms", serialize_with = "ser_ms")]
+    pub timeout: Duration,
+}
+
+/// What runs a hook (`hooks[].on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookOn {
+    /// Every change of the published authority: gained, lost, a new token, view
+    /// or primary.
+    Authority,
+    /// A change of the primary, or of whether this node is the valid primary.
+    Primary,
+}
+
+/// Default of `hooks[].timeout`, in milliseconds.
+pub const DEFAULT_HOOK_TIMEOUT_MS: u64 = 10_000;
+/// Most of `hooks[].timeout`, in milliseconds.
+pub const MAX_HOOK_TIMEOUT_MS: u64 = 600_000;
+/// Most `[[hooks]]` entries.
+pub const MAX_HOOKS: usize = 16;
 
 /// Default of `probes[].interval`, in milliseconds.
 pub const DEFAULT_PROBE_INTERVAL_MS: u64 = 1000;
@@ -545,6 +594,7 @@ impl ClusterConfig {
         }
         self.validate_keys()?;
         self.validate_timers()?;
+        self.validate_hooks()?;
         if c.max_drift_ppm > MAX_DRIFT_PPM {
             return err(
                 "cluster.max_drift_ppm".into(),
@@ -844,6 +894,74 @@ impl ClusterConfig {
         Ok(())
     }
 
+    /// `daemon.control_group` and `[[hooks]]`.
+    fn validate_hooks(&self) -> Result<(), ConfigError> {
+        let err =
+            |field: String, reason: String| Err(ConfigError::new(&self.source, field, reason));
+        if let Some(g) = &self.daemon.control_group {
+            if let Err(why) = check_name(g, MAX_GROUP_NAME_LEN, |ch| {
+                ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.'
+            }) {
+                return err(
+                    "daemon.control_group".into(),
+                    format!(
+                        "{why}; a group name is 1 to {MAX_GROUP_NAME_LEN} of A-Z a-z 0-9 _ . -"
+                    ),
+                );
+            }
+        }
+        if self.hooks.len() > MAX_HOOKS {
+            return err(
+                "hooks".into(),
+                format!("at most {MAX_HOOKS} hooks, got {}", self.hooks.len()),
+            );
+        }
+        for (i, h) in self.hooks.iter().enumerate() {
+            let f = |name: &str| format!("hooks[{i}].{name}");
+            if let Err(why) = check_name(&h.name, MAX_NODE_NAME_LEN, |ch| {
+                ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.'
+            }) {
+                return err(
+                    f("name"),
+                    format!("{why}; use 1 to {MAX_NODE_NAME_LEN} of A-Z a-z 0-9 _ . -"),
+                );
+            }
+            if let Some(j) = self.hooks[..i].iter().position(|o| o.name == h.name) {
+                return err(
+                    f("name"),
+                    format!("duplicate hook name {}, also used by hooks[{j}]", h.name),
+                );
+            }
+            if h.argv.first().is_none_or(|c| c.is_empty()) {
+                return err(
+                    f("command"),
+                    "a hook needs command = [\"program\", \"arg\", ...] (run without a shell)"
+                        .into(),
+                );
+            }
+            if h.on.is_empty() {
+                return err(
+                    f("on"),
+                    "names nothing to run on; use [\"authority\"], [\"primary\"] or both".into(),
+                );
+            }
+            if let Some(k) = (1..h.on.len()).find(|&k| h.on[..k].contains(&h.on[k])) {
+                return err(
+                    f("on"),
+                    format!("{:?} is listed twice", h.on[k]).to_lowercase(),
+                );
+            }
+            let ms = h.timeout.as_millis();
+            if ms == 0 || ms > u128::from(MAX_HOOK_TIMEOUT_MS) {
+                return err(
+                    f("timeout"),
+                    format!("must be 1..={MAX_HOOK_TIMEOUT_MS} ms, got {ms} ms"),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The probes node `id` runs, in file order.
     pub fn probes_for(&self, id: NodeId) -> impl Iterator<Item = &ProbeConfig> + '_ {
         self.probes.iter().filter(move |p| p.nodes.contains(id))
@@ -1108,6 +1226,17 @@ struct RawFile {
     watchdog: Option<RawWatchdog>,
     #[serde(default)]
     probes: Vec<RawProbe>,
+    #[serde(default)]
+    hooks: Vec<RawHook>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHook {
+    name: String,
+    command: Vec<String>,
+    on: Option<Vec<HookOn>>,
+    timeout: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1117,6 +1246,7 @@ struct RawDaemon {
     rt_priority: Option<u8>,
     mlockall: Option<bool>,
     stall_action: Option<StallAction>,
+    control_group: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1457,6 +1587,7 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
         rt_priority: d.rt_priority.unwrap_or(50),
         mlockall: d.mlockall.unwrap_or(false),
         stall_action: d.stall_action.unwrap_or_default(),
+        control_group: d.control_group,
     };
     let watchdog = raw.watchdog.map(|w| WatchdogConfig {
         device: w
@@ -1570,6 +1701,16 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
         daemon,
         watchdog,
         probes,
+        hooks: raw
+            .hooks
+            .into_iter()
+            .map(|h| HookConfig {
+                name: h.name,
+                argv: h.command,
+                on: h.on.unwrap_or_else(|| vec![HookOn::Authority]),
+                timeout: Duration::from_millis(h.timeout.unwrap_or(DEFAULT_HOOK_TIMEOUT_MS)),
+            })
+            .collect(),
     })
 }
 
@@ -2413,6 +2554,7 @@ links = { a = "127.0.0.1:5002" }
                 rt_priority: 60,
                 mlockall: true,
                 stall_action: StallAction::Rejoin,
+                control_group: None,
             }
         );
         assert_eq!(c.fence_config().stall_action, StallAction::Rejoin);
@@ -3103,5 +3245,101 @@ links = { a = "127.0.0.1:5002" }
             })
             .collect();
         assert!(ports.iter().all(|p| (5101..=5106).contains(p)), "{ports:?}");
+    }
+
+    #[test]
+    fn hooks_and_the_control_group_are_read_with_their_defaults() {
+        let c = parse(&format!(
+            "{MINIMAL}\n[daemon]\ncontrol_group = \"vigil-watch\"\n\n[[hooks]]\nname = \"vip\"\ncommand = [\"/usr/local/bin/vip\", \"move\"]\n\n[[hooks]]\nname = \"db\"\ncommand = [\"/bin/db-role\"]\non = [\"primary\", \"authority\"]\ntimeout = 2500\n"
+        ))
+        .unwrap();
+        assert_eq!(c.daemon.control_group.as_deref(), Some("vigil-watch"));
+        assert_eq!(
+            c.hooks,
+            vec![
+                HookConfig {
+                    name: "vip".into(),
+                    argv: vec!["/usr/local/bin/vip".into(), "move".into()],
+                    on: vec![HookOn::Authority],
+                    timeout: Duration::from_millis(DEFAULT_HOOK_TIMEOUT_MS),
+                },
+                HookConfig {
+                    name: "db".into(),
+                    argv: vec!["/bin/db-role".into()],
+                    on: vec![HookOn::Primary, HookOn::Authority],
+                    timeout: Duration::from_millis(2500),
+                },
+            ]
+        );
+        assert!(parse(MINIMAL).unwrap().hooks.is_empty());
+        assert_eq!(parse(MINIMAL).unwrap().daemon.control_group, None);
+    }
+
+    #[test]
+    fn bad_hooks_and_control_groups_are_refused_by_field() {
+        let hook = |body: &str| format!("{MINIMAL}\n[[hooks]]\n{body}\n");
+        refused(
+            &hook("name = \"h\"\ncommand = []"),
+            "hooks[0].command",
+            "needs command",
+        );
+        refused(
+            &hook("name = \"h\"\ncommand = [\"\"]"),
+            "hooks[0].command",
+            "needs command",
+        );
+        refused(
+            &hook("name = \"a b\"\ncommand = [\"/bin/true\"]"),
+            "hooks[0].name",
+            "contains ' '",
+        );
+        refused(
+            &hook("name = \"h\"\ncommand = [\"/bin/true\"]\non = []"),
+            "hooks[0].on",
+            "names nothing",
+        );
+        refused(
+            &hook("name = \"h\"\ncommand = [\"/bin/true\"]\non = [\"primary\", \"primary\"]"),
+            "hooks[0].on",
+            "listed twice",
+        );
+        refused(
+            &hook("name = \"h\"\ncommand = [\"/bin/true\"]\ntimeout = 0"),
+            "hooks[0].timeout",
+            "must be 1..=600000 ms, got 0 ms",
+        );
+        refused(
+            &hook("name = \"h\"\ncommand = [\"/bin/true\"]\ntimeout = 600001"),
+            "hooks[0].timeout",
+            "got 600001 ms",
+        );
+        refused(
+            &format!(
+                "{}\n[[hooks]]\nname = \"h\"\ncommand = [\"/bin/false\"]\n",
+                hook("name = \"h\"\ncommand = [\"/bin/true\"]")
+            ),
+            "hooks[1].name",
+            "duplicate hook name h, also used by hooks[0]",
+        );
+        let e = parse(&hook(
+            "name = \"h\"\ncommand = [\"/bin/true\"]\non = [\"view\"]",
+        ))
+        .expect_err("unknown trigger");
+        assert!(e.field.starts_with("hooks[0].on"), "{e}");
+        let e = parse(&hook(
+            "name = \"h\"\ncommand = [\"/bin/true\"]\nshell = true",
+        ))
+        .expect_err("unknown field");
+        assert!(e.to_string().contains("shell"), "{e}");
+        refused(
+            &format!("{MINIMAL}\n[daemon]\ncontrol_group = \"\"\n"),
+            "daemon.control_group",
+            "must not be empty",
+        );
+        refused(
+            &format!("{MINIMAL}\n[daemon]\ncontrol_group = \"a:b\"\n"),
+            "daemon.control_group",
+            "contains ':'",
+        );
     }
 }

@@ -16,6 +16,7 @@ mod keys;
 mod lltstat;
 mod netlab;
 mod sim;
+mod watch;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -92,6 +93,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Follow this node's authority: the current state at once, then a line per
+    /// change of token, view or primary (--json: one JSON object per line).
+    Watch(watch::WatchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,6 +188,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Fault(a) => fault::run(a),
         Command::GuardedService { args } => return guarded_service::run(args),
+        Command::Watch(a) => watch::run(a),
     };
     ExitCode::from(code)
 }

@@ -304,6 +304,8 @@ struct Running {
     publish_authority: watch::Sender<Option<Authority>>,
     /// Every event, for the handle's subscribers.
     events: broadcast::Sender<Event>,
+    /// `[[hooks]]`, run off this thread on changes of authority.
+    hooks: crate::hooks::Hooks,
 }
 
 /// The watchdog, when configured.
@@ -764,6 +766,7 @@ impl Running {
         });
         if let Some(a) = changed {
             self.log_authority(a.as_ref());
+            self.hooks.changed(a.as_ref());
             let _ = self.events.send(Event::Authority(a));
         }
     }
@@ -1184,7 +1187,12 @@ fn open_links(
 }
 
 /// Bind the control socket: refuse if a live daemon answers on it, replace a stale one.
-fn bind_control(path: &Path) -> Result<std::os::unix::net::UnixListener, String> {
+/// Mode 0600, or 0660 owned by `group` (`daemon.control_group`).
+fn bind_control(
+    path: &Path,
+    group: Option<&str>,
+) -> Result<std::os::unix::net::UnixListener, String> {
+    let gid = group.map(control::group_id).transpose()?;
     // The socket's directory (`run_dir` by default) is created 0700 if missing and
     // must be private: whoever can write to it can replace the socket.
     if let Some(dir) = path.parent() {
@@ -1204,8 +1212,18 @@ fn bind_control(path: &Path) -> Result<std::os::unix::net::UnixListener, String>
     }
     let listener = std::os::unix::net::UnixListener::bind(path)
         .map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot set mode 0600 on {}: {e}", path.display()))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| {
+            format!(
+                "cannot give control socket {} to group {} (daemon.control_group): {e}",
+                path.display(),
+                group.unwrap_or_default()
+            )
+        })?;
+    }
+    let mode = if gid.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set mode {mode:o} on {}: {e}", path.display()))?;
     Ok(listener)
 }
 
@@ -1246,7 +1264,18 @@ async fn serve(
     // The control socket is served on a thread of its own; only parsed requests
     // reach this loop, through a bounded queue.
     let server = match listener {
-        Some(l) => match control::Server::start(l, ctl_tx, run.config_file.clone()) {
+        Some(l) => match control::Server::start(
+            l,
+            ctl_tx,
+            run.config_file.clone(),
+            control::Feed {
+                node: run.me.id,
+                node_name: run.me.name.clone(),
+                authority: run.publish_authority.subscribe(),
+                events: run.events.clone(),
+                control_group: run.cfg.daemon.control_group.clone(),
+            },
+        ) {
             Ok(s) => Some(s),
             Err(e) => {
                 let _ = started.send(Err(StartError::Io(e.clone())));
@@ -1440,7 +1469,7 @@ fn open(
     // Unbounded, but bounded in practice: at most one run per probe is out.
     let (probe_tx, probe_rx) = mpsc::unbounded_channel::<ProbeDone>();
     let listener = socket
-        .map(bind_control)
+        .map(|p| bind_control(p, cfg.daemon.control_group.as_deref()))
         .transpose()
         .map_err(StartError::Io)?;
     let links = open_links(&cfg, &me, &rx_tx).map_err(StartError::Io)?;
@@ -1522,7 +1551,9 @@ fn open(
     } else {
         Dog::Off
     };
+    let hooks = crate::hooks::Hooks::start(&cfg.hooks, me.id, &me.name);
     let run = Running {
+        hooks,
         cfg,
         me,
         config_file,
@@ -1559,6 +1590,10 @@ fn answer(
 ) -> Response {
     match req {
         Request::Status => Response::Status(Box::new(run.status())),
+        // The control thread answers these itself.
+        Request::Version | Request::Subscribe => Response::Error {
+            message: format!("{} is not a request for the node", req.name()),
+        },
         Request::ManualSeed => manual_seed(run),
         Request::Fault(cmd) => run.fault(cmd),
         Request::KeyReload => match reloaded {

@@ -9,6 +9,10 @@ use vigil_fence::FenceEvent;
 /// The published authority changed: gained, lost, a new token or primary.
 pub const AUTHORITY_CHANGED: &str = "authority.changed";
 
+/// The primary, or whether this node is it, changed: the `VIGIL_EVENT` of a hook
+/// run for that reason.
+pub const PRIMARY_CHANGED: &str = "primary.changed";
+
 /// Every stable name, with what it means.
 pub const ALL: &[(&str, &str)] = &[
     (
@@ -37,6 +41,17 @@ pub const ALL: &[(&str, &str)] = &[
     (
         AUTHORITY_CHANGED,
         "what clients may act on changed (token, primary)",
+    ),
+    (
+        PRIMARY_CHANGED,
+        "the primary changed (VIGIL_EVENT of a hook run)",
+    ),
+    ("hook.ran", "a hook ran and exited 0"),
+    ("hook.failed", "a hook exited non-zero or could not start"),
+    ("hook.timeout", "a hook ran longer than its timeout: killed"),
+    (
+        "control.subscriber_dropped",
+        "a control subscriber did not read its line in time",
     ),
     ("node.self_fence", "this node fences itself"),
     ("seed.manual", "seeded by hand (gabconfig -x)"),

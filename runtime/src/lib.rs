@@ -73,6 +73,7 @@ pub mod control;
 mod driver;
 pub mod events;
 mod fence_action;
+mod hooks;
 pub mod logging;
 pub mod probes;
 pub mod rt;
