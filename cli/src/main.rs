@@ -11,7 +11,6 @@ mod fenceadm;
 mod gabconfig;
 mod keys;
 mod lltstat;
-mod netlab;
 mod sim;
 
 use clap::{Args, Parser, Subcommand};
@@ -31,6 +30,15 @@ pub mod exit {
     /// The daemon fenced itself (lost a race, or excluded from the cluster) and
     /// stopped (`self_fence = "exit"`, after a hook, or when reboot/halt failed).
     pub const FENCED: u8 = 4;
+
+    /// The exit code of a lab command (`vigil drill`, `vigil bench`).
+    pub fn code(e: vigil_lab::Exit) -> u8 {
+        match e {
+            vigil_lab::Exit::Ok => OK,
+            vigil_lab::Exit::Failure => FAILURE,
+            vigil_lab::Exit::Usage => USAGE,
+        }
+    }
 }
 
 #[derive(Parser, Debug)]

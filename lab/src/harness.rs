@@ -1,24 +1,18 @@
-//! Harness for the workspace integration tests: real `vigil` daemon processes, their
-//! control sockets, their JSON logs, and network namespaces for multi-host tests.
-
-pub mod capture;
+//! Harness for the workspace integration tests (`tests/`, package `vigil-tests`):
+//! real `vigil` daemon processes, their control sockets, their JSON logs, and
+//! network namespaces for multi-host tests. Test style: a helper that cannot do its
+//! job panics, naming what failed.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use crate::is_root;
+
 /// The `vigil` binary of this build (target/<profile>/vigil).
 pub fn vigil_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("vigil");
-    assert!(
-        bin.exists(),
-        "{} not found: build the workspace first (cargo build --workspace)",
-        bin.display()
-    );
-    bin
+    crate::vigil_bin().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A scratch directory, removed when dropped.
@@ -65,13 +59,7 @@ pub fn start_daemons(dir: &Path, configs: &[PathBuf]) -> Vec<Daemon> {
 
 /// Free UDP ports on 127.0.0.1 (all held until chosen, so none repeats).
 pub fn free_udp_ports(count: usize) -> Vec<u16> {
-    let socks: Vec<std::net::UdpSocket> = (0..count)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    socks
-        .iter()
-        .map(|s| s.local_addr().expect("addr").port())
-        .collect()
+    crate::free_udp_ports(count).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A running daemon; killed when dropped.
@@ -200,19 +188,7 @@ pub fn vigil(args: &[&str]) -> Output {
 /// `vigil keygen PATH`: a new cluster key (32 random bytes, mode 0600), as an
 /// operator makes one; its key ID as `vigil keygen` prints it.
 pub fn keygen(path: &Path) -> String {
-    let p = path.to_str().expect("utf-8 path");
-    let out = vigil(&["keygen", p]);
-    assert!(
-        out.status.success(),
-        "vigil keygen {p}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split("key ID ")
-        .nth(1)
-        .and_then(|t| t.get(..8))
-        .unwrap_or_else(|| panic!("no key ID in {text:?}"))
-        .to_string()
+    crate::keygen(&vigil_bin(), path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The `[cluster]` lines that key a test cluster like production: unless `cluster`
@@ -286,12 +262,6 @@ pub fn wall_us() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
-}
-
-/// Whether we run as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// For tests that need root: true to go on. Without root they skip with a printed
