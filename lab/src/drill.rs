@@ -647,10 +647,8 @@ fn all_up(c: &Cluster) -> Option<u64> {
 
 /// The JSON events of node `i` at or after `t0_us`.
 fn events(c: &Cluster, i: u8) -> Vec<Value> {
-    std::fs::read_to_string(c.log(i))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    crate::log_events(&c.log(i))
+        .into_iter()
         .filter(|e| e["ts_us"].as_u64().is_some_and(|t| t >= c.t0_us))
         .collect()
 }

@@ -158,11 +158,7 @@ impl Daemon {
 
     /// The JSON log lines written so far.
     pub fn events(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        crate::log_events(&self.log)
     }
 
     pub fn log_text(&self) -> String {
@@ -281,15 +277,9 @@ pub fn root_or_skip(what: &str) -> bool {
 
 /// Run a command; panic with its stderr if it fails.
 pub fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = crate::netlab::run(args) {
+        panic!("{e}");
+    }
 }
 
 /// A network namespace, deleted when dropped.
@@ -441,27 +431,10 @@ pub fn partition_ruleset(blocked: &[String]) -> String {
 /// `ip netns exec NS nft -f -` with `ruleset` on standard input; panics with nft's
 /// error if it fails.
 pub fn nft_apply(ns: &Netns, ruleset: &str) {
-    use std::io::Write as _;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run nft");
-    child
-        .stdin
-        .take()
-        .expect("nft stdin")
-        .write_all(ruleset.as_bytes())
-        .expect("write the ruleset to nft");
-    let out = child.wait_with_output().expect("wait for nft");
-    assert!(
-        out.status.success(),
-        "nft -f - in {} failed: {}\n{ruleset}",
-        ns.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let argv = ["ip", "netns", "exec", ns.name(), "nft", "-f", "-"];
+    if let Err(e) = crate::netlab::run_stdin(&argv, ruleset) {
+        panic!("nft -f - in {}: {e}", ns.name());
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -94,6 +94,16 @@ pub fn free_udp_ports(count: usize) -> Result<Vec<u16>, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The JSON lines of a daemon's log (`--log-format json`) written so far; lines
+/// that are not JSON (a panic message, say) are skipped.
+pub fn log_events(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// Whether we run as root (namespaces, nftables, raw sockets need it).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
