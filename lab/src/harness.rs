@@ -252,13 +252,8 @@ pub fn all_peers_up(nvv: &Value) -> bool {
     })
 }
 
-/// Wall-clock microseconds now.
-pub fn wall_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
+/// Wall-clock microseconds now, on the clock of the daemons' `ts_us`.
+pub use vigil_runtime::logging::wall_us;
 
 /// For tests that need root: true to go on. Without root they skip with a printed
 /// reason, except under `CI=true`, where CI runs as root and skipping would hide a
