@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vigil_tests::*;
+use vigil_lab::harness::*;
 
 /// The daemon's bound on a request line, newline included.
 const MAX_REQUEST: usize = 64 << 10;

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use std::time::Instant;
-use vigil_tests::*;
+use vigil_lab::harness::*;
 
 /// `vigil drill NAME --json ...`: the outcome document and the exit code.
 fn drill(name: &str, extra: &[&str]) -> (Value, Option<i32>) {

@@ -4,7 +4,7 @@
 //! the whole cluster through the state files. Needs root; under `CI=true` it must run.
 
 use std::time::{Duration, Instant};
-use vigil_tests::*;
+use vigil_lab::harness::*;
 
 /// The daemon's exit code after fencing itself (`self_fence = "exit"`).
 const FENCED: i32 = 4;

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use vigil_tests::*;
+use vigil_lab::harness::*;
 
 const TIMERS: &str =
     "heartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 200\npeer_inactive = 400\nrace_timeout = 300";

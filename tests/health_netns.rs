@@ -5,7 +5,7 @@
 
 use std::process::Command;
 use std::time::{Duration, Instant};
-use vigil_tests::*;
+use vigil_lab::harness::*;
 
 /// The daemon's exit code after fencing itself.
 const FENCED: i32 = 4;

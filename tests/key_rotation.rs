@@ -5,7 +5,7 @@
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use vigil_tests::*;
+use vigil_lab::harness::*;
 
 const N: usize = 3;
 const TIMERS: &str =

@@ -4,9 +4,9 @@ use serde_json::Value;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vigil_lab::harness::*;
 use vigil_llt::types::{ClusterId, Generation, Incarnation, LinkId, NodeId};
 use vigil_llt::wire::{self, Header, Kind};
-use vigil_tests::*;
 
 const HEARTBEAT_MS: u64 = 50;
 const PEER_INACTIVE_MS: u64 = 500;

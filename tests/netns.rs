@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-use vigil_tests::*;
+use vigil_lab::harness::*;
 
 struct Lab {
     _hub: Netns,

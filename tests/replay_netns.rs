@@ -23,8 +23,8 @@ use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::time::{Duration, Instant};
-use vigil_tests::capture::{self, Datagram, Recorder, Replayer, Shot};
-use vigil_tests::*;
+use vigil_lab::capture::{self, Datagram, Recorder, Replayer, Shot};
+use vigil_lab::harness::*;
 
 /// Drop reasons that say a frame is not fresh for its receiver: it echoes another
 /// incarnation of the receiver (`stale_echo`), its sequence number was seen before

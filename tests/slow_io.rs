@@ -15,7 +15,7 @@ use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use vigil_tests::*;
+use vigil_lab::harness::*;
 
 /// Send `{"cmd":"fault","op":"clear"}` to `socket` `count` times, one connection
 /// each; how many were answered.

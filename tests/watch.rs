@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 // The lab helpers, in one place (they are moving to a crate of their own).
-use vigil_tests::{loopback_config, vigil_bin, wait_for, Daemon, TempDir};
+use vigil_lab::harness::{loopback_config, vigil_bin, wait_for, Daemon, TempDir};
 
 const TIMERS: &str =
     "heartbeat = 50\nheartbeat_lowpri = 100\npeer_trouble = 250\npeer_inactive = 500";

@@ -3,7 +3,7 @@
 //! can be drilled on loopback without root. A daemon refuses it unless its config
 //! sets `cluster.fault_injection = true`; never enable that in production.
 
-use crate::control::{self, Direction, FaultCmd, Request};
+use crate::control::{self, Direction, FaultCmd};
 use crate::{exit, Target};
 use clap::{Args, Subcommand};
 
@@ -83,7 +83,7 @@ pub fn run(args: FaultArgs) -> u8 {
         FaultCommand::Show => FaultCmd::Show,
         FaultCommand::SlowStore { ms } => FaultCmd::SlowStore { ms },
     };
-    match control::resolve(&args.target).and_then(|s| send(&s, cmd)) {
+    match control::resolve(&args.target).and_then(|s| vigil_lab::fault::send(&s, cmd)) {
         Ok(message) => {
             println!("{message}");
             exit::OK
@@ -93,9 +93,4 @@ pub fn run(args: FaultArgs) -> u8 {
             exit::FAILURE
         }
     }
-}
-
-/// Send one fault command to the daemon at `socket`; its answer.
-pub fn send(socket: &std::path::Path, cmd: FaultCmd) -> Result<String, String> {
-    control::command(socket, &Request::Fault(cmd))
 }

@@ -6,15 +6,11 @@ mod bench;
 mod control;
 mod daemon;
 mod drill;
-mod drill_guarded;
 mod fault;
 mod fenceadm;
 mod gabconfig;
-#[path = "../../runtime/examples/guarded_service.rs"]
-mod guarded_service;
 mod keys;
 mod lltstat;
-mod netlab;
 mod sim;
 mod watch;
 
@@ -35,6 +31,15 @@ pub mod exit {
     /// The daemon fenced itself (lost a race, or excluded from the cluster) and
     /// stopped (`self_fence = "exit"`, after a hook, or when reboot/halt failed).
     pub const FENCED: u8 = 4;
+
+    /// The exit code of a lab command (`vigil drill`, `vigil bench`).
+    pub fn code(e: vigil_lab::Exit) -> u8 {
+        match e {
+            vigil_lab::Exit::Ok => OK,
+            vigil_lab::Exit::Failure => FAILURE,
+            vigil_lab::Exit::Usage => USAGE,
+        }
+    }
 }
 
 #[derive(Parser, Debug)]
@@ -187,7 +192,7 @@ fn main() -> ExitCode {
         Command::Sim(a) => sim::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Fault(a) => fault::run(a),
-        Command::GuardedService { args } => return guarded_service::run(args),
+        Command::GuardedService { args } => return vigil_lab::guarded_service::run(args),
         Command::Watch(a) => watch::run(a),
     };
     ExitCode::from(code)

@@ -870,11 +870,7 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Whether we run as root (the lab needs it).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+pub use crate::is_root;
 
 // ---------------------------------------------------------------------------------
 // Interrupts: Ctrl-C sets a flag; long waits check it and return an error, and the

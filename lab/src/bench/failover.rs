@@ -7,7 +7,7 @@
 
 use super::corosync;
 use crate::drill::{self, DrillArgs, DrillName, Profile};
-use crate::{exit, netlab};
+use crate::{netlab, Exit};
 use clap::Args;
 use std::time::Duration;
 
@@ -86,7 +86,7 @@ fn repeat(
     let mut failed = Vec::new();
     for rep in 0..reps {
         netlab::check_interrupted()?;
-        match drill::run_drill(&args, false) {
+        match drill::run_drill(&args, None) {
             Ok(r) if r.pass => times.extend(r.decision_ms),
             Ok(r) => failed.push(format!("rep {rep}: {}", r.failures.join("; "))),
             Err(e) if e == "interrupted" => return Err(e),
@@ -98,14 +98,14 @@ fn repeat(
     Ok((times, failed))
 }
 
-pub fn failover(args: FailoverArgs) -> u8 {
+pub fn failover(args: FailoverArgs) -> Exit {
     if let Err(e) = netlab::catch_interrupts() {
         eprintln!("vigil bench failover: {e}");
     }
     let netns = !args.loopback;
     if netns && !netlab::is_root() {
         eprintln!("vigil bench failover: namespaces need root; use --loopback to run without");
-        return exit::FAILURE;
+        return Exit::Failure;
     }
     println!(
         "fault to decision ({}): a minority|majority split, {} repetitions each; ms",
@@ -120,18 +120,18 @@ pub fn failover(args: FailoverArgs) -> u8 {
         "{:<8} {:>5} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8}",
         "profile", "nodes", "reps", "failed", "p50", "p99", "min", "max"
     );
-    let mut code = exit::OK;
+    let mut code = Exit::Ok;
     for &profile in &args.profiles {
         for &n in &args.sizes {
             if n < 3 {
                 eprintln!("vigil bench failover: sizes start at 3");
-                return exit::USAGE;
+                return Exit::Usage;
             }
             let (times, failed) = match repeat(DrillName::Split32, n, profile, netns, args.reps) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("vigil bench failover: {e}");
-                    return exit::FAILURE;
+                    return Exit::Failure;
                 }
             };
             let min = times
@@ -155,27 +155,27 @@ pub fn failover(args: FailoverArgs) -> u8 {
             );
             for f in &failed {
                 println!("    FAILED {f}");
-                code = exit::FAILURE;
+                code = Exit::Failure;
             }
         }
     }
     code
 }
 
-pub fn compare(args: CompareArgs) -> u8 {
+pub fn compare(args: CompareArgs) -> Exit {
     if let Err(e) = netlab::catch_interrupts() {
         eprintln!("vigil bench compare: {e}");
     }
     if !netlab::is_root() {
         eprintln!("vigil bench compare: namespaces need root");
-        return exit::FAILURE;
+        return Exit::Failure;
     }
     let n = args.nodes;
     let small = match corosync::Setting::parse(&args.token) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("vigil bench compare: --token: {e}");
-            return exit::USAGE;
+            return Exit::Usage;
         }
     };
     // (system, setting, drill, decision times in ms, failures)
@@ -198,7 +198,7 @@ pub fn compare(args: CompareArgs) -> u8 {
                 }
                 Err(e) => {
                     eprintln!("vigil bench compare: {e}");
-                    return exit::FAILURE;
+                    return Exit::Failure;
                 }
             }
         }
@@ -221,7 +221,7 @@ pub fn compare(args: CompareArgs) -> u8 {
                 )),
                 Err(e) => {
                     eprintln!("vigil bench compare: corosync: {e}");
-                    return exit::FAILURE;
+                    return Exit::Failure;
                 }
             }
         }
@@ -257,5 +257,5 @@ pub fn compare(args: CompareArgs) -> u8 {
             ratio
         );
     }
-    exit::OK
+    Exit::Ok
 }

@@ -15,7 +15,7 @@
 use super::common::{
     self, catch_signals, one_line, pause, query, socket, stopped, ConfigSpec, Lab, START_TIMEOUT,
 };
-use crate::exit;
+use crate::Exit;
 use clap::Args;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -65,13 +65,13 @@ impl Run {
     }
 }
 
-pub fn run(args: JitterArgs) -> u8 {
+pub fn run(args: JitterArgs) -> Exit {
     catch_signals();
-    let exe = match std::env::current_exe() {
+    let exe = match crate::vigil_bin() {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("vigil bench jitter: cannot find my own binary: {e}");
-            return exit::FAILURE;
+            eprintln!("vigil bench jitter: {e}");
+            return Exit::Failure;
         }
     };
     let cores = common::cores();
@@ -100,12 +100,12 @@ pub fn run(args: JitterArgs) -> u8 {
     print!("{}", table(&rows, args.heartbeat_ms * 1000));
     if stopped() {
         eprintln!("vigil bench jitter: interrupted; every daemon and burner was stopped");
-        return exit::FAILURE;
+        return Exit::Failure;
     }
     if ok {
-        exit::OK
+        Exit::Ok
     } else {
-        exit::FAILURE
+        Exit::Failure
     }
 }
 

@@ -1,13 +1,9 @@
-//! `vigil bench`: live benchmarks that print figures (they assert no times).
+//! `vigil bench`: the command tree over [`vigil_lab::bench`], where the benchmarks
+//! (and their options) live.
 
-pub mod common;
-pub mod corosync;
-pub mod cost;
-pub mod failover;
-pub mod jitter;
-pub mod soak;
-
+use crate::exit;
 use clap::{Args, Subcommand};
+use vigil_lab::bench::{common, corosync, cost, failover, jitter, soak};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -39,7 +35,7 @@ enum BenchCommand {
 }
 
 pub fn run(args: BenchArgs) -> u8 {
-    match args.command {
+    exit::code(match args.command {
         BenchCommand::Jitter(a) => jitter::run(a),
         BenchCommand::Corosync(a) => corosync::run(a),
         BenchCommand::Cost(a) => cost::run(a),
@@ -47,5 +43,5 @@ pub fn run(args: BenchArgs) -> u8 {
         BenchCommand::Failover(a) => failover::failover(a),
         BenchCommand::Compare(a) => failover::compare(a),
         BenchCommand::Burn => common::burn(),
-    }
+    })
 }

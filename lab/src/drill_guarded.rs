@@ -11,12 +11,10 @@
 //! control sockets. `--netns` (root): every node in its own namespace, partitions
 //! with nftables, as `vigil drill --netns`.
 
-use crate::bench::common::free_udp_ports;
-use crate::control::{self, FaultCmd};
 use crate::drill::DrillArgs;
 use crate::guarded_service::{mono_ns, serve_store};
 use crate::netlab::{self, Lab, ProcId};
-use crate::{exit, fault};
+use crate::{fault, free_udp_ports, Exit};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -24,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use vigil_runtime::control::{self, FaultCmd};
 
 /// Nodes in the drill's cluster.
 const NODES: u8 = 3;
@@ -361,16 +360,16 @@ struct FaultReport {
     notes: Vec<String>,
 }
 
-pub fn run(args: &DrillArgs) -> u8 {
+pub fn run(args: &DrillArgs) -> Exit {
     if let Err(e) = netlab::catch_interrupts() {
         eprintln!("vigil drill guarded: {e}");
     }
     match drill(args) {
-        Ok(true) => exit::OK,
-        Ok(false) => exit::FAILURE,
+        Ok(true) => Exit::Ok,
+        Ok(false) => Exit::Failure,
         Err(e) => {
             println!("FAIL guarded: {e}");
-            exit::FAILURE
+            Exit::Failure
         }
     }
 }
@@ -414,7 +413,8 @@ fn drill(args: &DrillArgs) -> Result<bool, String> {
     }
     let dir = std::env::temp_dir().join(format!("vigil-guarded-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("state")).map_err(|e| format!("{}: {e}", dir.display()))?;
-    crate::keys::write_new_key(&dir.join("cluster.key"), true)?;
+    let exe = crate::vigil_bin()?;
+    crate::keygen(&exe, &dir.join("cluster.key"))?;
     std::fs::write(dir.join("cluster.toml"), config_text(&dir, args.netns)?)
         .map_err(|e| e.to_string())?;
     let store_log = Log::default();
@@ -431,7 +431,7 @@ fn drill(args: &DrillArgs) -> Result<bool, String> {
     };
     let mut c = Cluster {
         dir: dir.clone(),
-        exe: std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?,
+        exe: exe.clone(),
         hosts,
         exits: vec![Vec::new(); NODES as usize],
         keep: args.keep,

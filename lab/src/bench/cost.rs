@@ -20,7 +20,7 @@
 //! It prints figures only and asserts nothing about times.
 
 use super::common::{self, catch_signals, pause, socket, stopped, ConfigSpec, Lab};
-use crate::exit;
+use crate::Exit;
 use clap::{Args, ValueEnum};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -86,24 +86,24 @@ impl Profile {
 /// How long N daemons get to see each other and agree on a view.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn run(args: CostArgs) -> u8 {
+pub fn run(args: CostArgs) -> Exit {
     catch_signals();
-    let exe = match std::env::current_exe() {
+    let exe = match crate::vigil_bin() {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("vigil bench cost: cannot find my own binary: {e}");
-            return exit::FAILURE;
+            eprintln!("vigil bench cost: {e}");
+            return Exit::Failure;
         }
     };
     // SAFETY: sysconf has no preconditions.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let Ok(tick) = u64::try_from(tick) else {
         eprintln!("vigil bench cost: sysconf(_SC_CLK_TCK) failed");
-        return exit::FAILURE;
+        return Exit::Failure;
     };
     if tick == 0 {
         eprintln!("vigil bench cost: sysconf(_SC_CLK_TCK) returned 0");
-        return exit::FAILURE;
+        return Exit::Failure;
     }
     let mut ok = true;
     if !args.in_process_only {
@@ -178,12 +178,12 @@ pub fn run(args: CostArgs) -> u8 {
     }
     if stopped() {
         eprintln!("vigil bench cost: interrupted; every daemon was stopped");
-        return exit::FAILURE;
+        return Exit::Failure;
     }
     if ok {
-        exit::OK
+        Exit::Ok
     } else {
-        exit::FAILURE
+        Exit::Failure
     }
 }
 

@@ -21,8 +21,7 @@
 
 use super::common::{self, catch_signals, log_path, pause, socket, stopped, ConfigSpec, Lab};
 use super::cost::Profile;
-use crate::control::{DaemonStatus, Direction, FaultCmd};
-use crate::exit;
+use crate::Exit;
 use clap::Args;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -30,6 +29,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use vigil_llt::LinkState;
+use vigil_runtime::control::{DaemonStatus, Direction, FaultCmd};
 use vigil_runtime::logging::wall_us;
 
 #[derive(Args, Debug)]
@@ -71,24 +71,24 @@ const SHOW_NOTABLE: usize = 80;
 /// The longest stalls printed with them.
 const SHOW_STALLS: usize = 20;
 
-pub fn run(args: SoakArgs) -> u8 {
+pub fn run(args: SoakArgs) -> Exit {
     catch_signals();
-    let exe = match std::env::current_exe() {
+    let exe = match crate::vigil_bin() {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("vigil bench soak: cannot find my own binary: {e}");
-            return exit::FAILURE;
+            eprintln!("vigil bench soak: {e}");
+            return Exit::Failure;
         }
     };
     match soak(&args, &exe) {
         Ok(()) if stopped() => {
             eprintln!("vigil bench soak: interrupted; every daemon and burner was stopped");
-            exit::FAILURE
+            Exit::Failure
         }
-        Ok(()) => exit::OK,
+        Ok(()) => Exit::Ok,
         Err(e) => {
             eprintln!("vigil bench soak: {e}");
-            exit::FAILURE
+            Exit::Failure
         }
     }
 }

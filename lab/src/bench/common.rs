@@ -6,15 +6,14 @@
 //! panic, a SIGINT/SIGTERM/SIGHUP flag polled while waiting ([`pause`]), and
 //! `PR_SET_PDEATHSIG` should this process itself be killed ([`spawn_owned`]).
 
-use crate::control::{self, DaemonStatus};
-use crate::exit;
+use crate::{netlab, Exit};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vigil_llt::LinkState;
+use vigil_runtime::control::{self, DaemonStatus};
 
 /// How long the daemons get to answer on their control sockets.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -22,7 +21,7 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `vigil bench burn`: spin on one core until the parent goes away.
-pub fn burn() -> u8 {
+pub fn burn() -> Exit {
     // SAFETY: getppid has no preconditions and cannot fail.
     let parent = unsafe { libc::getppid() };
     let mut x: u64 = 0;
@@ -32,7 +31,7 @@ pub fn burn() -> u8 {
         }
         // SAFETY: as above.
         if unsafe { libc::getppid() } != parent {
-            return exit::OK;
+            return Exit::Ok;
         }
     }
 }
@@ -333,7 +332,7 @@ pub fn key_path(dir: &Path) -> PathBuf {
 pub fn ensure_key(dir: &Path) -> Result<(), String> {
     let path = key_path(dir);
     if !path.exists() {
-        crate::keys::write_new_key(&path, false)?;
+        crate::keygen(&crate::vigil_bin()?, &path)?;
     }
     Ok(())
 }
@@ -371,19 +370,7 @@ pub fn render_config(dir: &Path, ports: &[u16], spec: &ConfigSpec) -> String {
     t
 }
 
-/// `count` distinct free UDP ports on 127.0.0.1.
-pub fn free_udp_ports(count: usize) -> Result<Vec<u16>, String> {
-    // Hold every socket until all ports are chosen, so no port is handed out twice.
-    let socks: Vec<std::net::UdpSocket> = (0..count)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot find free UDP ports on 127.0.0.1: {e}"))?;
-    socks
-        .iter()
-        .map(|s| s.local_addr().map(|a| a.port()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())
-}
+pub use crate::free_udp_ports;
 
 /// Spawns a child that the kernel kills (SIGKILL) if this process dies first, so no
 /// burner outlives the bench even when the bench is killed with SIGKILL.
@@ -408,44 +395,23 @@ pub fn spawn_owned(cmd: &mut Command) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
-/// Set by SIGINT, SIGTERM or SIGHUP; the waits poll it and unwind through [`Lab`].
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
+/// Catch SIGINT, SIGTERM and SIGHUP: the waits poll the flag ([`stopped`], [`pause`])
+/// and unwind through [`Lab`]. One flag for the whole lab: [`netlab::catch_interrupts`].
 pub fn catch_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: a zeroed sigaction is a valid value to fill in; the handler only
-        // stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
+    if let Err(e) = netlab::catch_interrupts() {
+        eprintln!("vigil bench: {e}");
     }
 }
 
+/// Whether a stop signal came ([`netlab::interrupted`]).
 pub fn stopped() -> bool {
-    STOP.load(Ordering::SeqCst)
+    netlab::interrupted()
 }
 
-/// Sleeps for `d`, returning early with an error when a stop signal came.
+/// Sleeps for `d`, returning early with an error when a stop signal came
+/// ([`netlab::sleep`]).
 pub fn pause(d: Duration) -> Result<(), String> {
-    let until = Instant::now() + d;
-    loop {
-        if stopped() {
-            return Err("interrupted".into());
-        }
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(());
-        }
-        std::thread::sleep(left.min(Duration::from_millis(20)));
-    }
+    netlab::sleep(d)
 }
 
 #[cfg(test)]
@@ -470,6 +436,19 @@ mod tests {
             timers: "profile = \"fast\"\n".into(),
             daemon: Some("mlockall = true\n".into()),
         };
+        // The key `vigil keygen` would make (the unit tests run without the binary).
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let _ = std::fs::remove_file(key_path(&dir));
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(key_path(&dir))
+                .and_then(|mut f| f.write_all(&[7u8; 32]))
+                .expect("key");
+        }
         let text = config_text(&dir, 4, &spec).expect("config");
         let file = dir.join("c.toml");
         std::fs::write(&file, text).expect("write");

@@ -37,6 +37,7 @@
 //! disturb the timed cluster.
 
 use crate::netlab::{self, Lab, ProcId};
+use crate::Exit;
 use clap::{Args, ValueEnum};
 use std::collections::BTreeSet;
 use std::io::{Read as _, Seek as _, SeekFrom};
@@ -291,12 +292,12 @@ pub struct CorosyncArgs {
     json: bool,
 }
 
-pub fn run(args: CorosyncArgs) -> u8 {
+pub fn run(args: CorosyncArgs) -> Exit {
     match run_inner(&args) {
-        Ok(()) => crate::exit::OK,
+        Ok(()) => Exit::Ok,
         Err(e) => {
             eprintln!("vigil bench corosync: {e}");
-            crate::exit::FAILURE
+            Exit::Failure
         }
     }
 }

@@ -1,24 +1,18 @@
-//! Harness for the workspace integration tests: real `vigil` daemon processes, their
-//! control sockets, their JSON logs, and network namespaces for multi-host tests.
-
-pub mod capture;
+//! Harness for the workspace integration tests (`tests/`, package `vigil-tests`):
+//! real `vigil` daemon processes, their control sockets, their JSON logs, and
+//! network namespaces for multi-host tests. Test style: a helper that cannot do its
+//! job panics, naming what failed.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use crate::is_root;
+
 /// The `vigil` binary of this build (target/<profile>/vigil).
 pub fn vigil_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("vigil");
-    assert!(
-        bin.exists(),
-        "{} not found: build the workspace first (cargo build --workspace)",
-        bin.display()
-    );
-    bin
+    crate::vigil_bin().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A scratch directory, removed when dropped.
@@ -65,13 +59,7 @@ pub fn start_daemons(dir: &Path, configs: &[PathBuf]) -> Vec<Daemon> {
 
 /// Free UDP ports on 127.0.0.1 (all held until chosen, so none repeats).
 pub fn free_udp_ports(count: usize) -> Vec<u16> {
-    let socks: Vec<std::net::UdpSocket> = (0..count)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    socks
-        .iter()
-        .map(|s| s.local_addr().expect("addr").port())
-        .collect()
+    crate::free_udp_ports(count).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A running daemon; killed when dropped.
@@ -170,11 +158,7 @@ impl Daemon {
 
     /// The JSON log lines written so far.
     pub fn events(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        crate::log_events(&self.log)
     }
 
     pub fn log_text(&self) -> String {
@@ -200,19 +184,7 @@ pub fn vigil(args: &[&str]) -> Output {
 /// `vigil keygen PATH`: a new cluster key (32 random bytes, mode 0600), as an
 /// operator makes one; its key ID as `vigil keygen` prints it.
 pub fn keygen(path: &Path) -> String {
-    let p = path.to_str().expect("utf-8 path");
-    let out = vigil(&["keygen", p]);
-    assert!(
-        out.status.success(),
-        "vigil keygen {p}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split("key ID ")
-        .nth(1)
-        .and_then(|t| t.get(..8))
-        .unwrap_or_else(|| panic!("no key ID in {text:?}"))
-        .to_string()
+    crate::keygen(&vigil_bin(), path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The `[cluster]` lines that key a test cluster like production: unless `cluster`
@@ -280,19 +252,8 @@ pub fn all_peers_up(nvv: &Value) -> bool {
     })
 }
 
-/// Wall-clock microseconds now.
-pub fn wall_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-/// Whether we run as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+/// Wall-clock microseconds now, on the clock of the daemons' `ts_us`.
+pub use vigil_runtime::logging::wall_us;
 
 /// For tests that need root: true to go on. Without root they skip with a printed
 /// reason, except under `CI=true`, where CI runs as root and skipping would hide a
@@ -311,15 +272,9 @@ pub fn root_or_skip(what: &str) -> bool {
 
 /// Run a command; panic with its stderr if it fails.
 pub fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = crate::netlab::run(args) {
+        panic!("{e}");
+    }
 }
 
 /// A network namespace, deleted when dropped.
@@ -471,27 +426,10 @@ pub fn partition_ruleset(blocked: &[String]) -> String {
 /// `ip netns exec NS nft -f -` with `ruleset` on standard input; panics with nft's
 /// error if it fails.
 pub fn nft_apply(ns: &Netns, ruleset: &str) {
-    use std::io::Write as _;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run nft");
-    child
-        .stdin
-        .take()
-        .expect("nft stdin")
-        .write_all(ruleset.as_bytes())
-        .expect("write the ruleset to nft");
-    let out = child.wait_with_output().expect("wait for nft");
-    assert!(
-        out.status.success(),
-        "nft -f - in {} failed: {}\n{ruleset}",
-        ns.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let argv = ["ip", "netns", "exec", ns.name(), "nft", "-f", "-"];
+    if let Err(e) = crate::netlab::run_stdin(&argv, ruleset) {
+        panic!("nft -f - in {}: {e}", ns.name());
+    }
 }
 
 // ---------------------------------------------------------------------------------

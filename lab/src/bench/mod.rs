@@ -1,0 +1,8 @@
+//! `vigil bench`: live benchmarks that print figures (they assert no times).
+
+pub mod common;
+pub mod corosync;
+pub mod cost;
+pub mod failover;
+pub mod jitter;
+pub mod soak;
