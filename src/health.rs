@@ -7,7 +7,7 @@
 //! path and hands the result back with [`Health::handle_result`]. A run that has not
 //! answered within the probe's `timeout` counts as a failure (a hung probe is a
 //! failed probe) and no second run of it starts while the first is still out.
-//! `threshold` failures in a row make the probe *failed*: [`HealthOutput::Failed`]
+//! `threshold` failures in a row make the probe *failed*: `HealthOutput::Failed`
 //! tells the node to stop being a member, by leaving or by fencing itself.
 //!
 //! ```

@@ -5,7 +5,7 @@
 //! hand every frame they forward to the socket as well — and keeps every UDP/IPv4
 //! datagram it sees with its time, link, addresses and payload.
 //!
-//! An [`Injector`] writes hand-built Ethernet/IPv4/UDP frames straight onto an
+//! An `Injector` writes hand-built Ethernet/IPv4/UDP frames straight onto an
 //! interface (typically the hub-side end of one node's veth, so that only that node
 //! receives them, from whatever source address and MAC the frame names: the bridge
 //! never sees them, so it learns nothing from them). A [`Replayer`] sends a list of

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::is_root;
 
-/// The `vigil` binary of this build (target/<profile>/vigil).
+/// The `vigil` binary of this build (`target/<profile>/vigil`).
 pub fn vigil_bin() -> PathBuf {
     crate::vigil_bin().unwrap_or_else(|e| panic!("{e}"))
 }

@@ -3,13 +3,13 @@
 //!
 //! - [`netlab`]: network namespaces on bridges, link faults and nftables cuts;
 //! - [`drill`]: `vigil drill NAME`, a live cluster, one fault, a timeline and a verdict;
-//! - [`bench`]: `vigil bench …`, live benchmarks that print figures;
+//! - [`bench`](mod@bench): `vigil bench …`, live benchmarks that print figures;
 //! - [`fault`]: the client side of the daemons' fault injection (control socket);
 //! - [`harness`]: the integration tests' helpers (daemon processes, loopback and
 //!   namespace clusters, views and authority, `lltstat`/`gabconfig`/`fenceadm` JSON);
 //! - [`capture`]: recording and replaying frames on a lab's wire (AF_PACKET).
 //!
-//! The `vigil` binary calls [`drill`] and [`bench`] through thin wrappers; the
+//! The `vigil` binary calls [`drill`] and [`bench`](mod@bench) through thin wrappers; the
 //! daemon itself (`vigil daemon`, `vigil-runtime`) never runs code of this crate.
 //! The helpers below are the one copy every part of the lab uses.
 

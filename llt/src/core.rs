@@ -332,7 +332,7 @@ pub struct Llt {
     gaps: HeartbeatGaps,
 }
 
-/// How many heartbeat gaps [`HeartbeatGaps`] keeps.
+/// How many heartbeat gaps the pacing statistics keep.
 pub const GAP_WINDOW: usize = 4096;
 
 /// The gaps between consecutive heartbeat rounds on the first high-priority link, as

@@ -49,8 +49,8 @@ pub mod stats;
 pub mod types;
 pub mod wire;
 
-/// The IO side: reading the clock and opening sockets is its job, so the core's
-/// lint bans (clippy.toml) do not apply here.
+// The IO side: reading the clock and opening sockets is its job, so the core's
+// lint bans (clippy.toml) do not apply here.
 #[cfg(feature = "drivers")]
 #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
 pub mod driver;

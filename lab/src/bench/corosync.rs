@@ -283,7 +283,7 @@ pub struct CorosyncArgs {
     /// Drill, repeatable. Without any: kill and isolate.
     #[arg(long = "drill", value_enum)]
     drills: Vec<Drill>,
-    /// Keep every node's corosync.conf and log under DIR/<setting>/n<id>/ instead of a
+    /// Keep every node's corosync.conf and log under `DIR/<setting>/n<id>/` instead of a
     /// temporary directory that is removed at the end.
     #[arg(long, value_name = "DIR")]
     logs: Option<PathBuf>,

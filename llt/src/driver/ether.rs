@@ -37,7 +37,7 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// An open Ethernet link: a raw socket on one interface and the thread that
 /// reads it.
 ///
-/// Dropping the link stops and joins its reader (within [`READ_TIMEOUT`]).
+/// Dropping the link stops and joins its reader (within its read timeout, 100 ms).
 pub struct EtherLink {
     link: LinkId,
     interface: String,
@@ -159,7 +159,7 @@ impl EtherLink {
 
     /// Sends `payload` to `to`, or to every station when `to` is `None`.
     ///
-    /// Waits at most [`WRITE_TIMEOUT`] for room in the socket's buffer; a frame
+    /// Waits at most its write timeout (10 ms) for room in the socket's buffer; a frame
     /// that finds none is dropped, counted in `tx_would_block`, and `Ok` is
     /// returned. Other errors (a payload over the MTU, the interface gone) are
     /// counted in `tx_errors` and returned.
