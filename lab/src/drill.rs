@@ -11,7 +11,8 @@
 //! own mount namespace. Every process, namespace and rule the drill made is removed
 //! when it ends, also after Ctrl-C.
 
-use crate::netlab::{self, Lab, ProcId};
+use crate::hosts::{Hosts, Start};
+use crate::netlab::{self, Lab};
 use crate::Exit;
 use crate::{fault, free_udp_ports};
 use clap::{Args, ValueEnum};
@@ -19,7 +20,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vigil_runtime::control::{self, DaemonStatus, Direction, FaultCmd};
 
@@ -206,17 +206,6 @@ impl DrillResult {
     }
 }
 
-/// Where the nodes run.
-enum Hosts {
-    Loopback {
-        children: Vec<Option<Child>>,
-    },
-    Netns {
-        lab: Lab,
-        procs: Vec<Option<ProcId>>,
-    },
-}
-
 /// A running drill cluster; dropping it stops everything it started.
 pub struct Cluster {
     dir: PathBuf,
@@ -233,22 +222,8 @@ pub struct Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        match &mut self.hosts {
-            Hosts::Loopback { children } => {
-                for c in children.iter_mut().flatten() {
-                    // A stopped daemon must be continued to die cleanly.
-                    let _ = Command::new("kill")
-                        .args(["-CONT", &c.id().to_string()])
-                        .output();
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
-            }
-            Hosts::Netns { lab, .. } => {
-                if let Err(e) = lab.cleanup() {
-                    eprintln!("vigil drill: cleanup: {e}");
-                }
-            }
+        if let Err(e) = self.hosts.stop() {
+            eprintln!("vigil drill: cleanup: {e}");
         }
         if self.keep {
             println!("kept {}", self.dir.display());
@@ -334,107 +309,54 @@ impl Cluster {
         ];
         let log = self.log(i);
         let probe = self.probe_dir(i).to_string_lossy().to_string();
-        match &mut self.hosts {
-            Hosts::Loopback { children } => {
-                let logf = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .map_err(|e| format!("{}: {e}", log.display()))?;
-                let child = Command::new(argv[0])
-                    .args(&argv[1..])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(logf)
-                    .spawn()
-                    .map_err(|e| format!("cannot start daemon {name}: {e}"))?;
-                children[i as usize] = Some(child);
-            }
-            Hosts::Netns { lab, procs } => {
-                // Each daemon gets its own mount namespace where its probe
-                // directory is a bind mount of itself, so that it alone can be made
-                // read-only.
-                let script = format!("mount --bind '{probe}' '{probe}' && exec \"$@\"");
-                let mut full = vec![
-                    "unshare",
-                    "--mount",
-                    "--propagation",
-                    "private",
-                    "sh",
-                    "-c",
-                    &script,
-                    "vigil-node",
-                ];
-                full.extend_from_slice(&argv);
-                let id = lab.spawn(i as usize, &full, Some(&log))?;
-                procs[i as usize] = Some(id);
-            }
-        }
-        Ok(())
+        // In a namespace each daemon gets its own mount namespace where its probe
+        // directory is a bind mount of itself, so that it alone can be made read-only.
+        let script = format!("mount --bind '{probe}' '{probe}' && exec \"$@\"");
+        let mut wrapped = vec![
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "vigil-node",
+        ];
+        wrapped.extend_from_slice(&argv);
+        let argv = if self.hosts.lab().is_some() {
+            &wrapped[..]
+        } else {
+            &argv[..]
+        };
+        let what = format!("daemon {name}");
+        self.hosts.spawn(
+            i as usize,
+            &Start {
+                what: &what,
+                argv,
+                log: &log,
+                stdout_to_log: false,
+            },
+        )
     }
 
     fn pid(&self, i: u8) -> Option<u32> {
-        match &self.hosts {
-            Hosts::Loopback { children } => children[i as usize].as_ref().map(Child::id),
-            Hosts::Netns { lab, procs } => procs[i as usize].and_then(|p| lab.pid(p).ok()),
-        }
+        self.hosts.pid(i as usize)
     }
 
     fn signal(&self, i: u8, sig: i32) -> Result<(), String> {
-        let pid = self
-            .pid(i)
-            .and_then(|p| i32::try_from(p).ok())
-            .ok_or_else(|| format!("n{i} is not running"))?;
-        // SAFETY: kill(2) has no memory preconditions; the PID is our unreaped child.
-        if unsafe { libc::kill(pid, sig) } != 0 {
-            return Err(format!(
-                "kill(n{i}, {sig}): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(())
+        self.hosts.signal(i as usize, sig)
     }
 
     fn kill(&mut self, i: u8) -> Result<(), String> {
-        match &mut self.hosts {
-            Hosts::Loopback { children } => {
-                if let Some(mut c) = children[i as usize].take() {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
-                Ok(())
-            }
-            Hosts::Netns { lab, procs } => match procs[i as usize].take() {
-                Some(p) => lab.kill(p),
-                None => Ok(()),
-            },
-        }
+        self.hosts.kill(i as usize)
     }
 
     /// Note exit codes of daemons that have ended (ms after the fault).
     fn reap(&mut self) {
         let at = ms_since(self.t0_us);
         for i in 0..self.n as usize {
-            let code = match &mut self.hosts {
-                Hosts::Loopback { children } => match children[i].as_mut().map(Child::try_wait) {
-                    Some(Ok(Some(st))) => {
-                        children[i] = None;
-                        Some(st.code().unwrap_or(-1))
-                    }
-                    _ => None,
-                },
-                Hosts::Netns { lab, procs } => match procs[i] {
-                    Some(p) => match lab.wait_exit(p, Duration::ZERO) {
-                        Ok(Some(st)) => {
-                            procs[i] = None;
-                            Some(st.code().unwrap_or(-1))
-                        }
-                        _ => None,
-                    },
-                    None => None,
-                },
-            };
-            if let Some(code) = code {
+            if let Some(code) = self.hosts.try_exit(i) {
                 self.exits[i] = Some((code, at));
             }
         }
@@ -446,8 +368,8 @@ impl Cluster {
 
     /// Drop traffic between `a` and every node of `b` (on every link), both ways.
     fn cut(&mut self, sides: &[Vec<u8>]) -> Result<String, String> {
-        match &mut self.hosts {
-            Hosts::Netns { lab, .. } => {
+        match self.hosts.lab_mut() {
+            Some(lab) => {
                 let sides: Vec<Vec<usize>> = sides
                     .iter()
                     .map(|s| s.iter().map(|i| *i as usize).collect())
@@ -455,7 +377,7 @@ impl Cluster {
                 lab.partition(&sides)?;
                 Ok("nftables rules in every namespace".into())
             }
-            Hosts::Loopback { .. } => {
+            None => {
                 for (k, side) in sides.iter().enumerate() {
                     let others: Vec<u8> = sides
                         .iter()
@@ -481,14 +403,14 @@ impl Cluster {
 
     /// Nodes `a` and `b` cannot talk (every link, both ways); all other pairs can.
     fn cut_pair(&mut self, a: u8, b: u8) -> Result<String, String> {
-        match &mut self.hosts {
-            Hosts::Netns { lab, .. } => {
+        match self.hosts.lab_mut() {
+            Some(lab) => {
                 let (aa, ba) = (lab.addrs(a as usize), lab.addrs(b as usize));
                 lab.block(a as usize, &ba)?;
                 lab.block(b as usize, &aa)?;
                 Ok("nftables rules in both namespaces".into())
             }
-            Hosts::Loopback { .. } => {
+            None => {
                 for (x, y) in [(a, b), (b, a)] {
                     self.inject(
                         x,
@@ -510,8 +432,8 @@ impl Cluster {
 
     /// Node `i` loses link `b` (index 1) to every peer.
     fn link_b(&mut self, i: u8, down: bool) -> Result<String, String> {
-        match &mut self.hosts {
-            Hosts::Netns { lab, .. } => {
+        match self.hosts.lab_mut() {
+            Some(lab) => {
                 if down {
                     lab.link_down(i as usize, 1)?;
                 } else {
@@ -522,7 +444,7 @@ impl Cluster {
                     if down { "down" } else { "up" }
                 ))
             }
-            Hosts::Loopback { .. } => {
+            None => {
                 let cmd = if down {
                     FaultCmd::Block {
                         peers: Vec::new(),
@@ -546,8 +468,8 @@ impl Cluster {
 
     /// Node `i` hears nobody, while the others still hear it.
     fn deafen(&mut self, i: u8) -> Result<String, String> {
-        match &mut self.hosts {
-            Hosts::Netns { lab, .. } => {
+        match self.hosts.lab_mut() {
+            Some(lab) => {
                 let peers: Vec<String> = (0..self.n as usize)
                     .filter(|j| *j != i as usize)
                     .flat_map(|j| lab.addrs(j))
@@ -565,7 +487,7 @@ impl Cluster {
                 )?;
                 Ok("nftables input rule in its namespace".into())
             }
-            Hosts::Loopback { .. } => {
+            None => {
                 self.inject(
                     i,
                     FaultCmd::Block {
@@ -582,8 +504,8 @@ impl Cluster {
     /// Node `i`'s probe directory stops being writable.
     fn break_disk(&mut self, i: u8) -> Result<String, String> {
         let dir = self.probe_dir(i);
-        match &self.hosts {
-            Hosts::Netns { .. } => {
+        match self.hosts.lab() {
+            Some(_) => {
                 let pid = self.pid(i).ok_or_else(|| format!("n{i} is not running"))?;
                 let d = dir.to_string_lossy().to_string();
                 let pid = pid.to_string();
@@ -609,7 +531,7 @@ impl Cluster {
                 }
                 Ok(format!("{d} remounted read-only in n{i}'s mount namespace"))
             }
-            Hosts::Loopback { .. } => {
+            None => {
                 // A file where the directory was: every write under it fails, for
                 // root too (unlike a permission change).
                 std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -813,14 +735,9 @@ pub fn run_drill(args: &DrillArgs, show: Option<&Show>) -> Result<DrillResult, S
         .map_err(|e| format!("{}: {e}", config.display()))?;
     let cfg = vigil::ClusterConfig::load(&config).map_err(|e| e.to_string())?;
     let hosts = if args.netns {
-        Hosts::Netns {
-            lab: Lab::new(n as usize, 2)?,
-            procs: vec![None; n as usize],
-        }
+        Hosts::netns(Lab::new(n as usize, 2)?)
     } else {
-        Hosts::Loopback {
-            children: (0..n).map(|_| None).collect(),
-        }
+        Hosts::loopback(n as usize)
     };
     let mut c = Cluster {
         dir: dir.clone(),

@@ -13,13 +13,14 @@
 
 use crate::drill::DrillArgs;
 use crate::guarded_service::{mono_ns, serve_store};
-use crate::netlab::{self, Lab, ProcId};
+use crate::hosts::{Hosts, Start};
+use crate::netlab::{self, Lab};
 use crate::{fault, free_udp_ports, Exit};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil_runtime::control::{self, FaultCmd};
@@ -78,14 +79,6 @@ impl Log {
     }
 }
 
-enum Hosts {
-    Loopback(Vec<Option<Child>>),
-    Netns {
-        lab: Lab,
-        procs: Vec<Option<ProcId>>,
-    },
-}
-
 struct Cluster {
     dir: PathBuf,
     exe: PathBuf,
@@ -97,21 +90,8 @@ struct Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        match &mut self.hosts {
-            Hosts::Loopback(children) => {
-                for c in children.iter_mut().flatten() {
-                    // SAFETY: kill(2) on our unreaped child; a stopped one must be
-                    // continued to die.
-                    unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
-            }
-            Hosts::Netns { lab, .. } => {
-                if let Err(e) = lab.cleanup() {
-                    eprintln!("vigil drill guarded: cleanup: {e}");
-                }
-            }
+        if let Err(e) = self.hosts.stop() {
+            eprintln!("vigil drill guarded: cleanup: {e}");
         }
         if self.keep {
             println!("kept {}", self.dir.display());
@@ -151,83 +131,35 @@ impl Cluster {
             "--every-ms",
             &every,
         ];
-        let log = self.log(i);
-        match &mut self.hosts {
-            Hosts::Loopback(children) => {
-                let open = || {
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&log)
-                        .map_err(|e| format!("{}: {e}", log.display()))
-                };
-                let child = Command::new(argv[0])
-                    .args(&argv[1..])
-                    .stdin(Stdio::null())
-                    .stdout(open()?)
-                    .stderr(open()?)
-                    .spawn()
-                    .map_err(|e| format!("cannot start n{i}'s service: {e}"))?;
-                children[i as usize] = Some(child);
-            }
-            Hosts::Netns { lab, procs } => {
-                procs[i as usize] = Some(lab.spawn(i as usize, &argv, Some(&log))?);
-            }
-        }
-        Ok(())
-    }
-
-    fn pid(&self, i: u8) -> Option<i32> {
-        let pid = match &self.hosts {
-            Hosts::Loopback(children) => children[i as usize].as_ref().map(Child::id),
-            Hosts::Netns { lab, procs } => procs[i as usize].and_then(|p| lab.pid(p).ok()),
-        };
-        pid.and_then(|p| i32::try_from(p).ok())
+        let (log, what) = (self.log(i), format!("n{i}'s service"));
+        self.hosts.spawn(
+            i as usize,
+            &Start {
+                what: &what,
+                argv: &argv,
+                log: &log,
+                stdout_to_log: true,
+            },
+        )
     }
 
     fn signal(&self, i: u8, sig: i32) -> Result<(), String> {
-        let pid = self.pid(i).ok_or_else(|| format!("n{i} is not running"))?;
-        // SAFETY: kill(2) has no memory preconditions; the PID is our unreaped child.
-        if unsafe { libc::kill(pid, sig) } != 0 {
-            return Err(format!(
-                "kill(n{i}, {sig}): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(())
+        self.hosts.signal(i as usize, sig)
     }
 
-    /// Note the services that have ended; whether `i` is running.
+    /// Note the services that have ended.
     fn reap(&mut self) {
         for i in 0..NODES as usize {
-            let code = match &mut self.hosts {
-                Hosts::Loopback(children) => match children[i].as_mut().map(Child::try_wait) {
-                    Some(Ok(Some(st))) => {
-                        children[i] = None;
-                        Some(st.code().unwrap_or(-1))
-                    }
-                    _ => None,
-                },
-                Hosts::Netns { lab, procs } => match procs[i] {
-                    Some(p) => match lab.wait_exit(p, Duration::ZERO) {
-                        Ok(Some(st)) => {
-                            procs[i] = None;
-                            Some(st.code().unwrap_or(-1))
-                        }
-                        _ => None,
-                    },
-                    None => None,
-                },
-            };
-            if let Some(code) = code {
+            if let Some(code) = self.hosts.try_exit(i) {
                 self.exits[i].push(code);
             }
         }
     }
 
+    /// Whether node `i`'s service runs (after noting those that ended).
     fn running(&mut self, i: u8) -> bool {
         self.reap();
-        self.pid(i).is_some()
+        self.hosts.pid(i as usize).is_some()
     }
 
     fn kill(&mut self, i: u8) -> Result<(), String> {
@@ -239,8 +171,8 @@ impl Cluster {
     /// Cut node `p` off from the others, both ways, on every link.
     fn isolate(&mut self, p: u8) -> Result<&'static str, String> {
         let others: Vec<u8> = (0..NODES).filter(|j| *j != p).collect();
-        match &mut self.hosts {
-            Hosts::Netns { lab, .. } => {
+        match self.hosts.lab_mut() {
+            Some(lab) => {
                 let sides = [
                     vec![p as usize],
                     others.iter().map(|j| *j as usize).collect(),
@@ -248,7 +180,7 @@ impl Cluster {
                 lab.partition(&sides)?;
                 Ok("nftables rules in every namespace")
             }
-            Hosts::Loopback(_) => {
+            None => {
                 let block = |peers: Vec<u8>| FaultCmd::Block {
                     peers,
                     links: Vec::new(),
@@ -265,11 +197,11 @@ impl Cluster {
 
     /// Undo every partition.
     fn heal(&mut self) -> Result<(), String> {
-        match &mut self.hosts {
-            Hosts::Netns { lab, .. } => lab.heal(),
-            Hosts::Loopback(_) => {
+        match self.hosts.lab_mut() {
+            Some(lab) => lab.heal(),
+            None => {
                 for j in 0..NODES {
-                    if self.pid(j).is_some() {
+                    if self.hosts.pid(j as usize).is_some() {
                         fault::send(&self.socket(j), FaultCmd::Clear)?;
                     }
                 }
@@ -422,12 +354,9 @@ fn drill(args: &DrillArgs) -> Result<bool, String> {
     std::thread::spawn(move || serve_store(path, log));
     wait_for(BOUND, "the store", || dir.join("store.sock").exists())?;
     let hosts = if args.netns {
-        Hosts::Netns {
-            lab: Lab::new(NODES as usize, 2)?,
-            procs: vec![None; NODES as usize],
-        }
+        Hosts::netns(Lab::new(NODES as usize, 2)?)
     } else {
-        Hosts::Loopback((0..NODES).map(|_| None).collect())
+        Hosts::loopback(NODES as usize)
     };
     let mut c = Cluster {
         dir: dir.clone(),

@@ -3,6 +3,7 @@
 //!
 //! - [`netlab`]: network namespaces on bridges, link faults and nftables cuts;
 //! - [`drill`]: `vigil drill NAME`, a live cluster, one fault, a timeline and a verdict;
+//! - [`hosts`]: the drills' processes, one per host, on loopback or in a lab's namespaces;
 //! - [`bench`](mod@bench): `vigil bench …`, live benchmarks that print figures;
 //! - [`fault`]: the client side of the daemons' fault injection (control socket);
 //! - [`harness`]: the integration tests' helpers (daemon processes, loopback and
@@ -25,6 +26,7 @@ pub mod fault;
 #[allow(dead_code)]
 pub mod guarded_service;
 pub mod harness;
+pub mod hosts;
 pub mod netlab;
 
 use std::path::{Path, PathBuf};
