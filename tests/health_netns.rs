@@ -3,9 +3,9 @@
 //! node's own mount namespace) and the frozen node (SIGSTOP for 10 × peer_inactive,
 //! then SIGCONT). Needs root; under `CI=true` it must run.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 use vigil_lab::harness::*;
+use vigil_lab::netlab;
 
 /// The daemon's exit code after fencing itself.
 const FENCED: i32 = 4;
@@ -23,46 +23,6 @@ fn probes(n: usize) -> String {
             )
         })
         .collect()
-}
-
-fn run(cmd: &[&str]) -> std::process::Output {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Remount `dir` read-only in the mount namespace of `pid`. The kernel refuses
-/// (EBUSY) while a file on it is open for writing, which the node's own probe does
-/// for a moment every 100 ms: try again until it takes.
-fn remount_ro(pid: &str, dir: &str) {
-    let cmd = [
-        "nsenter",
-        "-t",
-        pid,
-        "-m",
-        "mount",
-        "-o",
-        "remount,bind,ro",
-        dir,
-    ];
-    for _ in 0..100 {
-        let out = Command::new(cmd[0])
-            .args(&cmd[1..])
-            .output()
-            .expect("run nsenter");
-        if out.status.success() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(7));
-    }
-    run(&cmd);
 }
 
 /// Views `d` installed (generations), from its log.
@@ -86,21 +46,10 @@ fn a_read_only_probe_directory_takes_the_node_out_and_the_others_keep_authority(
     let dir = probe_dir.to_str().expect("utf-8 path");
     // n2 runs in its own mount namespace, where its probe directory is a bind mount
     // of itself: remounting that read-only affects n2 alone.
-    let script = format!("mount --bind '{dir}' '{dir}' && exec \"$@\"");
+    let wrapper = netlab::own_mount_ns(dir, "vigil-in-own-mount-ns");
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let mut daemons: Vec<Daemon> = (0..2).map(|i| lab.start(i)).collect();
-    daemons.push(lab.start_wrapped(
-        2,
-        &[
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script,
-            "vigil-in-own-mount-ns",
-        ],
-    ));
+    daemons.push(lab.start_wrapped(2, &wrapper));
     let g0 = wait_view_with_authority(&daemons, &[0, 1, 2]);
     // Every probe passes before the fault.
     wait_for(Duration::from_secs(5), "n2's probe ran and passed", || {
@@ -110,9 +59,9 @@ fn a_read_only_probe_directory_takes_the_node_out_and_the_others_keep_authority(
         })
     });
 
-    let pid = daemons[2].pid().expect("n2 pid").to_string();
+    let pid = daemons[2].pid().expect("n2 pid");
     let t0 = Instant::now();
-    remount_ro(&pid, dir);
+    netlab::remount_ro(pid, dir).unwrap_or_else(|e| panic!("{e}"));
     // Outside n2's mount namespace the directory is still writable.
     std::fs::write(probe_dir.join("outside"), b"x").expect("the test's own view stays writable");
     std::fs::remove_file(probe_dir.join("outside")).expect("cleanup");

@@ -311,18 +311,12 @@ impl Cluster {
         let probe = self.probe_dir(i).to_string_lossy().to_string();
         // In a namespace each daemon gets its own mount namespace where its probe
         // directory is a bind mount of itself, so that it alone can be made read-only.
-        let script = format!("mount --bind '{probe}' '{probe}' && exec \"$@\"");
-        let mut wrapped = vec![
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script,
-            "vigil-node",
-        ];
-        wrapped.extend_from_slice(&argv);
+        let wrapper = netlab::own_mount_ns(&probe, "vigil-node");
+        let wrapped: Vec<&str> = wrapper
+            .iter()
+            .map(String::as_str)
+            .chain(argv.iter().copied())
+            .collect();
         let argv = if self.hosts.lab().is_some() {
             &wrapped[..]
         } else {
@@ -508,27 +502,7 @@ impl Cluster {
             Some(_) => {
                 let pid = self.pid(i).ok_or_else(|| format!("n{i} is not running"))?;
                 let d = dir.to_string_lossy().to_string();
-                let pid = pid.to_string();
-                let cmd = [
-                    "nsenter",
-                    "-t",
-                    &pid,
-                    "-m",
-                    "mount",
-                    "-o",
-                    "remount,bind,ro",
-                    &d,
-                ];
-                // The kernel refuses (EBUSY) while the probe has a file open for
-                // writing there, for a moment every 100 ms: try again.
-                let mut tries = 0;
-                while let Err(e) = netlab::run(&cmd) {
-                    tries += 1;
-                    if tries >= 100 {
-                        return Err(e);
-                    }
-                    std::thread::sleep(Duration::from_millis(7));
-                }
+                netlab::remount_ro(pid, &d)?;
                 Ok(format!("{d} remounted read-only in n{i}'s mount namespace"))
             }
             None => {

@@ -848,6 +848,46 @@ fn checked(argv: &[&str], out: Output) -> Result<String, String> {
     }
 }
 
+/// A wrapper that runs the command after it in a mount namespace of its own, in which
+/// `dir` is a bind mount of itself, so that [`remount_ro`] can make `dir` read-only
+/// for that process alone: `unshare --mount --propagation private sh -c 'mount --bind
+/// DIR DIR && exec "$@"' NAME`. The command keeps the wrapper's PID; `name` is its `$0`.
+pub fn own_mount_ns(dir: &str, name: &str) -> Vec<String> {
+    let script = format!("mount --bind '{dir}' '{dir}' && exec \"$@\"");
+    ["unshare", "--mount", "--propagation", "private", "sh", "-c"]
+        .into_iter()
+        .map(str::to_string)
+        .chain([script, name.to_string()])
+        .collect()
+}
+
+/// Remount `dir` read-only in the mount namespace of process `pid` (started through
+/// [`own_mount_ns`]). The kernel refuses (EBUSY) while a file on it is open for
+/// writing, which a writable probe does for a moment every 100 ms: up to 100 tries,
+/// 7 ms apart; the last error if none took.
+pub fn remount_ro(pid: u32, dir: &str) -> Result<(), String> {
+    let pid = pid.to_string();
+    let cmd = [
+        "nsenter",
+        "-t",
+        &pid,
+        "-m",
+        "mount",
+        "-o",
+        "remount,bind,ro",
+        dir,
+    ];
+    let mut tries = 0;
+    while let Err(e) = run(&cmd) {
+        tries += 1;
+        if tries >= 100 {
+            return Err(e);
+        }
+        std::thread::sleep(Duration::from_millis(7));
+    }
+    Ok(())
+}
+
 /// Run `argv`, which must exit 0: its standard output.
 pub fn run(argv: &[&str]) -> Result<String, String> {
     let out = output(argv, None)?;
