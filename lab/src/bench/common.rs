@@ -273,6 +273,13 @@ pub fn status(socket: &Path) -> Result<DaemonStatus, String> {
 /// fact; empty when it sees every configured peer UP on every link and holds
 /// authority.
 pub fn not_settled(s: &DaemonStatus) -> Vec<String> {
+    not_settled_with(s, |_| LinkState::Up)
+}
+
+/// [`not_settled`] with links meant to be in other states: `want(link)` is the state
+/// link `link` must be in to every peer that is UP (a DOWN peer is one reason, its
+/// links are not listed).
+pub fn not_settled_with(s: &DaemonStatus, want: impl Fn(&str) -> LinkState) -> Vec<String> {
     let me = &s.node_name;
     let mut why = Vec::new();
     for n in s.nodes.iter().filter(|n| n.id != s.local) {
@@ -280,7 +287,7 @@ pub fn not_settled(s: &DaemonStatus) -> Vec<String> {
             None => why.push(format!("{me} has not heard {}", n.name)),
             Some(p) if !p.up => why.push(format!("{me} sees {} DOWN", n.name)),
             Some(p) => {
-                for l in p.links.iter().filter(|l| l.state != LinkState::Up) {
+                for l in p.links.iter().filter(|l| l.state != want(&l.name)) {
                     why.push(format!(
                         "{me} sees {} on link {} {:?}",
                         n.name, l.name, l.state

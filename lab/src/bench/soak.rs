@@ -415,37 +415,13 @@ fn each_status(dir: &Path, n: u8, why: fn(&DaemonStatus) -> Vec<String>) -> Vec<
 /// Why the daemon is not yet running on link `a` alone: every peer UP, link `a` UP
 /// and link `b` DOWN to it, authority held.
 fn only_link_a(s: &DaemonStatus) -> Vec<String> {
-    let me = &s.node_name;
-    let mut why = Vec::new();
-    for n in s.nodes.iter().filter(|n| n.id != s.local) {
-        let Some(p) = s.node.llt.peers.iter().find(|p| p.id == n.id) else {
-            why.push(format!("{me} has not heard {}", n.name));
-            continue;
-        };
-        if !p.up {
-            why.push(format!("{me} sees {} DOWN", n.name));
+    common::not_settled_with(s, |link| {
+        if link == "b" {
+            LinkState::Down
+        } else {
+            LinkState::Up
         }
-        for l in &p.links {
-            let want = if l.name == "b" {
-                LinkState::Down
-            } else {
-                LinkState::Up
-            };
-            if l.state != want {
-                why.push(format!(
-                    "{me} sees {} on link {} {:?}",
-                    n.name, l.name, l.state
-                ));
-            }
-        }
-    }
-    if !s.node.fence.authority {
-        why.push(format!(
-            "{me} holds no authority ({:?})",
-            s.node.fence.state
-        ));
-    }
-    why
+    })
 }
 
 fn note_exits(lab: &mut Lab, ends: &mut [NodeEnd]) {
