@@ -337,6 +337,7 @@ pub(crate) mod tests {
                     keys: Default::default(),
                 },
                 health: Default::default(),
+                authority: None,
                 fence: FenceStatus {
                     state,
                     authority: state == NodeState::Member,

@@ -250,6 +250,11 @@ impl Fence {
             && self.lease_until.is_some_and(|l| now < l)
     }
 
+    /// Until when the lease computed at the last step runs, if one does.
+    pub fn lease_until(&self) -> Option<Instant> {
+        self.lease_until
+    }
+
     pub fn fenced(&self) -> bool {
         self.fenced.is_some()
     }
@@ -926,7 +931,10 @@ impl Fence {
                 // At the top of the range: no view can follow this one.
                 return;
             };
-            let value = View::new(generation, desired, Some(&v));
+            let mut value = View::new(generation, desired, Some(&v));
+            if self.cfg.sabotage == Some(Sabotage::LowestPrimary) {
+                value.primary = value.leader().unwrap_or(value.primary);
+            }
             let acceptors = v.node_set();
             self.start_race(
                 now,
