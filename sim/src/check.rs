@@ -335,3 +335,83 @@ impl Checker {
         self.decided.iter().next_back().map(|(g, (s, _))| (*g, *s))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_membership::Member;
+
+    fn view(g: u64, primary: u8) -> View {
+        let members = (0..3)
+            .map(|i| Member {
+                id: NodeId(i),
+                incarnation: Incarnation(1),
+                ports: 0,
+            })
+            .collect();
+        let mut v = View::new(Generation(g), members, None);
+        v.primary = NodeId(primary);
+        v
+    }
+
+    fn holder(node: usize, inc: u64, g: u64, primary: u8) -> Holder {
+        Holder {
+            node,
+            incarnation: Incarnation(inc),
+            view: view(g, primary),
+            is_primary: node == usize::from(primary),
+            token: Generation(g),
+        }
+    }
+
+    fn checker() -> Checker {
+        Checker::new(3, Duration::from_millis(70), 1000)
+    }
+
+    #[test]
+    fn s5_two_primaries_at_once() {
+        let mut c = checker();
+        c.check(Instant::ZERO, &[holder(1, 1, 2, 1), holder(0, 1, 3, 0)]);
+        assert_eq!(c.violation().map(|v| v.property), Some("S5"));
+    }
+
+    #[test]
+    fn s5_a_new_primary_needs_a_higher_token() {
+        let t = |ms: u64| Instant::from_nanos(ms * 1_000_000);
+        // 1 is primary on 2 and 3 (sticky), then 0 takes over on 4: fine.
+        let mut c = checker();
+        c.check(t(1), &[holder(1, 1, 2, 1), holder(2, 1, 2, 1)]);
+        c.check(t(2), &[holder(1, 1, 3, 1)]);
+        c.check(t(3), &[]);
+        c.check(t(4), &[holder(0, 1, 4, 0), holder(1, 1, 4, 0)]);
+        assert_eq!(c.violation(), None);
+        // A new primary with a token the previous one already held: caught.
+        let mut c = checker();
+        c.check(t(1), &[holder(1, 1, 3, 1)]);
+        c.check(t(2), &[holder(0, 1, 3, 0)]);
+        assert_eq!(c.violation().map(|v| v.property), Some("S5"));
+        // The same node restarted is another primary: its token must grow too.
+        let mut c = checker();
+        c.check(t(1), &[holder(1, 1, 3, 1)]);
+        c.check(t(2), &[holder(1, 2, 3, 1)]);
+        assert_eq!(c.violation().map(|v| v.property), Some("S5"));
+        // A primary whose token goes back: caught.
+        let mut c = checker();
+        c.check(t(1), &[holder(1, 1, 4, 1)]);
+        c.check(t(2), &[holder(1, 1, 3, 1)]);
+        assert_eq!(c.violation().map(|v| v.property), Some("S5"));
+    }
+
+    #[test]
+    fn s2_compares_the_decided_primary() {
+        let mut c = checker();
+        for i in 0..3 {
+            c.process_started(Instant::ZERO, i, Incarnation(1));
+        }
+        c.installed(Instant::ZERO, 0, &view(2, 1));
+        c.installed(Instant::ZERO, 1, &view(2, 1));
+        assert_eq!(c.violation(), None);
+        c.installed(Instant::ZERO, 2, &view(2, 0));
+        assert_eq!(c.violation().map(|v| v.property), Some("S2"));
+    }
+}
