@@ -89,6 +89,41 @@ pub struct Status {
     pub fence: FenceStatus,
     #[serde(default)]
     pub health: HealthStatus,
+    /// The authority the node held at the snapshot's time
+    /// ([`Node::current_authority`]); `None` when it held none.
+    #[serde(default)]
+    pub authority: Option<Authority>,
+}
+
+/// What a client of this node may act on right now: the view, whether this node is
+/// its primary, and the fencing token to present to shared storage. From
+/// [`Node::current_authority`]; see `docs/fencing.md`, "The primary and the
+/// fencing token".
+///
+/// At no instant do two nodes hold an `Authority` with `is_primary` (the
+/// simulator's S5), and the token of a new primary is above every token the
+/// previous one held: storage that remembers the highest token it has seen and
+/// refuses lower ones refuses a deposed primary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authority {
+    /// The fencing token: the generation of `view`, the view clients act on. It
+    /// strictly increases with every change of primary (and grows with every view
+    /// change clients see).
+    pub token: Generation,
+    /// The client view: the installed view once its settle window has passed, the
+    /// one before until then.
+    pub view: View,
+    /// The generation of the installed view: `token` or above (above during a
+    /// settle window). Not a token: clients act on `view`.
+    pub installed: Generation,
+    /// The primary of `view`.
+    pub primary: NodeId,
+    /// Whether this node (this incarnation) is `primary`.
+    pub is_primary: bool,
+    /// When the lease behind this authority lapses, on the node's own clock, unless
+    /// a later step extends it. Check [`Node::current_authority`] again before
+    /// acting after this.
+    pub valid_until: Instant,
 }
 
 /// One vigil node as a sans-IO state machine.
@@ -422,7 +457,9 @@ impl Node {
         r
     }
 
-    /// The installed generation: the fencing token storage can check.
+    /// The installed generation. Not the fencing token: during a settle window
+    /// clients still act on the view before; the token is
+    /// [`Authority::token`] from [`Node::current_authority`].
     pub fn generation(&self) -> Generation {
         self.fence.advertised_generation()
     }
@@ -444,6 +481,28 @@ impl Node {
         self.fence.authority_at(now)
     }
 
+    /// The authority this node holds at `now`, on its own clock: `None` unless
+    /// [`Node::authority_at`]. A client acts on `view` as primary only when
+    /// `is_primary`, and presents `token` to whatever it writes to.
+    pub fn current_authority(&self, now: Instant) -> Option<Authority> {
+        if !self.fence.authority_at(now) {
+            return None;
+        }
+        let view = self.fence.client_view()?.clone();
+        let valid_until = self.fence.lease_until()?;
+        let is_primary = view
+            .primary_member()
+            .is_some_and(|m| m.id == self.me() && m.incarnation == self.incarnation());
+        Some(Authority {
+            token: view.generation,
+            installed: self.fence.advertised_generation(),
+            primary: view.primary,
+            is_primary,
+            valid_until,
+            view,
+        })
+    }
+
     /// Whether this node fenced itself.
     pub fn fenced(&self) -> bool {
         self.fence.fenced()
@@ -463,9 +522,16 @@ impl Node {
         self.llt.set_keys(keys);
     }
 
-    /// A side-effect-free snapshot.
+    /// A side-effect-free snapshot, its authority as of the node's last input (a
+    /// driver that reads a clock calls [`Node::status_at`]).
     pub fn status(&self) -> Status {
+        self.status_at(self.last_input)
+    }
+
+    /// A side-effect-free snapshot, its authority at `now`.
+    pub fn status_at(&self, now: Instant) -> Status {
         Status {
+            authority: self.current_authority(now),
             llt: self.llt.status(),
             fence: self.fence.status(),
             health: HealthStatus {
@@ -634,5 +700,61 @@ mod tests {
         assert_eq!(ring.accept, vec![b.id, a.id]);
         node.rejoin(Instant::from_nanos(1_000_000), Incarnation(8), 2);
         assert_eq!(node.status().llt.keys, ring, "a rejoin keeps the new ring");
+    }
+
+    #[test]
+    fn current_authority_is_the_client_view_its_primary_and_its_token() {
+        let text = "[cluster]\nname = \"k\"\nid = 1\ninsecure = true\n\
+                    [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5000\n\
+                    [[nodes]]\nid = 3\nname = \"n3\"\nlinks = { a = \"10.0.0.1\" }\n";
+        let cfg = ClusterConfig::parse(text, Path::new("/etc/vigil/cluster.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut node = Node::new(
+            cfg.llt_config(),
+            cfg.fence_config(),
+            NodeId(3),
+            Incarnation(7),
+            Instant::ZERO,
+            1,
+            Generation(4),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(node.current_authority(Instant::ZERO), None);
+        assert_eq!(node.status().authority, None);
+        // A one-node cluster seeds alone and gains authority.
+        let mut now = Instant::ZERO;
+        for _ in 0..1000 {
+            if node.authority() {
+                break;
+            }
+            now = node.poll_timeout().unwrap_or(now).max(now);
+            node.handle_timeout(now);
+            while node.poll_output().is_some() {}
+        }
+        let a = node
+            .current_authority(now)
+            .unwrap_or_else(|| panic!("no authority by {now:?}"));
+        assert_eq!(a.token, Generation(5), "one above the persisted highest");
+        assert_eq!(a.token, a.view.generation);
+        assert_eq!(a.installed, a.token, "no settle window pending");
+        assert_eq!(a.primary, NodeId(3));
+        assert!(a.is_primary);
+        assert!(a.valid_until > now);
+        assert_eq!(node.status_at(now).authority, Some(a.clone()));
+        assert_eq!(
+            node.status().authority,
+            Some(a.clone()),
+            "at the last input"
+        );
+        // Past the lease, without a step that renews it: none, by the node's clock.
+        assert_eq!(node.current_authority(a.valid_until), None);
+        assert_eq!(node.status_at(a.valid_until).authority, None);
+        let json = serde_json::to_value(&a).unwrap_or_default();
+        assert_eq!(json["token"], 5);
+        assert_eq!(json["primary"], 3);
+        assert_eq!(json["is_primary"], true);
+        // A node that left holds none.
+        node.leave(now);
+        assert_eq!(node.current_authority(now), None);
     }
 }

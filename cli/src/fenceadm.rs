@@ -4,7 +4,7 @@
 //! answered, 1 when it cannot be reached.
 
 use crate::control::{self, DaemonStatus};
-use crate::{exit, Target};
+use crate::{exit, gabconfig, Target};
 use clap::Args;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -127,6 +127,11 @@ pub fn fence_json(s: &DaemonStatus) -> Value {
            "generation": view(s).map_or(0, |v| v.generation.0),
            "highest_generation": f.highest_generation.0,
            "client_generation": f.client_view.as_ref().map(|v| v.generation.0),
+           "installed_generation": f.installed.as_ref().map(|v| v.generation.0),
+           "token": gabconfig::authority(s).map(|a| a.token.0),
+           "primary": gabconfig::authority(s).map(|a| a.primary)
+               .or(gabconfig::shown_view(s).map(|v| v.primary)),
+           "is_primary": gabconfig::authority(s).is_some_and(|a| a.is_primary),
            "members": members(s).iter().map(|n| n.0).collect::<Vec<_>>(),
            "lease_remaining_ms": lease_remaining_ms(s),
            "fenced": f.fenced,
@@ -219,6 +224,18 @@ pub fn fence_text(s: &DaemonStatus) -> String {
                 out,
                 " Generation: none (highest seen {})",
                 f.highest_generation.0
+            );
+        }
+    }
+    if let Some(line) = gabconfig::primary_line(s, |t| t.to_string()) {
+        let _ = writeln!(out, " Primary: {}", &line["primary ".len()..]);
+    }
+    if let (Some(i), Some(c)) = (&f.installed, &f.client_view) {
+        if i.generation != c.generation {
+            let _ = writeln!(
+                out,
+                " Client Generation: {} (until the settle window ends)",
+                c.generation.0
             );
         }
     }
@@ -347,6 +364,7 @@ mod tests {
              Node State: member\n \
              Authority: yes (lease valid for 250 ms)\n \
              Generation: 7\n \
+             Primary: 2 (this node), fencing token 7\n \
              Cluster Members:\n\n\
              \x20       * 2 (n2)\n\
              \x20         3 (n3)\n\
@@ -370,6 +388,11 @@ mod tests {
         assert_eq!(j["authority"], true);
         assert_eq!(j["generation"], 7);
         assert_eq!(j["members"], json!([2, 3, 4]));
+        assert_eq!(j["token"], 7);
+        assert_eq!(j["primary"], 2);
+        assert_eq!(j["is_primary"], true);
+        assert_eq!(j["installed_generation"], 7);
+        assert_eq!(j["client_generation"], 7);
         assert_eq!(j["last_race"]["racer"], 2);
         assert_eq!(j["last_race"]["verdict"], "won");
         assert_eq!(j["last_race"]["started_ms"], 8500);
@@ -380,6 +403,27 @@ mod tests {
         assert_eq!(j["health"]["probes"][0]["consecutive_failures"], 1);
         assert_eq!(j["health"]["stalls"]["worst_us"], 61_500);
         assert_eq!(j["health"]["unhealthy"], Value::Null);
+    }
+
+    #[test]
+    fn fenceadm_d_during_a_settle_window_shows_both_generations_and_the_token() {
+        let mut s = status(3, 5, NodeState::Member, Some((7, &[2, 3, 4], &[])), &[]);
+        let mut next = s.node.fence.installed.clone().expect("a view");
+        next.generation = Generation(8);
+        s.node.fence.installed = Some(next);
+        let j = fence_json(&s);
+        assert_eq!(j["token"], 7, "the token is the clients' view");
+        assert_eq!(j["client_generation"], 7);
+        assert_eq!(j["installed_generation"], 8);
+        assert_eq!(j["primary"], 2);
+        assert_eq!(j["is_primary"], false);
+        let text = fence_text(&s);
+        assert!(text.contains(" Generation: 8\n"), "{text}");
+        assert!(
+            text.contains(" Client Generation: 7 (until the settle window ends)\n"),
+            "{text}"
+        );
+        assert!(text.contains(" Primary: 2, fencing token 7\n"), "{text}");
     }
 
     #[test]

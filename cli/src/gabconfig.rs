@@ -24,6 +24,7 @@ use crate::{exit, Target};
 use clap::{ArgGroup, Args};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
+use vigil::node::Authority;
 use vigil_fence::NodeState;
 use vigil_llt::types::{NodeId, Port};
 use vigil_membership::{NodeSet, View};
@@ -100,6 +101,30 @@ fn seed(socket: &std::path::Path) -> u8 {
 pub fn shown_view(s: &DaemonStatus) -> Option<&View> {
     let f = &s.node.fence;
     f.client_view.as_ref().or(f.installed.as_ref())
+}
+
+/// The authority the daemon reported, if it is still valid at the status's time:
+/// the fencing token and the primary clients may act on.
+pub fn authority(s: &DaemonStatus) -> Option<&Authority> {
+    s.node
+        .authority
+        .as_ref()
+        .filter(|a| a.valid_until.as_nanos() > s.now_ns)
+}
+
+/// The primary of the clients' view (else of the installed one), with the token
+/// when this node holds authority: one line for the text layouts.
+pub fn primary_line(s: &DaemonStatus, token: impl Fn(u64) -> String) -> Option<String> {
+    let (primary, token) = match authority(s) {
+        Some(a) => (a.primary, token(a.token.0)),
+        None => (shown_view(s)?.primary, "none (no authority)".into()),
+    };
+    let me = if primary == s.local {
+        " (this node)"
+    } else {
+        ""
+    };
+    Some(format!("primary {primary}{me}, fencing token {token}"))
 }
 
 /// Whether this node is a member of the view shown.
@@ -193,6 +218,9 @@ pub fn ports_text(s: &DaemonStatus) -> String {
     let mut out = String::from(
         "GAB Port Memberships\n===============================================================\n",
     );
+    if let Some(line) = primary_line(s, |t| format!("{t:08x}")) {
+        let _ = writeln!(out, "Primary: {line}");
+    }
     for r in rows(s) {
         let (p, g) = (port_letter(r.port), r.generation);
         let _ = writeln!(
@@ -239,6 +267,10 @@ pub fn ports_json(s: &DaemonStatus) -> Value {
            "member": is_member(s), "state": vigil_runtime::state_word(f.state),
            "generation": shown_view(s).map(|v| v.generation.0),
            "installed_generation": f.installed.as_ref().map(|v| v.generation.0),
+           "client_generation": f.client_view.as_ref().map(|v| v.generation.0),
+           "token": authority(s).map(|a| a.token.0),
+           "primary": authority(s).map(|a| a.primary).or(shown_view(s).map(|v| v.primary)),
+           "is_primary": authority(s).is_some_and(|a| a.is_primary),
            "ports": ports})
 }
 
@@ -337,6 +369,17 @@ pub(crate) mod tests {
                     keys: Default::default(),
                 },
                 health: Default::default(),
+                authority: view
+                    .as_ref()
+                    .filter(|_| state == NodeState::Member)
+                    .map(|v| Authority {
+                        token: v.generation,
+                        view: v.clone(),
+                        installed: v.generation,
+                        primary: v.primary,
+                        is_primary: v.primary == NodeId(local),
+                        valid_until: Instant::from_nanos(10_250_000_000),
+                    }),
                 fence: FenceStatus {
                     state,
                     authority: state == NodeState::Member,
@@ -376,6 +419,7 @@ pub(crate) mod tests {
             ports_text(&s),
             "GAB Port Memberships\n\
              ===============================================================\n\
+             Primary: primary 0, fencing token 0000001c\n\
              Port a gen   0000001c membership 0 23      ; 1\n\
              Port a gen   0000001c jeopardy      3\n\
              Port a gen   0000001c visible     1\n\
@@ -394,6 +438,26 @@ pub(crate) mod tests {
         assert_eq!(j["ports"][2]["port"], "c");
         assert_eq!(j["ports"][2]["members"], json!([2, 11]));
         assert_eq!(j["ports"][2]["visible"], json!([]));
+        assert_eq!(j["token"], 0x1c);
+        assert_eq!(j["primary"], 0);
+        assert_eq!(j["is_primary"], false);
+        assert_eq!(j["client_generation"], 0x1c);
+        assert_eq!(j["installed_generation"], 0x1c);
+    }
+
+    #[test]
+    fn gabconfig_a_shows_the_primary_and_the_token_only_while_authority_holds() {
+        let mut s = status(0, 3, NodeState::Member, Some((7, &[0, 1, 2], &[])), &[]);
+        assert!(ports_text(&s).contains("Primary: primary 0 (this node), fencing token 00000007\n"));
+        assert_eq!(ports_json(&s)["is_primary"], true);
+        // The lease lapsed by the status's time: no token, the view's primary still shown.
+        s.now_ns = 10_300_000_000;
+        assert!(ports_text(&s)
+            .contains("Primary: primary 0 (this node), fencing token none (no authority)\n"));
+        let j = ports_json(&s);
+        assert_eq!(j["token"], Value::Null);
+        assert_eq!(j["primary"], 0);
+        assert_eq!(j["is_primary"], false);
     }
 
     #[test]

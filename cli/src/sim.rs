@@ -164,6 +164,9 @@ enum SabotageArg {
     FewerAccepts,
     /// Survivors hand a new view to clients at once, without the settle window.
     ZeroSettle,
+    /// The lowest member of a new view is its primary (no stickiness): a lower ID
+    /// that joins takes the role from a primary that still holds authority.
+    LowestPrimary,
     /// Every node's llt accepts frames that do not echo its current incarnation (the
     /// freshness check off): recorded frames replayed at a restarted node count.
     StaleFrames,
@@ -175,6 +178,7 @@ impl SabotageArg {
             SabotageArg::AnyHalfWins => "any-half-wins",
             SabotageArg::FewerAccepts => "fewer-accepts",
             SabotageArg::ZeroSettle => "zero-settle",
+            SabotageArg::LowestPrimary => "lowest-primary",
             SabotageArg::StaleFrames => "stale-frames",
         }
     }
@@ -185,6 +189,7 @@ impl SabotageArg {
             SabotageArg::AnyHalfWins => Some(Sabotage::AnyHalfWins),
             SabotageArg::FewerAccepts => Some(Sabotage::FewerAccepts),
             SabotageArg::ZeroSettle => Some(Sabotage::ZeroSettle),
+            SabotageArg::LowestPrimary => Some(Sabotage::LowestPrimary),
             SabotageArg::StaleFrames => None,
         }
     }

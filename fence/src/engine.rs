@@ -250,6 +250,11 @@ impl Fence {
             && self.lease_until.is_some_and(|l| now < l)
     }
 
+    /// Until when the lease computed at the last step runs, if one does.
+    pub fn lease_until(&self) -> Option<Instant> {
+        self.lease_until
+    }
+
     pub fn fenced(&self) -> bool {
         self.fenced.is_some()
     }
@@ -640,6 +645,12 @@ impl Fence {
         }
     }
 
+    /// When the settle window of the installed view ends, while it runs (the
+    /// clients still have the view before).
+    fn pending_settle(&self) -> Option<Instant> {
+        self.settle_until.filter(|_| self.pending_client.is_some())
+    }
+
     /// Peers advertising a lower generation get our view: laggards catch up, and an
     /// excluded node that wakes up learns it was excluded.
     fn catch_up(&mut self, now: Instant) {
@@ -647,8 +658,7 @@ impl Fence {
             return;
         };
         let settle_us = self
-            .settle_until
-            .filter(|_| self.pending_client.is_some())
+            .pending_settle()
             .map_or(0, |t| micros(t.saturating_since(now)));
         let lagging: Vec<NodeId> = self
             .peers
@@ -926,7 +936,10 @@ impl Fence {
                 // At the top of the range: no view can follow this one.
                 return;
             };
-            let value = View::new(generation, desired, Some(&v));
+            let mut value = View::new(generation, desired, Some(&v));
+            if self.cfg.sabotage == Some(Sabotage::LowestPrimary) {
+                value.primary = value.leader().unwrap_or(value.primary);
+            }
             let acceptors = v.node_set();
             self.start_race(
                 now,
@@ -1184,6 +1197,13 @@ impl Fence {
                 r.duration = Some(now.saturating_since(r.started));
             }
         }
+        // A settle window still running for the view replaced carries over: the
+        // clients go from the view before it straight to this one, and not before
+        // that window ends (see `on_accepted`).
+        let settle_until = match self.pending_settle() {
+            Some(t) if self.cfg.sabotage != Some(Sabotage::ZeroSettle) => settle_until.max(t),
+            _ => settle_until,
+        };
         self.installed = Some(view.clone());
         self.event(FenceEvent::ViewInstalled { view: view.clone() });
         if now >= settle_until {
@@ -1273,13 +1293,10 @@ impl Fence {
             Msg::Prepare { slot, ballot } => {
                 if let Some(v) = self.installed.clone() {
                     if slot < v.generation {
-                        self.send(
-                            from,
-                            Msg::Decided {
-                                view: v,
-                                settle_us: 0,
-                            },
-                        );
+                        let settle_us = self
+                            .pending_settle()
+                            .map_or(0, |t| micros(t.saturating_since(now)));
+                        self.send(from, Msg::Decided { view: v, settle_us });
                         return;
                     }
                 }
@@ -1582,6 +1599,16 @@ impl Fence {
         if let Some(r) = &mut self.last_race {
             r.verdict = RaceVerdict::Won;
             r.duration = Some(duration);
+        }
+        // A view change decided while the settle window of the view it replaces
+        // still runs ends no earlier: that window covers members an earlier view
+        // dropped, which may still hold a lease, and this view (a join, say, which
+        // drops nobody) must not reach any client before it has passed. Without
+        // this the random sweep found a racer that dropped a member (settle
+        // pending) and at once decided a join, handing it to its clients while the
+        // dropped member still held authority (S1, seeds 61399 and 62030).
+        if let Some(t) = self.pending_settle() {
+            settle_end = settle_end.max(t);
         }
         if self.cfg.sabotage == Some(Sabotage::ZeroSettle) {
             settle_end = now;

@@ -73,6 +73,11 @@ pub enum Sabotage {
     FewerAccepts,
     /// Survivors hand a new view to clients at once, without the settle window.
     ZeroSettle,
+    /// The racer makes the lowest member of its proposal primary, ignoring the
+    /// sticky rule ([`vigil_membership::primary_after`]): a lower ID that joins
+    /// takes the role while the old primary still holds authority on the view
+    /// before.
+    LowestPrimary,
 }
 
 /// Why a node fences itself.

@@ -13,7 +13,7 @@ pub mod msg;
 pub mod view;
 
 pub use msg::{Ballot, Msg};
-pub use view::{port_bit, Member, PortMask, View, BUILTIN_PORTS};
+pub use view::{port_bit, primary_after, Member, PortMask, View, BUILTIN_PORTS};
 
 /// A set of node IDs (0..=63) as a bit set: cheap to copy, compare and enumerate in
 /// ID order.

@@ -159,6 +159,7 @@ impl<'a> Rd<'a> {
                 ports: self.u32()?,
             });
         }
+        let primary = self.node()?;
         let np = self.u8()? as usize;
         if np > 26 {
             return Err(BadMsg("port count"));
@@ -177,9 +178,13 @@ impl<'a> Rd<'a> {
         if sorted != members {
             return Err(BadMsg("members not in ID order"));
         }
+        if !members.iter().any(|m| m.id == primary) {
+            return Err(BadMsg("primary not a member"));
+        }
         Ok(View {
             generation,
             members,
+            primary,
             port_generations,
         })
     }
@@ -206,6 +211,7 @@ fn put_view(o: &mut Vec<u8>, v: &View) {
         o.extend_from_slice(&m.incarnation.0.to_be_bytes());
         o.extend_from_slice(&m.ports.to_be_bytes());
     }
+    o.push(v.primary.0);
     o.push(v.port_generations.len() as u8);
     for (p, g) in &v.port_generations {
         o.push(p.0);
@@ -480,6 +486,55 @@ mod tests {
                 assert!(Msg::decode(&b[..cut]).is_err());
             }
         }
+    }
+
+    #[test]
+    fn a_view_whose_primary_is_no_member_is_refused() {
+        let members = vec![
+            Member {
+                id: NodeId(1),
+                incarnation: Incarnation(5),
+                ports: 0,
+            },
+            Member {
+                id: NodeId(3),
+                incarnation: Incarnation(6),
+                ports: 0,
+            },
+        ];
+        let mut v = View::new(Generation(7), members, None);
+        assert_eq!(v.primary, NodeId(1));
+        let ok = Msg::Decided {
+            view: v.clone(),
+            settle_us: 0,
+        };
+        assert_eq!(Msg::decode(&ok.encode()), Ok(ok));
+        v.primary = NodeId(3);
+        let sticky = Msg::Decided {
+            view: v.clone(),
+            settle_us: 0,
+        };
+        assert_eq!(Msg::decode(&sticky.encode()), Ok(sticky));
+        v.primary = NodeId(2);
+        let bad = Msg::Decided {
+            view: v.clone(),
+            settle_us: 0,
+        };
+        assert_eq!(
+            Msg::decode(&bad.encode()),
+            Err(BadMsg("primary not a member"))
+        );
+        v.members.clear();
+        v.primary = NodeId(0);
+        let empty = Msg::Accept {
+            slot: Generation(6),
+            ballot: Ballot::ZERO,
+            value: v,
+        };
+        assert_eq!(
+            Msg::decode(&empty.encode()),
+            Err(BadMsg("primary not a member"))
+        );
     }
 
     proptest! {

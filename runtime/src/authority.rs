@@ -1,34 +1,27 @@
-//! What the node's clients may act on, taken from the sans-IO node.
+//! What the node's clients may act on, taken from the sans-IO node and put on the
+//! monotonic clock of this process.
 
+use crate::Authority;
+use std::time::Duration;
 use vigil::node::Node;
-use vigil_llt::types::{Generation, Instant, NodeId};
-use vigil_membership::View;
+use vigil_llt::types::{Instant, NodeId};
 
-/// The node's authority at one instant, on the node's clock.
-pub(crate) struct Current {
-    pub token: Generation,
-    pub view: View,
-    pub installed: Generation,
-    pub primary: NodeId,
-    pub valid_until: Instant,
-}
-
-/// The authority `node` holds at `now`, if any.
-pub(crate) fn current(node: &Node, now: Instant) -> Option<Current> {
-    if !node.authority_at(now) {
-        return None;
-    }
-    let f = node.status().fence;
-    let view = f.client_view?;
-    let primary = view.leader()?;
-    Some(Current {
-        token: view.generation,
-        installed: f
-            .installed
-            .as_ref()
-            .map_or(view.generation, |v| v.generation),
-        primary,
-        valid_until: f.lease_until?,
-        view,
+/// The authority `node` (node `me`) holds at `now`, if any, with `valid_until` on
+/// the clock whose zero is `origin`.
+pub(crate) fn current(
+    node: &Node,
+    me: NodeId,
+    now: Instant,
+    origin: std::time::Instant,
+) -> Option<Authority> {
+    let a = node.current_authority(now)?;
+    Some(Authority {
+        node: me,
+        token: a.token,
+        view: a.view,
+        installed: a.installed,
+        primary: a.primary,
+        is_primary: a.is_primary,
+        valid_until: origin + Duration::from_nanos(a.valid_until.as_nanos()),
     })
 }

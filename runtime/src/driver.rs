@@ -735,15 +735,7 @@ impl Running {
         let now = self.now();
         let me = self.me.id;
         let origin = self.origin;
-        let new = crate::authority::current(&self.node, now).map(|a| Authority {
-            node: me,
-            token: a.token,
-            view: a.view,
-            installed: a.installed,
-            primary: a.primary,
-            is_primary: a.primary == me,
-            valid_until: origin + Duration::from_nanos(a.valid_until.as_nanos()),
-        });
+        let new = crate::authority::current(&self.node, me, now, origin);
         let mut changed = None;
         self.publish_authority.send_if_modified(|cur| {
             let material = match (cur.as_ref(), new.as_ref()) {

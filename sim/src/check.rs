@@ -1,5 +1,6 @@
-//! The checker: S1–S4 of the spec, S5 (no phantom members) and S6 (no phantom
-//! peers) after every event
+//! The checker: S1–S4 of the spec, S5 (one primary, tokens that grow with each
+//! change of primary), S6 (no phantom members) and S7 (no phantom peers) after
+//! every event
 //! (L1–L3 are checked by the runner over bounded time, see `run.rs`).
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use vigil_membership::{NodeSet, View};
 /// A broken property.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    /// `S1`..`S6`, `L1`..`L3`, or `livelock`.
+    /// `S1`..`S7`, `L1`..`L3`, or `livelock`.
     pub property: &'static str,
     pub at: Instant,
     pub nodes: Vec<usize>,
@@ -48,12 +49,32 @@ pub struct Checker {
     /// Per node: the last generation it installed, across restarts (S3).
     last_installed: Vec<Option<Generation>>,
     /// Every process that ran: (node, incarnation) to when it started and, if it
-    /// did, when it ended (a crash, a restart, a rejoin) (S5).
+    /// did, when it ended (a crash, a restart, a rejoin) (S6).
     processes: BTreeMap<(usize, Incarnation), (Instant, Option<Instant>)>,
     /// How long after a member's process ended a view may still be decided with it
-    /// (S5): detection, a race, a settle window, and a stall excused at each.
+    /// (S6): detection, a race, a settle window, and a stall excused at each.
     member_grace: Duration,
+    /// The primary of every decided view (S2: part of the decided value).
+    primaries: BTreeMap<Generation, NodeId>,
+    /// The last process seen holding the primary role, and the highest token it
+    /// held (S5).
+    last_primary: Option<((usize, Incarnation), Generation)>,
     violation: Option<Violation>,
+}
+
+/// A node that holds authority now, by its own clock: what the checker sees of it
+/// (from `Node::current_authority`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub node: usize,
+    /// The holding process.
+    pub incarnation: Incarnation,
+    /// Its client view, the one its clients act on.
+    pub view: View,
+    /// Whether it is that view's primary.
+    pub is_primary: bool,
+    /// Its fencing token.
+    pub token: Generation,
 }
 
 impl Checker {
@@ -66,11 +87,13 @@ impl Checker {
             last_installed: vec![None; n as usize],
             processes: BTreeMap::new(),
             member_grace: Duration::MAX,
+            primaries: BTreeMap::new(),
+            last_primary: None,
             violation: None,
         }
     }
 
-    /// Check S5 with this grace: a view decided more than `grace` after a member's
+    /// Check S6 with this grace: a view decided more than `grace` after a member's
     /// process ended is a violation (without a call, only members that never ran
     /// are).
     pub fn with_member_grace(mut self, grace: Duration) -> Checker {
@@ -130,6 +153,7 @@ impl Checker {
     /// A node installed a view (S2, S3).
     pub fn installed(&mut self, now: Instant, node: usize, view: &View) {
         let set = view.node_set();
+        let primary = self.primaries.get(&view.generation).copied();
         match self.decided.get(&view.generation) {
             Some((other, _)) if *other != set => {
                 let detail = format!(
@@ -138,9 +162,19 @@ impl Checker {
                 );
                 self.fail("S2", now, vec![node], detail);
             }
+            Some(_) if primary != Some(view.primary) => {
+                let detail = format!(
+                    "generation {} installed with primary n{} and with n{}",
+                    view.generation.0,
+                    view.primary,
+                    primary.map_or(-1, |p| i32::from(p.0))
+                );
+                self.fail("S2", now, vec![node], detail);
+            }
             Some(_) => {}
             None => {
                 self.decided.insert(view.generation, (set, now));
+                self.primaries.insert(view.generation, view.primary);
                 self.no_phantoms(now, node, view);
             }
         }
@@ -156,8 +190,12 @@ impl Checker {
         self.last_installed[node] = Some(view.generation);
     }
 
-    /// S1 and S4 over the nodes that hold authority now, with their client views.
-    pub fn check(&mut self, now: Instant, holders: &[(usize, View)]) {
+    /// S1, S4 and S5 over the nodes that hold authority now.
+    pub fn check(&mut self, now: Instant, holders: &[Holder]) {
+        self.one_primary(now, holders);
+        let holders: Vec<(usize, View)> =
+            holders.iter().map(|h| (h.node, h.view.clone())).collect();
+        let holders = &holders[..];
         let _ = self.n;
         // S1: one view, or one line of views: the older holder is a member of every
         // view decided since its own.
@@ -201,7 +239,49 @@ impl Checker {
         }
     }
 
-    /// S5: every member of a newly decided view is a process that ran, in the
+    /// S5: at most one process holds authority as primary at any instant, and when
+    /// the primary changes (to another node or another incarnation), the new one's
+    /// token is above every token the previous one held. A primary's token never
+    /// goes back either.
+    fn one_primary(&mut self, now: Instant, holders: &[Holder]) {
+        let primaries: Vec<&Holder> = holders.iter().filter(|h| h.is_primary).collect();
+        if let [a, b, ..] = primaries[..] {
+            let detail = format!(
+                "n{} (token {}) and n{} (token {}) both hold authority as primary",
+                a.node, a.token.0, b.node, b.token.0
+            );
+            self.fail("S5", now, vec![a.node, b.node], detail);
+            return;
+        }
+        let Some(p) = primaries.first() else {
+            return;
+        };
+        let who = (p.node, p.incarnation);
+        match self.last_primary {
+            Some((last, top)) if last != who && p.token <= top => {
+                let detail = format!(
+                    "n{} is primary with token {} after n{} (incarnation {:#x}) held token {}",
+                    p.node, p.token.0, last.0, last.1 .0, top.0
+                );
+                self.fail("S5", now, vec![last.0, p.node], detail);
+            }
+            Some((last, top)) if last == who && p.token < top => {
+                let detail = format!(
+                    "n{} is primary with token {} after holding token {}",
+                    p.node, p.token.0, top.0
+                );
+                self.fail("S5", now, vec![p.node], detail);
+            }
+            _ => {}
+        }
+        let top = match self.last_primary {
+            Some((last, top)) if last == who => top.max(p.token),
+            _ => p.token,
+        };
+        self.last_primary = Some((who, top));
+    }
+
+    /// S6: every member of a newly decided view is a process that ran, in the
     /// view's incarnation, and had not ended longer than the grace ago: no view is
     /// decided with a member that only a recording speaks for.
     fn no_phantoms(&mut self, now: Instant, node: usize, view: &View) {
@@ -222,11 +302,11 @@ impl Checker {
                 }
                 Some(_) => continue,
             };
-            self.fail("S5", now, vec![node, i], detail);
+            self.fail("S6", now, vec![node, i], detail);
         }
     }
 
-    /// S6, at node `node`'s llt declaring peer `peer` up in `incarnation`: `taught`
+    /// S7, at node `node`'s llt declaring peer `peer` up in `incarnation`: `taught`
     /// says whether that process was ever handed a frame of this incarnation of
     /// `node` (by the network or by the attacker). A peer counts only frames that
     /// echo the receiver's current incarnation, and a process can only echo an
@@ -246,12 +326,92 @@ impl Checker {
                 "n{node} declares n{peer} up in incarnation {:#x}, which never heard from this incarnation of n{node}",
                 incarnation.0
             );
-            self.fail("S6", now, vec![node, peer], detail);
+            self.fail("S7", now, vec![node, peer], detail);
         }
     }
 
     /// The latest decided view, if any.
     pub fn latest(&self) -> Option<(Generation, NodeSet)> {
         self.decided.iter().next_back().map(|(g, (s, _))| (*g, *s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_membership::Member;
+
+    fn view(g: u64, primary: u8) -> View {
+        let members = (0..3)
+            .map(|i| Member {
+                id: NodeId(i),
+                incarnation: Incarnation(1),
+                ports: 0,
+            })
+            .collect();
+        let mut v = View::new(Generation(g), members, None);
+        v.primary = NodeId(primary);
+        v
+    }
+
+    fn holder(node: usize, inc: u64, g: u64, primary: u8) -> Holder {
+        Holder {
+            node,
+            incarnation: Incarnation(inc),
+            view: view(g, primary),
+            is_primary: node == usize::from(primary),
+            token: Generation(g),
+        }
+    }
+
+    fn checker() -> Checker {
+        Checker::new(3, Duration::from_millis(70), 1000)
+    }
+
+    #[test]
+    fn s5_two_primaries_at_once() {
+        let mut c = checker();
+        c.check(Instant::ZERO, &[holder(1, 1, 2, 1), holder(0, 1, 3, 0)]);
+        assert_eq!(c.violation().map(|v| v.property), Some("S5"));
+    }
+
+    #[test]
+    fn s5_a_new_primary_needs_a_higher_token() {
+        let t = |ms: u64| Instant::from_nanos(ms * 1_000_000);
+        // 1 is primary on 2 and 3 (sticky), then 0 takes over on 4: fine.
+        let mut c = checker();
+        c.check(t(1), &[holder(1, 1, 2, 1), holder(2, 1, 2, 1)]);
+        c.check(t(2), &[holder(1, 1, 3, 1)]);
+        c.check(t(3), &[]);
+        c.check(t(4), &[holder(0, 1, 4, 0), holder(1, 1, 4, 0)]);
+        assert_eq!(c.violation(), None);
+        // A new primary with a token the previous one already held: caught.
+        let mut c = checker();
+        c.check(t(1), &[holder(1, 1, 3, 1)]);
+        c.check(t(2), &[holder(0, 1, 3, 0)]);
+        assert_eq!(c.violation().map(|v| v.property), Some("S5"));
+        // The same node restarted is another primary: its token must grow too.
+        let mut c = checker();
+        c.check(t(1), &[holder(1, 1, 3, 1)]);
+        c.check(t(2), &[holder(1, 2, 3, 1)]);
+        assert_eq!(c.violation().map(|v| v.property), Some("S5"));
+        // A primary whose token goes back: caught.
+        let mut c = checker();
+        c.check(t(1), &[holder(1, 1, 4, 1)]);
+        c.check(t(2), &[holder(1, 1, 3, 1)]);
+        assert_eq!(c.violation().map(|v| v.property), Some("S5"));
+    }
+
+    #[test]
+    fn s2_compares_the_decided_primary() {
+        let mut c = checker();
+        for i in 0..3 {
+            c.process_started(Instant::ZERO, i, Incarnation(1));
+        }
+        c.installed(Instant::ZERO, 0, &view(2, 1));
+        c.installed(Instant::ZERO, 1, &view(2, 1));
+        assert_eq!(c.violation(), None);
+        c.installed(Instant::ZERO, 2, &view(2, 0));
+        assert_eq!(c.violation().map(|v| v.property), Some("S2"));
     }
 }

@@ -25,7 +25,7 @@ pub mod fault;
 pub mod run;
 pub mod world;
 
-pub use check::{Checker, Violation};
+pub use check::{Checker, Holder, Violation};
 pub use fault::{Expect, Fault, Scenario, Step, Tap};
 pub use run::{percentiles, random_scenario, run, run_random, FaultKind, Options, Outcome};
 pub use world::{Timers, World};

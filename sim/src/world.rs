@@ -1,7 +1,7 @@
 //! The simulated world: nodes running the real `Node`, one virtual network per link
 //! carrying the real encoded frames, virtual time, faults, and the checker.
 
-use crate::check::{Checker, Violation};
+use crate::check::{Checker, Holder, Violation};
 use crate::fault::{Fault, Scenario, Tap};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -150,7 +150,7 @@ struct Slot {
     drop_backlog: bool,
     /// The processes (node, restart count) that were handed a frame of this node's
     /// current incarnation, by the network or by the attacker: the only ones that
-    /// can know that incarnation and echo it (S6).
+    /// can know that incarnation and echo it (S7).
     taught: BTreeSet<(usize, u64)>,
 }
 
@@ -221,7 +221,7 @@ fn process_of(inc: Incarnation) -> Option<(usize, u64)> {
     Some((node as usize, inc.0 & ((1 << 40) - 1)))
 }
 
-/// S5's grace: a member's process may end just after the racer last heard it
+/// S6's grace: a member's process may end just after the racer last heard it
 /// (detection), during a race, and before the settle window ends; a stall of up to
 /// a lease is excused at each of those. Twice that.
 fn member_grace(t: &Timers) -> Duration {
@@ -778,14 +778,18 @@ impl World {
     }
 
     fn check(&mut self) {
-        let holders: Vec<(usize, vigil_membership::View)> = (0..self.n as usize)
-            .filter(|i| self.authority(*i))
+        let holders: Vec<Holder> = (0..self.n as usize)
             .filter_map(|i| {
-                self.slots[i]
-                    .node
-                    .as_ref()
-                    .and_then(|n| n.view().cloned())
-                    .map(|v| (i, v))
+                let s = &self.slots[i];
+                let n = s.node.as_ref()?;
+                let a = n.current_authority(s.local(self.now))?;
+                Some(Holder {
+                    node: i,
+                    incarnation: n.incarnation(),
+                    view: a.view,
+                    is_primary: a.is_primary,
+                    token: a.token,
+                })
             })
             .collect();
         self.checker.check(self.now, &holders);

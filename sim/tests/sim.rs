@@ -112,6 +112,28 @@ fn the_checker_catches_a_settle_window_of_zero() {
     eprintln!("zero-settle caught at seed {seed:?}");
 }
 
+#[test]
+fn the_checker_catches_a_primary_that_moves_to_a_lower_joiner() {
+    // The scenario: passes with the sticky rule, fails S5 without it.
+    let sc = scenario("26-lower-id-joins.toml");
+    if let Some(v) = run(&sc, Options::default()).violation {
+        panic!("26-lower-id-joins: {v}");
+    }
+    let broken = Options {
+        sabotage: Some(Sabotage::LowestPrimary),
+        ..Options::default()
+    };
+    let v = run(&sc, broken).violation.expect("not caught");
+    assert_eq!(v.property, "S5", "{v}");
+    // And the random drills.
+    let seed = caught(Sabotage::LowestPrimary, 2000);
+    assert!(
+        seed.is_some_and(|(_, p)| p == "S5"),
+        "not caught as S5 in 2000 seeds: {seed:?}"
+    );
+    eprintln!("lowest-primary caught at seed {seed:?}");
+}
+
 fn scenario(name: &str) -> Scenario {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios")
@@ -130,7 +152,7 @@ fn the_checker_catches_replayed_frames_when_freshness_is_off() {
         let sc = scenario(name);
         assert!(run(&sc, Options::default()).violation.is_none(), "{name}");
         let v = run(&sc, off).violation.expect("not caught");
-        assert_eq!(v.property, "S6", "{name}: {v}");
+        assert_eq!(v.property, "S7", "{name}: {v}");
     }
     // And random drills of the attacker alone: the first seed caught must pass
     // with the freshness check on.
