@@ -29,7 +29,7 @@ pub struct SimArgs {
 
 #[derive(Subcommand, Debug)]
 enum SimCommand {
-    /// Run scenario files (TOML) and check their expectations and S1-S4 after every event.
+    /// Run scenario files (TOML) and check their expectations and S1-S7 after every event.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
     /// Run many random scenarios, one per seed, and report violations and decision times.
