@@ -83,6 +83,15 @@ pub mod watchdog;
 pub use driver::{fresh_incarnation, state_word};
 pub use store::{GenerationStore, StateFile};
 
+/// The crates below, whole, so that every type this crate's API names (down to
+/// the status documents inside [`control::DaemonStatus`]) is reachable from here:
+/// the sans-IO node and config ([`core`]), the transport ([`llt`]), views
+/// ([`membership`]) and fencing ([`fence`]).
+pub use vigil as core;
+pub use vigil_fence as fence;
+pub use vigil_llt as llt;
+pub use vigil_membership as membership;
+
 pub use vigil::config::ClusterConfig;
 pub use vigil::node::{HealthEvent, LltEvent};
 pub use vigil_fence::{FenceEvent, FenceReason, NodeState};
