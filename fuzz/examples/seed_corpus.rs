@@ -214,6 +214,13 @@ fn main() {
         ),
         ("fault_clear", r#"{"cmd":"fault","op":"clear"}"#),
         ("fault_show", r#"{"cmd":"fault","op":"show"}"#),
+        (
+            "fault_slow_store",
+            r#"{"cmd":"fault","op":"slow_store","ms":150}"#,
+        ),
+        ("key_reload", r#"{"cmd":"key_reload"}"#),
+        ("subscribe", r#"{"cmd":"subscribe"}"#),
+        ("version", r#"{"cmd":"version"}"#),
     ] {
         write("control_request", name, format!("{line}\n").as_bytes());
     }

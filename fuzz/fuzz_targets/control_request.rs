@@ -1,26 +1,10 @@
 //! The control socket's request parsing on arbitrary bytes: the daemon reads one
 //! JSON line and parses it as a `Request`. Parsing never panics, and an accepted
 //! request survives a round trip through its JSON form.
-//!
-//! `vigil-cli` is a binary crate, so its `control` module is compiled into this
-//! target from its source file; `Target` stands in for the binary's own type of
-//! that name, which `control::resolve` takes.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../cli/src/control.rs"]
-mod control;
-
-/// The fields of the binary's `Target` that `control::resolve` reads.
-#[allow(dead_code)]
-pub struct Target {
-    pub socket: Option<std::path::PathBuf>,
-    pub config: std::path::PathBuf,
-    pub node: Option<String>,
-}
-
-use control::Request;
 use libfuzzer_sys::fuzz_target;
+use vigil_runtime::control::Request;
 
 fuzz_target!(|data: &[u8]| {
     let from_bytes = serde_json::from_slice::<Request>(data);
