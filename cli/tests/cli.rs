@@ -462,8 +462,13 @@ fn gabconfig_fenceadm_and_stop_on_a_live_cluster() {
     let out = c.cmd(1, &["gabconfig", "-a"]);
     assert_eq!(out.status.code(), Some(0), "a member exits 0");
     let text = String::from_utf8_lossy(&out.stdout);
+    // The primary is the first view's lowest member; the token is that view's
+    // generation, the same number as port a's here (no view change under way).
+    assert_eq!(g["primary"], 0);
+    assert_eq!(g["token"].as_u64(), Some(gen));
     let expect = format!(
         "GAB Port Memberships\n===============================================================\n\
+         Primary: primary 0, fencing token {gen:08x}\n\
          Port a gen   {gen:08x} membership 012\nPort b gen   {gen:08x} membership 012\n"
     );
     assert_eq!(text, expect);
