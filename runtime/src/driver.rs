@@ -18,6 +18,7 @@ use crate::control::{
     self, Ctl, DaemonStatus, Direction, FaultCmd, LinkInfo, NodeInfo, Request, Response, TimersInfo,
 };
 use crate::logging::{self, wall_us};
+use crate::notify::Notifier;
 use crate::probes::{self, ProbeDone};
 use crate::rt::{self, RtPolicy};
 use crate::store::{GenerationStore, StateFile, StoreWorker, Stored};
@@ -306,6 +307,10 @@ struct Running {
     events: broadcast::Sender<Event>,
     /// `[[hooks]]`, run off this thread on changes of authority.
     hooks: crate::hooks::Hooks,
+    /// The service manager, when `Options::notify` is set and it listens.
+    notifier: Option<Notifier>,
+    /// Something the `STATUS=` line shows may have changed.
+    status_dirty: bool,
 }
 
 /// The watchdog, when configured.
@@ -620,6 +625,7 @@ impl Running {
                 Output::Transmit(tx) => self.transmit(tx),
                 Output::Deliver(_) => {}
                 Output::Llt(e) => {
+                    self.status_dirty = true;
                     self.log_event(&e);
                     let _ = self.events.send(Event::Llt(e));
                 }
@@ -663,6 +669,7 @@ impl Running {
                     self.node.rejoin(now, incarnation, rand::random());
                 }
                 Output::Fence(e) => {
+                    self.status_dirty = true;
                     self.log_fence(&e);
                     let stop = match &e {
                         // Stop at once: nothing queued after it goes out.
@@ -757,9 +764,61 @@ impl Running {
             material
         });
         if let Some(a) = changed {
+            self.status_dirty = true;
             self.log_authority(a.as_ref());
             self.hooks.changed(a.as_ref());
             let _ = self.events.send(Event::Authority(a));
+        }
+    }
+
+    /// Tell the service manager what changed (see [`Options::notify`]): `READY=1`
+    /// at the first authority, a new `STATUS=` line, `WATCHDOG=1` when due. Runs
+    /// on every turn of the loop, so a loop that does not run feeds nothing.
+    /// When the loop must next wake up for it.
+    fn notify(&mut self) -> Option<std::time::Instant> {
+        self.notifier.as_ref()?;
+        let holds = self.publish_authority.borrow().is_some();
+        let line = self.status_dirty.then(|| self.status_line());
+        self.status_dirty = false;
+        let n = self.notifier.as_mut()?;
+        if let Some(line) = line {
+            n.status(line);
+        }
+        if holds {
+            n.ready();
+        }
+        n.tend_watchdog(std::time::Instant::now())
+    }
+
+    /// The `STATUS=` line: state, installed view, what clients may act on.
+    fn status_line(&self) -> String {
+        let fence = self.node.status().fence;
+        let view = match &fence.installed {
+            Some(v) => format!("view {} {}", v.generation.0, ids(v.node_set())),
+            None => "no view".to_string(),
+        };
+        let authority = match self.publish_authority.borrow().as_ref() {
+            Some(a) => format!(
+                "clients may act on token {}, primary node {}{}",
+                a.token.0,
+                a.primary,
+                if a.is_primary { " (this node)" } else { "" }
+            ),
+            None => "no authority".to_string(),
+        };
+        format!(
+            "node {} {}: {}; {view}; {authority}",
+            self.me.id,
+            self.me.name,
+            state_word(fence.state)
+        )
+    }
+
+    /// `STOPPING=1`, with the reason as the status.
+    fn notify_stopping(&mut self, why: &str) {
+        if let Some(n) = self.notifier.as_mut() {
+            n.status(format!("node {} {}: {why}", self.me.id, self.me.name));
+            n.stopping();
         }
     }
 
@@ -1291,6 +1350,7 @@ async fn serve(
             break end;
         }
         run.publish();
+        let notify_at = run.notify();
         if let Some(end) = run.tend_watchdog() {
             break end;
         }
@@ -1315,6 +1375,10 @@ async fn serve(
             (a, b) => a.or(b),
         };
         let deadline = wake.map(|t| run.origin + Duration::from_nanos(t.as_nanos()));
+        let deadline = match (deadline, notify_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
@@ -1381,6 +1445,12 @@ async fn serve(
         }
     };
     let _ = run.publish_authority.send(None);
+    run.notify_stopping(&match &ending {
+        Ending::Stopped => "stopped".to_string(),
+        Ending::Left => "left the cluster".to_string(),
+        Ending::Refused(m) | Ending::Failed(m) => m.clone(),
+        Ending::Fenced(r) => format!("fenced: {}", reason_text(r)),
+    });
     match &ending {
         Ending::Fenced(_) => {
             // Stop serving at once; nothing more goes out: close the links before
@@ -1447,6 +1517,31 @@ fn open(
     stored_tx: mpsc::UnboundedSender<Stored>,
 ) -> Result<Opened, StartError> {
     let origin = std::time::Instant::now();
+    let notifier = if options.notify {
+        Notifier::from_env().unwrap_or_else(|e| {
+            warn!(
+                event = "daemon.notify_failed",
+                ts_us = wall_us(),
+                "{e}; not notifying the service manager"
+            );
+            None
+        })
+    } else {
+        None
+    };
+    if let Some(n) = &notifier {
+        let every = n.watchdog_every();
+        info!(
+            event = "daemon.notify",
+            ts_us = wall_us(),
+            watchdog_ms = every.map(|d| d.as_millis() as u64),
+            "notifying the service manager (READY=1 at the first authority){}",
+            every.map_or(String::new(), |d| format!(
+                ", WATCHDOG=1 every {} ms",
+                d.as_millis()
+            ))
+        );
+    }
     let incarnation = fresh_incarnation(None);
     let mut store: Box<dyn GenerationStore> = match options.store {
         Some(s) => s,
@@ -1567,6 +1662,8 @@ fn open(
         control: None,
         publish_authority: publish.authority,
         events: publish.events,
+        notifier,
+        status_dirty: true,
     };
     Ok((run, listener, rx, probe_rx))
 }
@@ -1610,6 +1707,7 @@ fn answer(
                     "vigil stop: leaving the cluster gracefully"
                 );
                 run.node.leave(now);
+                run.notify_stopping("leaving the cluster gracefully");
                 *leave_deadline = Some(now + race_timeout.saturating_mul(3));
                 Response::Done {
                     message: "leaving".into(),

@@ -75,6 +75,7 @@ pub mod events;
 mod fence_action;
 mod hooks;
 pub mod logging;
+mod notify;
 pub mod probes;
 pub mod rt;
 pub mod store;
@@ -253,6 +254,14 @@ pub struct Options {
     pub self_fence: SelfFenceAction,
     /// Apply `daemon.realtime`, `rt_priority` and `mlockall` to the node's thread.
     pub realtime: bool,
+    /// Tell the service manager how the node is doing (`sd_notify(3)`) when
+    /// `$NOTIFY_SOCKET` is set: `READY=1` once the node first holds authority,
+    /// `STATUS=` lines on changes of state, view, token or authority,
+    /// `WATCHDOG=1` from the node's own loop every half `$WATCHDOG_USEC` (unless
+    /// `$WATCHDOG_PID` names another process), `STOPPING=1` on a leave or stop.
+    /// Default `false`: a process that embeds a node usually speaks for itself;
+    /// `vigil daemon` sets it.
+    pub notify: bool,
 }
 
 impl std::fmt::Debug for Options {
@@ -263,6 +272,7 @@ impl std::fmt::Debug for Options {
             .field("store", &self.store.as_ref().map(|s| s.describe()))
             .field("self_fence", &self.self_fence)
             .field("realtime", &self.realtime)
+            .field("notify", &self.notify)
             .finish()
     }
 }
@@ -275,6 +285,7 @@ impl Default for Options {
             store: None,
             self_fence: SelfFenceAction::AsConfigured,
             realtime: true,
+            notify: false,
         }
     }
 }
@@ -370,6 +381,30 @@ impl NodeHandle {
                 Err(message)
             }
             other => Err(format!("unexpected answer to a leave: {other:?}")),
+        }
+    }
+
+    /// Take the keys (`cluster.key_file`, `accept_key_files`) of `cfg`, the
+    /// configuration read again, as `vigil key reload` does; the rest of `cfg` is
+    /// not applied. Returns what the node said.
+    pub async fn reload_keys(&self, cfg: ClusterConfig) -> Result<String, String> {
+        let (reply, answer) = oneshot::channel();
+        let ctl = control::Ctl {
+            req: control::Request::KeyReload,
+            reloaded: Some(Ok(Box::new(cfg))),
+            reply,
+        };
+        self.requests
+            .send(ctl)
+            .await
+            .map_err(|_| "the node has stopped".to_string())?;
+        match answer.await {
+            Ok(control::Response::Done { message }) => Ok(message),
+            Ok(control::Response::Error { message } | control::Response::Busy { message }) => {
+                Err(message)
+            }
+            Ok(other) => Err(format!("unexpected answer to a key reload: {other:?}")),
+            Err(_) => Err("the node stopped before answering".to_string()),
         }
     }
 
