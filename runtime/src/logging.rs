@@ -160,9 +160,137 @@ impl tracing_subscriber::fmt::time::FormatTime for MicrosTimer {
     }
 }
 
+/// The text format: one line per event, its stable name first, then its fields
+/// and the message, for a terminal or the journal:
+///
+/// ```text
+/// view.installed ts_us=1764640000000000 node=1 generation=3 members=[0,1,2]: installed view 3
+/// ```
+///
+/// A level other than info follows the name (`level=warn`). When standard error
+/// is the journal (`$JOURNAL_STREAM` names it), each line starts with its syslog
+/// priority (`<4>`), which journald takes as the entry's priority and strips.
+/// Never coloured; newlines in values are escaped, so an event is one line.
+#[derive(Debug)]
+pub struct TextLine {
+    journal: bool,
+}
+
+impl TextLine {
+    /// The text format, with priority prefixes when standard error is the journal.
+    pub fn new() -> TextLine {
+        TextLine {
+            journal: stderr_is_journal(),
+        }
+    }
+}
+
+impl Default for TextLine {
+    fn default() -> TextLine {
+        TextLine::new()
+    }
+}
+
+/// Whether standard error is the journal's stream: `$JOURNAL_STREAM` is
+/// `<device>:<inode>` of it (inherited by children whose standard error went
+/// elsewhere, hence the comparison).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    stream == format!("{}:{}", meta.dev(), meta.ino())
+}
+
+/// An event's fields in the order given, the name and message apart.
+#[derive(Default)]
+struct LineFields {
+    event: Option<String>,
+    message: String,
+    rest: String,
+}
+
+impl LineFields {
+    fn push(&mut self, name: &str, value: &str) {
+        match name {
+            "event" => self.event = Some(value.to_string()),
+            "message" => self.message = one_line(value),
+            _ => {
+                use std::fmt::Write as _;
+                let value = if value.is_empty() || value.contains([' ', '"', '=']) {
+                    format!("{value:?}")
+                } else {
+                    one_line(value)
+                };
+                let _ = write!(self.rest, " {name}={value}");
+            }
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    if s.contains(['\n', '\r']) {
+        s.replace('\n', "\\n").replace('\r', "\\r")
+    } else {
+        s.to_string()
+    }
+}
+
+impl tracing::field::Visit for LineFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.push(field.name(), value);
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.push(field.name(), &format!("{value:?}"));
+    }
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for TextLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing::Level;
+        let mut f = LineFields::default();
+        event.record(&mut f);
+        let level = *event.metadata().level();
+        if self.journal {
+            let priority = match level {
+                Level::ERROR => 3,
+                Level::WARN => 4,
+                Level::INFO => 6,
+                Level::DEBUG | Level::TRACE => 7,
+            };
+            write!(w, "<{priority}>")?;
+        }
+        match &f.event {
+            Some(name) => w.write_str(name)?,
+            None => w.write_str(event.metadata().target())?,
+        }
+        if level != Level::INFO {
+            write!(w, " level={}", level.as_str().to_ascii_lowercase())?;
+        }
+        w.write_str(&f.rest)?;
+        if !f.message.is_empty() {
+            write!(w, ": {}", f.message)?;
+        }
+        writeln!(w)
+    }
+}
+
 /// Install the global subscriber, writing through the non-blocking queue.
-/// `RUST_LOG` overrides the default level (info). Colour only when standard
-/// error is a terminal.
+/// `RUST_LOG` overrides the default level (info). Text is one line per event
+/// ([`TextLine`]), never coloured; JSON is one object per line.
 pub fn init(format: LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -173,7 +301,7 @@ pub fn init(format: LogFormat) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.event_format(TextLine::new()).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -193,5 +321,62 @@ pub fn flush(within: Duration) {
     let until = std::time::Instant::now() + within;
     while PENDING.load(Ordering::Relaxed) > 0 && std::time::Instant::now() < until {
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn text(journal: bool, log: impl FnOnce()) -> String {
+        let out = Capture::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .event_format(TextLine { journal })
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn text_lines_start_with_the_event_name() {
+        let line = text(
+            false,
+            || tracing::info!(event = "view.installed", generation = 3, members = %"[0,1,2]", "installed view {}", 3),
+        );
+        assert_eq!(
+            line,
+            "view.installed generation=3 members=[0,1,2]: installed view 3\n"
+        );
+        let line = text(false, || {
+            tracing::warn!(
+                event = "node.leaving",
+                why = "two words",
+                "line one\nline two"
+            )
+        });
+        assert_eq!(
+            line,
+            "node.leaving level=warn why=\"two words\": line one\\nline two\n"
+        );
+        let line = text(true, || tracing::error!(event = "daemon.failed", "no"));
+        assert_eq!(line, "<3>daemon.failed level=error: no\n");
     }
 }
