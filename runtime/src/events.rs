@@ -76,6 +76,18 @@ pub const ALL: &[(&str, &str)] = &[
         "state.persist_failed",
         "a generation could not be recorded: the node stops",
     ),
+    (
+        "daemon.signal",
+        "vigil daemon got SIGTERM or SIGINT: leaving, or stopping at once",
+    ),
+    (
+        "daemon.leave_timeout",
+        "vigil daemon stopped the node: its leave outlasted the bound",
+    ),
+    (
+        "daemon.reload",
+        "vigil daemon re-read its configuration on SIGHUP",
+    ),
 ];
 
 /// The stable name of a transport event.
