@@ -222,8 +222,6 @@ async fn handle_signals(
 /// SIGHUP: read the configuration again, apply the keys, and say what else
 /// changed and needs a restart (`daemon.reload`).
 async fn reload(node: &NodeHandle, config: &Path, running: &ClusterConfig) {
-    const RESTART: &str =
-        "everything else, the log level (RUST_LOG) included, takes effect at the next restart";
     let new = match ClusterConfig::load(config) {
         Ok(c) => c,
         Err(e) => {
@@ -238,20 +236,19 @@ async fn reload(node: &NodeHandle, config: &Path, running: &ClusterConfig) {
     };
     let changed = changed_sections(running, &new);
     let keys = match node.reload_keys(new).await {
-        Ok(m) => format!("keys: {m}"),
-        Err(m) => format!("keys: {m}"),
+        Ok(m) | Err(m) => m,
     };
-    let needs_restart = if changed.is_empty() {
+    let restart = if changed.is_empty() {
         "nothing else changed".to_string()
     } else {
-        format!("changed and waiting for a restart: {}", changed.join(", "))
+        format!("changed, waiting for a restart: {}", changed.join(", "))
     };
     info!(
         event = "daemon.reload",
         ts_us = wall_us(),
         ok = true,
         changed = %changed.join(","),
-        "SIGHUP: re-read {}; {keys}; {needs_restart}; only the keys change without a restart, {RESTART}",
+        "SIGHUP: re-read {}; keys: {keys}; {restart}. Only the keys apply without a restart; the log level (RUST_LOG) and the rest are read at start",
         config.display()
     );
 }

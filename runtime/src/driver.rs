@@ -1704,7 +1704,7 @@ fn answer(
                     event = "node.leaving",
                     ts_us = wall_us(),
                     node = run.me.id.0,
-                    "vigil stop: leaving the cluster gracefully"
+                    "leaving the cluster gracefully"
                 );
                 run.node.leave(now);
                 run.notify_stopping("leaving the cluster gracefully");
@@ -1713,7 +1713,7 @@ fn answer(
                     message: "leaving".into(),
                 }
             } else {
-                info!(event = "node.leaving", ts_us = wall_us(), node = run.me.id.0, state = ?state, "vigil stop: not a member; stopping at once");
+                info!(event = "node.leaving", ts_us = wall_us(), node = run.me.id.0, state = ?state, "asked to leave but not a member; stopping at once");
                 *stop_now = Some(Ending::Stopped);
                 Response::Done {
                     message: format!("not a member ({}); stopping", state_word(state)),

@@ -164,7 +164,7 @@ impl tracing_subscriber::fmt::time::FormatTime for MicrosTimer {
 /// and the message, for a terminal or the journal:
 ///
 /// ```text
-/// view.installed ts_us=1764640000000000 node=1 generation=3 members=[0,1,2]: installed view 3
+/// view.installed ts_us=1796180674400543 generation=3 members=[0,1,2]: view 3 installed: members [0,1,2]
 /// ```
 ///
 /// A level other than info follows the name (`level=warn`). When standard error
