@@ -643,7 +643,11 @@ impl Server {
                     let listener = match tokio::net::TcpListener::from_std(listener) {
                         Ok(l) => l,
                         Err(e) => {
-                            warn!(event = "metrics.failed", "metrics endpoint: {e}");
+                            warn!(
+                                event = "metrics.failed",
+                                ts_us = crate::logging::wall_us(),
+                                "metrics endpoint: {e}"
+                            );
                             return;
                         }
                     };
