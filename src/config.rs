@@ -147,6 +147,8 @@ pub struct ClusterConfig {
     pub daemon: DaemonSection,
     /// The `[watchdog]` table; `None` when absent (no watchdog).
     pub watchdog: Option<WatchdogConfig>,
+    /// The `[metrics]` table; `None` when absent (no Prometheus endpoint).
+    pub metrics: Option<MetricsConfig>,
     /// The `[[probes]]`: health checks, each for every node or the nodes it names.
     pub probes: Vec<ProbeConfig>,
     /// The `[[hooks]]`: commands run when the authority or the primary changes.
@@ -213,6 +215,16 @@ pub struct WatchdogConfig {
     /// `softdog`: when the device is missing, load the `softdog` module and try
     /// again. Default `true`.
     pub softdog: bool,
+}
+
+/// The `[metrics]` table: a Prometheus endpoint (`GET /metrics`, text format
+/// 0.0.4) served by the daemon on a thread of its own, never the node's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MetricsConfig {
+    /// `listen`: the TCP address to serve on, `"IP:port"` (such as
+    /// `"127.0.0.1:9464"`); required, port not 0. Every node that reads the file
+    /// binds it on its own host.
+    pub listen: std::net::SocketAddr,
 }
 
 /// Default of `watchdog.device`.
@@ -1224,6 +1236,7 @@ struct RawFile {
     #[serde(default)]
     daemon: RawDaemon,
     watchdog: Option<RawWatchdog>,
+    metrics: Option<RawMetrics>,
     #[serde(default)]
     probes: Vec<RawProbe>,
     #[serde(default)]
@@ -1255,6 +1268,12 @@ struct RawWatchdog {
     device: Option<PathBuf>,
     timeout: Option<u64>,
     softdog: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -1596,6 +1615,10 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
         timeout: Duration::from_millis(w.timeout.unwrap_or(DEFAULT_WATCHDOG_TIMEOUT_MS)),
         softdog: w.softdog.unwrap_or(true),
     });
+    let metrics = raw
+        .metrics
+        .map(|m| metrics_config(&m, source))
+        .transpose()?;
     let mut probes = Vec::with_capacity(raw.probes.len());
     for (i, p) in raw.probes.into_iter().enumerate() {
         let f = |name: &str| format!("probes[{i}].{name}");
@@ -1700,6 +1723,7 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
         nodes,
         daemon,
         watchdog,
+        metrics,
         probes,
         hooks: raw
             .hooks
@@ -1716,6 +1740,22 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
 
 /// The rules about the links alone; checked before the nodes' link tables are read,
 /// so that a bad link is reported as such rather than as a bad node entry.
+/// `[metrics]`: `listen` is an `IP:port` with a port (0 would be a port nobody
+/// knows to scrape).
+fn metrics_config(m: &RawMetrics, source: &Path) -> Result<MetricsConfig, ConfigError> {
+    let bad = |reason: String| ConfigError::new(source, "metrics.listen", reason);
+    let listen: SocketAddr = m.listen.trim().parse().map_err(|_| {
+        bad(format!(
+            "must be an IP address and a port such as \"127.0.0.1:9464\" or \"[::1]:9464\", got {:?}",
+            m.listen
+        ))
+    })?;
+    if listen.port() == 0 {
+        return Err(bad(format!("the port must not be 0, got {:?}", m.listen)));
+    }
+    Ok(MetricsConfig { listen })
+}
+
 fn check_links(source: &Path, links: &[LinkConfig]) -> Result<(), ConfigError> {
     let err = |field: String, reason: String| Err(ConfigError::new(source, field, reason));
     if links.is_empty() || links.len() > MAX_LINKS {
@@ -2606,6 +2646,41 @@ links = { a = "127.0.0.1:5002" }
             &format!("{MINIMAL}\n[watchdog]\ntimeout = 0\n"),
             "watchdog.timeout",
             "whole number of seconds",
+        );
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address() {
+        assert_eq!(parse(MINIMAL).unwrap().metrics, None);
+        let c = parse(&format!(
+            "{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:9464\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.metrics,
+            Some(MetricsConfig {
+                listen: "127.0.0.1:9464".parse().unwrap()
+            })
+        );
+        let c = parse(&format!("{MINIMAL}\n[metrics]\nlisten = \"[::1]:9000\"\n")).unwrap();
+        assert_eq!(c.metrics.unwrap().listen.port(), 9000);
+        for bad in ["localhost:9464", "127.0.0.1", "", "127.0.0.1:99999"] {
+            refused(
+                &format!("{MINIMAL}\n[metrics]\nlisten = {bad:?}\n"),
+                "metrics.listen",
+                "must be an IP address and a port",
+            );
+        }
+        refused(
+            &format!("{MINIMAL}\n[metrics]\nlisten = \"0.0.0.0:0\"\n"),
+            "metrics.listen",
+            "must not be 0",
+        );
+        refused(&format!("{MINIMAL}\n[metrics]\n"), "metrics", "listen");
+        refused(
+            &format!("{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:1\"\nport = 2\n"),
+            "metrics.port",
+            "unknown field",
         );
     }
 

@@ -710,7 +710,7 @@ pub fn group_id(name: &str) -> Result<u32, String> {
 }
 
 /// Run the calling thread (the control thread) at a lower priority than the node's.
-fn lower_priority() {
+pub(crate) fn lower_priority() {
     // SAFETY: setpriority takes no pointers; on Linux `who = 0` is the calling thread.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, CONTROL_NICE) };
     if rc != 0 {

@@ -311,6 +311,8 @@ struct Running {
     notifier: Option<Notifier>,
     /// Something the `STATUS=` line shows may have changed.
     status_dirty: bool,
+    /// What the metrics endpoint counts that the status does not (races).
+    counters: std::sync::Arc<crate::metrics::Counters>,
 }
 
 /// The watchdog, when configured.
@@ -671,6 +673,7 @@ impl Running {
                 Output::Fence(e) => {
                     self.status_dirty = true;
                     self.log_fence(&e);
+                    self.counters.fence_event(&e);
                     let stop = match &e {
                         // Stop at once: nothing queued after it goes out.
                         FenceEvent::SelfFence { reason } => Some(Ending::Fenced(reason.clone())),
@@ -1312,6 +1315,30 @@ async fn serve(
             return Ending::Failed(e.to_string());
         }
     };
+    // The Prometheus endpoint, on a thread of its own: it asks for statuses
+    // through the same bounded queue as the control socket.
+    let metrics = match run.cfg.metrics {
+        Some(m) => {
+            match crate::metrics::Server::start(m.listen, ctl_tx.clone(), run.counters.clone()) {
+                Ok(s) => {
+                    info!(
+                        event = "metrics.listening",
+                        ts_us = wall_us(),
+                        node = run.me.id.0,
+                        listen = %s.local_addr(),
+                        "serving Prometheus metrics on http://{}/metrics",
+                        s.local_addr()
+                    );
+                    Some(s)
+                }
+                Err(e) => {
+                    let _ = started.send(Err(StartError::Io(e.clone())));
+                    return Ending::Failed(e);
+                }
+            }
+        }
+        None => None,
+    };
     // The control socket is served on a thread of its own; only parsed requests
     // reach this loop, through a bounded queue.
     let server = match listener {
@@ -1451,6 +1478,7 @@ async fn serve(
         Ending::Refused(m) | Ending::Failed(m) => m.clone(),
         Ending::Fenced(r) => format!("fenced: {}", reason_text(r)),
     });
+    drop(metrics);
     match &ending {
         Ending::Fenced(_) => {
             // Stop serving at once; nothing more goes out: close the links before
@@ -1664,6 +1692,7 @@ fn open(
         events: publish.events,
         notifier,
         status_dirty: true,
+        counters: Default::default(),
     };
     Ok((run, listener, rx, probe_rx))
 }

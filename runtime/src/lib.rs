@@ -75,6 +75,7 @@ pub mod events;
 mod fence_action;
 mod hooks;
 pub mod logging;
+pub mod metrics;
 mod notify;
 pub mod probes;
 pub mod rt;
