@@ -9,6 +9,7 @@ mod drill;
 mod fault;
 mod fenceadm;
 mod gabconfig;
+mod import;
 mod keys;
 mod lltstat;
 mod sim;
@@ -110,6 +111,9 @@ enum ConfigCommand {
         /// The cluster configuration (TOML).
         file: PathBuf,
     },
+    /// Translate a Veritas LLT/GAB configuration (llttab, llthosts, gabtab) into a
+    /// vigil config; lists whatever has no vigil equivalent.
+    Import(import::ImportArgs),
 }
 
 /// How an inspection command finds its daemon.
@@ -186,6 +190,9 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(&file),
+        Command::Config {
+            command: ConfigCommand::Import(a),
+        } => import::run(&a),
         Command::Keygen(a) => keys::keygen(&a),
         Command::Key(a) => keys::run(a),
         Command::Drill(a) => drill::run(a),
