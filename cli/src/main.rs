@@ -10,6 +10,7 @@ mod fault;
 mod fenceadm;
 mod gabconfig;
 mod import;
+mod init;
 mod keys;
 mod lltstat;
 mod sim;
@@ -114,6 +115,9 @@ enum ConfigCommand {
     /// Translate a Veritas LLT/GAB configuration (llttab, llthosts, gabtab) into a
     /// vigil config; lists whatever has no vigil equivalent.
     Import(import::ImportArgs),
+    /// Write a commented starting config for the given nodes (one UDP link per
+    /// address) and make a fresh cluster key.
+    Init(init::InitArgs),
 }
 
 /// How an inspection command finds its daemon.
@@ -193,6 +197,9 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Import(a),
         } => import::run(&a),
+        Command::Config {
+            command: ConfigCommand::Init(a),
+        } => init::run(&a),
         Command::Keygen(a) => keys::keygen(&a),
         Command::Key(a) => keys::run(a),
         Command::Drill(a) => drill::run(a),
