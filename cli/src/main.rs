@@ -107,7 +107,8 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum ConfigCommand {
-    /// Validate a configuration file; prints the first error with file, field and reason.
+    /// Validate a configuration file; prints every problem found, each with file,
+    /// line:column, field and reason ("did you mean" for a misspelt key).
     Check {
         /// The cluster configuration (TOML).
         file: PathBuf,
@@ -263,6 +264,28 @@ fn gone(socket: &std::path::Path) -> bool {
 }
 
 fn config_check(file: &std::path::Path) -> u8 {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: (file): cannot read it: {e}", file.display());
+            return exit::FAILURE;
+        }
+    };
+    // Every problem at once, each with its line and column; `load` then applies the
+    // checks on the file itself (a regular file, its size) and reads the key.
+    let problems = vigil::config::ClusterConfig::check(&text, file);
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        eprintln!(
+            "{}: {} problem{}",
+            file.display(),
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        return exit::FAILURE;
+    }
     match vigil::config::ClusterConfig::load(file) {
         Ok(cfg) => {
             let ring: Vec<String> = cfg.frame_keys().iter().map(|k| k.id.to_string()).collect();
