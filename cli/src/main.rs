@@ -264,16 +264,16 @@ fn gone(socket: &std::path::Path) -> bool {
 }
 
 fn config_check(file: &std::path::Path) -> u8 {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{}: (file): cannot read it: {e}", file.display());
-            return exit::FAILURE;
-        }
+    // `load` checks the file itself (a regular file, its size, UTF-8) and stops at
+    // the first problem; on a readable file that does not load, `check` then lists
+    // every problem, each with its line and column.
+    let loaded = vigil::config::ClusterConfig::load(file);
+    let problems = match &loaded {
+        Err(e) if e.field != "(file)" => std::fs::read_to_string(file)
+            .map(|text| vigil::config::ClusterConfig::check(&text, file))
+            .unwrap_or_default(),
+        _ => Vec::new(),
     };
-    // Every problem at once, each with its line and column; `load` then applies the
-    // checks on the file itself (a regular file, its size) and reads the key.
-    let problems = vigil::config::ClusterConfig::check(&text, file);
     if !problems.is_empty() {
         for p in &problems {
             eprintln!("{p}");
@@ -286,7 +286,7 @@ fn config_check(file: &std::path::Path) -> u8 {
         );
         return exit::FAILURE;
     }
-    match vigil::config::ClusterConfig::load(file) {
+    match loaded {
         Ok(cfg) => {
             let ring: Vec<String> = cfg.frame_keys().iter().map(|k| k.id.to_string()).collect();
             let auth = match ring.first() {
