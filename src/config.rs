@@ -43,6 +43,7 @@
 //! `key_file`. The config file itself must be a regular file of at most 1 MiB.
 
 use crate::health::{OnFailure, ProbeSpec};
+pub use check::Located;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -581,9 +582,7 @@ impl ClusterConfig {
     /// Parses and validates `text`. `source` names the file in errors, and relative
     /// paths in the config are resolved against its directory. A `key_file` is read.
     pub fn parse(text: &str, source: &Path) -> Result<ClusterConfig, ConfigError> {
-        let raw: RawFile = serde_path_to_error::deserialize(toml::Deserializer::new(text))
-            .map_err(|e| toml_error(text, source, e))?;
-        let cfg = build(raw, source)?;
+        let cfg = load_unvalidated(text, source)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -593,6 +592,39 @@ impl ClusterConfig {
     /// and the seed count. [`parse`](Self::parse) calls it; embedders that build a
     /// config by hand can too. The first broken rule is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.validate_all().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every broken rule [`validate`](Self::validate) knows, in file order as far as
+    /// it can tell: one per section that stops at its first (keys, timers, hooks,
+    /// links, probes) and one per node. The first is the one `validate` returns.
+    pub fn validate_all(&self) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let mut keep = |r: Result<(), ConfigError>| {
+            if let Err(e) = r {
+                errs.push(e);
+            }
+        };
+        keep(self.validate_cluster());
+        keep(self.validate_keys());
+        keep(self.validate_timers());
+        keep(self.validate_hooks());
+        keep(self.validate_drift());
+        keep(check_links(&self.source, &self.links));
+        keep(self.validate_node_count());
+        for (i, node) in self.nodes.iter().enumerate() {
+            keep(self.validate_node(i, node));
+        }
+        keep(self.validate_health());
+        keep(self.validate_seed());
+        errs
+    }
+
+    /// `cluster.name` and `cluster.self_fence_hook`.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
         let err =
             |field: String, reason: String| Err(ConfigError::new(&self.source, field, reason));
         let c = &self.cluster;
@@ -604,9 +636,14 @@ impl ClusterConfig {
                 return err("cluster.self_fence_hook".into(), "must not be empty".into());
             }
         }
-        self.validate_keys()?;
-        self.validate_timers()?;
-        self.validate_hooks()?;
+        Ok(())
+    }
+
+    /// `cluster.max_drift_ppm`.
+    fn validate_drift(&self) -> Result<(), ConfigError> {
+        let err =
+            |field: String, reason: String| Err(ConfigError::new(&self.source, field, reason));
+        let c = &self.cluster;
         if c.max_drift_ppm > MAX_DRIFT_PPM {
             return err(
                 "cluster.max_drift_ppm".into(),
@@ -617,9 +654,13 @@ impl ClusterConfig {
             );
         }
 
-        check_links(&self.source, &self.links)?;
+        Ok(())
+    }
 
-        // Nodes.
+    /// The number of `[[nodes]]`.
+    fn validate_node_count(&self) -> Result<(), ConfigError> {
+        let err =
+            |field: String, reason: String| Err(ConfigError::new(&self.source, field, reason));
         let n = self.nodes.len();
         if n == 0 || n > usize::from(MAX_NODE_ID) + 1 {
             return err(
@@ -630,104 +671,114 @@ impl ClusterConfig {
                 ),
             );
         }
-        for (i, node) in self.nodes.iter().enumerate() {
-            let f = |name: &str| format!("nodes[{i}].{name}");
-            if node.id.get() > MAX_NODE_ID {
-                return err(
-                    f("id"),
-                    format!("must be 0..={MAX_NODE_ID}, got {}", node.id),
-                );
-            }
-            if let Some(j) = self.nodes[..i].iter().position(|o| o.id == node.id) {
-                return err(
-                    f("id"),
-                    format!(
-                        "duplicate node ID {}, also used by nodes[{j}] ({})",
-                        node.id, self.nodes[j].name
-                    ),
-                );
-            }
-            if let Err(why) = check_name(&node.name, MAX_NODE_NAME_LEN, |ch| {
-                ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.'
-            }) {
-                return err(
-                    f("name"),
-                    format!("{why}; use 1 to {MAX_NODE_NAME_LEN} of A-Z a-z 0-9 _ . -"),
-                );
-            }
-            if let Some(j) = self.nodes[..i].iter().position(|o| o.name == node.name) {
-                return err(
-                    f("name"),
-                    format!(
-                        "duplicate node name {}, also used by nodes[{j}] (ID {})",
-                        node.name, self.nodes[j].id
-                    ),
-                );
-            }
-            if node
-                .socket
-                .as_ref()
-                .is_some_and(|s| s.as_os_str().is_empty())
-            {
-                return err(f("socket"), "must not be empty".into());
-            }
-            if node.links.len() != self.links.len() {
-                return err(
-                    f("links"),
-                    format!(
-                        "has {} link addresses but {} links are configured",
-                        node.links.len(),
-                        self.links.len()
-                    ),
-                );
-            }
-            for (l, addr) in self.links.iter().zip(&node.links) {
-                let field = format!("nodes[{i}].links.{}", l.name);
-                match (l.kind, addr) {
-                    (LinkKind::Udp | LinkKind::Udp6, NodeLinkAddr::Udp { addr, interface }) => {
-                        if let Err(why) = check_udp_addr(l, *addr) {
-                            return err(field, why);
-                        }
-                        if let Some(Err(why)) = interface.as_deref().map(check_ifname) {
-                            return err(field, why);
-                        }
-                        // One socket address is one socket: it can serve only one
-                        // node on one link.
-                        for (j, other) in self.nodes[..=i].iter().enumerate() {
-                            for (ol, oa) in self.links.iter().zip(&other.links) {
-                                if j == i && ol.id >= l.id {
-                                    break;
-                                }
-                                if matches!(oa, NodeLinkAddr::Udp { addr: o, .. } if o == addr) {
-                                    return err(
-                                        field,
-                                        format!(
-                                            "duplicate address {addr}, also used by nodes[{j}] ({}) on link {}",
-                                            other.name, ol.name
-                                        ),
-                                    );
-                                }
+        Ok(())
+    }
+
+    /// `nodes[i]`: its ID, name, socket and link addresses, against the nodes before it.
+    fn validate_node(&self, i: usize, node: &NodeConfig) -> Result<(), ConfigError> {
+        let err =
+            |field: String, reason: String| Err(ConfigError::new(&self.source, field, reason));
+        let f = |name: &str| format!("nodes[{i}].{name}");
+        if node.id.get() > MAX_NODE_ID {
+            return err(
+                f("id"),
+                format!("must be 0..={MAX_NODE_ID}, got {}", node.id),
+            );
+        }
+        if let Some(j) = self.nodes[..i].iter().position(|o| o.id == node.id) {
+            return err(
+                f("id"),
+                format!(
+                    "duplicate node ID {}, also used by nodes[{j}] ({})",
+                    node.id, self.nodes[j].name
+                ),
+            );
+        }
+        if let Err(why) = check_name(&node.name, MAX_NODE_NAME_LEN, |ch| {
+            ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.'
+        }) {
+            return err(
+                f("name"),
+                format!("{why}; use 1 to {MAX_NODE_NAME_LEN} of A-Z a-z 0-9 _ . -"),
+            );
+        }
+        if let Some(j) = self.nodes[..i].iter().position(|o| o.name == node.name) {
+            return err(
+                f("name"),
+                format!(
+                    "duplicate node name {}, also used by nodes[{j}] (ID {})",
+                    node.name, self.nodes[j].id
+                ),
+            );
+        }
+        if node
+            .socket
+            .as_ref()
+            .is_some_and(|s| s.as_os_str().is_empty())
+        {
+            return err(f("socket"), "must not be empty".into());
+        }
+        if node.links.len() != self.links.len() {
+            return err(
+                f("links"),
+                format!(
+                    "has {} link addresses but {} links are configured",
+                    node.links.len(),
+                    self.links.len()
+                ),
+            );
+        }
+        for (l, addr) in self.links.iter().zip(&node.links) {
+            let field = format!("nodes[{i}].links.{}", l.name);
+            match (l.kind, addr) {
+                (LinkKind::Udp | LinkKind::Udp6, NodeLinkAddr::Udp { addr, interface }) => {
+                    if let Err(why) = check_udp_addr(l, *addr) {
+                        return err(field, why);
+                    }
+                    if let Some(Err(why)) = interface.as_deref().map(check_ifname) {
+                        return err(field, why);
+                    }
+                    // One socket address is one socket: it can serve only one
+                    // node on one link.
+                    for (j, other) in self.nodes[..=i].iter().enumerate() {
+                        for (ol, oa) in self.links.iter().zip(&other.links) {
+                            if j == i && ol.id >= l.id {
+                                break;
+                            }
+                            if matches!(oa, NodeLinkAddr::Udp { addr: o, .. } if o == addr) {
+                                return err(
+                                    field,
+                                    format!(
+                                        "duplicate address {addr}, also used by nodes[{j}] ({}) on link {}",
+                                        other.name, ol.name
+                                    ),
+                                );
                             }
                         }
                     }
-                    (LinkKind::Ether, NodeLinkAddr::Ether { interface }) => {
-                        if let Err(why) = check_ifname(interface) {
-                            return err(field, format!("ether link {}: {why}", l.name));
-                        }
+                }
+                (LinkKind::Ether, NodeLinkAddr::Ether { interface }) => {
+                    if let Err(why) = check_ifname(interface) {
+                        return err(field, format!("ether link {}: {why}", l.name));
                     }
-                    (kind, _) => {
-                        return err(
-                            field,
-                            format!("link {} is {kind} but the address is not", l.name),
-                        );
-                    }
+                }
+                (kind, _) => {
+                    return err(
+                        field,
+                        format!("link {} is {kind} but the address is not", l.name),
+                    );
                 }
             }
         }
+        Ok(())
+    }
 
-        self.validate_health()?;
-
-        // Seed count.
+    /// `cluster.seed`.
+    fn validate_seed(&self) -> Result<(), ConfigError> {
+        let err =
+            |field: String, reason: String| Err(ConfigError::new(&self.source, field, reason));
+        let c = &self.cluster;
+        let n = self.nodes.len();
         if c.seed == 0 || c.seed > n {
             return err(
                 "cluster.seed".into(),
@@ -1404,6 +1455,13 @@ impl<'de> Deserialize<'de> for RawNodeLink {
     }
 }
 
+/// Deserialize and build, without [`ClusterConfig::validate`].
+fn load_unvalidated(text: &str, source: &Path) -> Result<ClusterConfig, ConfigError> {
+    let raw: RawFile = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+        .map_err(|e| toml_error(text, source, e))?;
+    build(raw, source)
+}
+
 fn toml_error(
     text: &str,
     source: &Path,
@@ -1952,6 +2010,8 @@ fn read_key(path: &Path) -> Result<FrameKey, String> {
     }
     Ok(FrameKey::from_material(&bytes))
 }
+
+mod check;
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,10 @@ pub struct LltstatArgs {
     /// More detail with -n: -nvv lists every link of every node with state, address and RTT.
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// With -n: a line for every node slot 0..63, as Veritas `lltstat -nvv` shows
+    /// them; slots no node is configured in are CONNWAIT with every link DOWN.
+    #[arg(long, requires = "nodes")]
+    pub all_slots: bool,
     /// Configuration information.
     #[arg(short = 'c', conflicts_with = "nodes")]
     pub show_config: bool,
@@ -46,7 +50,7 @@ pub fn run(args: LltstatArgs) -> u8 {
         if args.json {
             nodes_json(&status).to_string()
         } else {
-            nodes_text(&status, args.verbose >= 2)
+            nodes_text_slots(&status, args.verbose >= 2, args.all_slots)
         }
     } else if args.json {
         stats_json(&status).to_string()
@@ -139,6 +143,15 @@ fn keys_line(s: &DaemonStatus) -> String {
 }
 
 pub fn nodes_text(s: &DaemonStatus, links: bool) -> String {
+    nodes_text_slots(s, links, false)
+}
+
+/// Node slots in a Veritas-style `lltstat -n` table.
+const SLOTS: u8 = 64;
+
+/// [`nodes_text`], with `all_slots` a line for every node slot 0..63 (unconfigured
+/// slots CONNWAIT, their links DOWN), as Veritas lists them.
+pub fn nodes_text_slots(s: &DaemonStatus, links: bool, all_slots: bool) -> String {
     let mut out = String::from("LLT node information:\n");
     if !s.authenticated {
         let _ = writeln!(out, "  {}", keys_line(s));
@@ -151,7 +164,26 @@ pub fn nodes_text(s: &DaemonStatus, links: bool) -> String {
     } else {
         out.push_str(&format!("    {:<24} {:<9} Links\n", "Node", "State"));
     }
-    for n in &s.nodes {
+    let order: Vec<_> = if all_slots {
+        (0..SLOTS)
+            .map(|slot| (slot, s.nodes.iter().find(|n| n.id.get() == slot)))
+            .collect()
+    } else {
+        s.nodes.iter().map(|n| (n.id.get(), Some(n))).collect()
+    };
+    for (slot, n) in order {
+        let Some(n) = n else {
+            let label = slot.to_string();
+            if links {
+                let _ = writeln!(out, "    {label:<24} CONNWAIT");
+                for l in &s.links {
+                    let _ = writeln!(out, "    {:<24} {:<9} {:<8} DOWN", "", "", l.name);
+                }
+            } else {
+                let _ = writeln!(out, "    {label:<24} {:<9} 0", "CONNWAIT");
+            }
+            continue;
+        };
         let local = n.id == s.local;
         let mark = if local { '*' } else { ' ' };
         let label = format!("{:>2} {}", n.id, n.name);
@@ -272,11 +304,17 @@ pub fn stats_text(s: &DaemonStatus) -> String {
         );
         for (v, what) in [
             (st.frames_out, "frames sent"),
-            (st.heartbeats_out, "heartbeats sent"),
-            (st.data_out, "data frames sent"),
+            (
+                st.heartbeats_out,
+                "heartbeats sent (Veritas: Snd connect packets)",
+            ),
+            (st.data_out, "data frames sent (Veritas: Snd data packets)"),
             (st.bytes_out, "bytes sent"),
             (st.frames_in, "frames received"),
-            (st.frames_accepted, "frames accepted"),
+            (
+                st.frames_accepted,
+                "frames accepted (Veritas: Rcv data packets)",
+            ),
             (st.bytes_in, "bytes received"),
             (st.drops.total(), "frames dropped"),
         ] {

@@ -9,6 +9,8 @@ mod drill;
 mod fault;
 mod fenceadm;
 mod gabconfig;
+mod import;
+mod init;
 mod keys;
 mod lltstat;
 mod sim;
@@ -105,11 +107,18 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum ConfigCommand {
-    /// Validate a configuration file; prints the first error with file, field and reason.
+    /// Validate a configuration file; prints every problem found, each with file,
+    /// line:column, field and reason ("did you mean" for a misspelt key).
     Check {
         /// The cluster configuration (TOML).
         file: PathBuf,
     },
+    /// Translate a Veritas LLT/GAB configuration (llttab, llthosts, gabtab) into a
+    /// vigil config; lists whatever has no vigil equivalent.
+    Import(import::ImportArgs),
+    /// Write a commented starting config for the given nodes (one UDP link per
+    /// address) and make a fresh cluster key.
+    Init(init::InitArgs),
 }
 
 /// How an inspection command finds its daemon.
@@ -186,6 +195,12 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(&file),
+        Command::Config {
+            command: ConfigCommand::Import(a),
+        } => import::run(&a),
+        Command::Config {
+            command: ConfigCommand::Init(a),
+        } => init::run(&a),
         Command::Keygen(a) => keys::keygen(&a),
         Command::Key(a) => keys::run(a),
         Command::Drill(a) => drill::run(a),
@@ -249,7 +264,29 @@ fn gone(socket: &std::path::Path) -> bool {
 }
 
 fn config_check(file: &std::path::Path) -> u8 {
-    match vigil::config::ClusterConfig::load(file) {
+    // `load` checks the file itself (a regular file, its size, UTF-8) and stops at
+    // the first problem; on a readable file that does not load, `check` then lists
+    // every problem, each with its line and column.
+    let loaded = vigil::config::ClusterConfig::load(file);
+    let problems = match &loaded {
+        Err(e) if e.field != "(file)" => std::fs::read_to_string(file)
+            .map(|text| vigil::config::ClusterConfig::check(&text, file))
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        eprintln!(
+            "{}: {} problem{}",
+            file.display(),
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        return exit::FAILURE;
+    }
+    match loaded {
         Ok(cfg) => {
             let ring: Vec<String> = cfg.frame_keys().iter().map(|k| k.id.to_string()).collect();
             let auth = match ring.first() {
