@@ -40,6 +40,7 @@ fn known_keys(table: &str) -> Option<&'static [&'static str]> {
     Some(match table {
         "" => &[
             "cluster", "timers", "links", "nodes", "daemon", "watchdog", "probes", "hooks",
+            "metrics",
         ],
         "cluster" => &[
             "name",
@@ -75,6 +76,7 @@ fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "control_group",
         ],
         "watchdog" => &["device", "timeout", "softdog"],
+        "metrics" => &["listen"],
         "links" => &[
             "name",
             "kind",
