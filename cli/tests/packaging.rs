@@ -1,5 +1,6 @@
 //! Packaging: the completions and man pages `vigil` generates from its clap
-//! definitions.
+//! definitions, and (with `CI=true` or `VIGIL_TEST_PACKAGE=1`) the .deb that
+//! `scripts/package` builds.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -177,5 +178,111 @@ fn every_subcommand_has_a_man_page_and_every_page_formats() {
         failures.is_empty(),
         "pages with warnings:\n{}",
         failures.join("\n")
+    );
+}
+
+/// `scripts/package` builds the release binary, so this runs in CI or on request.
+#[test]
+fn the_deb_installs_a_stripped_binary_its_links_pages_and_unit() {
+    if !ci() && std::env::var("VIGIL_TEST_PACKAGE").as_deref() != Ok("1") {
+        println!("skipped: set VIGIL_TEST_PACKAGE=1 (or CI=true) to build the release .deb");
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = scratch("deb");
+    let report = stdout(
+        Command::new(repo.join("scripts/package"))
+            .arg("--out")
+            .arg(&out),
+    );
+    println!("{report}");
+    let version = env!("CARGO_PKG_VERSION");
+    let arch = stdout(Command::new("dpkg").arg("--print-architecture"));
+    let deb = out.join(format!("vigil_{version}_{}.deb", arch.trim()));
+    let dbgdeb = out.join(format!("vigil-dbgsym_{version}_{}.deb", arch.trim()));
+    assert!(deb.is_file() && dbgdeb.is_file(), "{report}");
+
+    // Owners, modes and links, as dpkg will install them.
+    let listing = stdout(Command::new("dpkg-deb").arg("-c").arg(&deb));
+    let entry = |path: &str| -> String {
+        listing
+            .lines()
+            .find(|l| l.ends_with(&format!(" ./{path}")) || l.contains(&format!(" ./{path} -> ")))
+            .unwrap_or_else(|| panic!("{path} not in the package:\n{listing}"))
+            .to_string()
+    };
+    for line in listing.lines() {
+        assert!(line.contains(" root/root "), "not owned by root: {line}");
+    }
+    assert!(entry("usr/bin/vigil").starts_with("-rwxr-xr-x "));
+    for link in ["lltstat", "gabconfig", "fenceadm"] {
+        let l = entry(&format!("usr/bin/{link}"));
+        assert!(l.starts_with('l') && l.ends_with(" -> vigil"), "{l}");
+    }
+    for file in [
+        "lib/systemd/system/vigil@.service",
+        "usr/lib/tmpfiles.d/vigil.conf",
+        "usr/share/man/man8/vigil.8.gz",
+        "usr/share/man/man8/vigil-daemon.8.gz",
+        "usr/share/man/man8/vigil-lltstat.8.gz",
+        "usr/share/man/man5/vigil-cluster.toml.5.gz",
+        "usr/share/bash-completion/completions/vigil",
+        "usr/share/zsh/vendor-completions/_vigil",
+        "usr/share/fish/vendor_completions.d/vigil.fish",
+        "usr/share/doc/vigil/examples/cluster.toml",
+        "usr/share/doc/vigil/copyright",
+    ] {
+        assert!(entry(file).starts_with("-rw-r--r-- "), "{}", entry(file));
+    }
+    assert!(entry("etc/vigil/").starts_with("drwxr-xr-x "));
+    assert!(
+        !listing.contains("./etc/vigil/cluster.toml"),
+        "the config is the operator's"
+    );
+    for sub in subcommands() {
+        entry(&format!("usr/share/man/man8/vigil-{sub}.8.gz"));
+    }
+
+    // The control files: no conffiles, a postinst making the directories.
+    let control = out.join("control");
+    run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
+    assert!(!control.join("conffiles").exists());
+    let postinst = std::fs::read_to_string(control.join("postinst")).expect("postinst");
+    assert!(postinst.contains("install -d -m 0700 -o root -g root /var/lib/vigil"));
+    assert!(postinst.contains("/run/vigil"));
+    let fields = stdout(Command::new("dpkg-deb").arg("-f").arg(&deb));
+    assert!(fields.contains("Package: vigil\n") && fields.contains("Depends: libc6"));
+
+    // The packaged binary runs, under its own name and a link's; it is stripped and
+    // its debug info is in the dbgsym package under its build ID.
+    let root = out.join("root");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    run(Command::new("dpkg-deb").arg("-x").arg(&dbgdeb).arg(&root));
+    let bin = root.join("usr/bin/vigil");
+    let v = stdout(Command::new(&bin).arg("--version"));
+    assert_eq!(v.trim(), format!("vigil {version}"));
+    let lltstat = stdout(Command::new(root.join("usr/bin/lltstat")).arg("--help"));
+    assert!(lltstat.contains("lltstat"), "{lltstat}");
+    let sections = stdout(Command::new("readelf").arg("-S").arg(&bin));
+    assert!(
+        !sections.contains(".debug_info"),
+        "the binary is not stripped"
+    );
+    assert!(sections.contains(".gnu_debuglink"));
+    let notes = stdout(Command::new("readelf").arg("-n").arg(&bin));
+    let id = notes
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: "))
+        .expect("a build ID");
+    let debug = root.join(format!(
+        "usr/lib/debug/.build-id/{}/{}.debug",
+        &id[..2],
+        &id[2..]
+    ));
+    let debug_sections = stdout(Command::new("readelf").arg("-S").arg(&debug));
+    assert!(
+        debug_sections.contains(".debug_line"),
+        "no line tables in {}",
+        debug.display()
     );
 }
