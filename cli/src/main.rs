@@ -13,6 +13,7 @@ mod import;
 mod init;
 mod keys;
 mod lltstat;
+mod manpages;
 mod sim;
 mod watch;
 
@@ -103,6 +104,12 @@ enum Command {
     /// Follow this node's authority: the current state at once, then a line per
     /// change of token, view or primary (--json: one JSON object per line).
     Watch(watch::WatchArgs),
+    /// Print shell completions (bash, zsh or fish) to stdout.
+    Completions(manpages::CompletionsArgs),
+    /// Packaging: write the manual pages (vigil.8, vigil-COMMAND.8,
+    /// vigil-cluster.toml.5) to a directory.
+    #[command(hide = true)]
+    Man(manpages::ManArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -209,6 +216,10 @@ fn main() -> ExitCode {
         Command::Fault(a) => fault::run(a),
         Command::GuardedService { args } => return vigil_lab::guarded_service::run(args),
         Command::Watch(a) => watch::run(a),
+        Command::Completions(a) => {
+            manpages::completions(&a, <Cli as clap::CommandFactory>::command())
+        }
+        Command::Man(a) => manpages::man(&a, <Cli as clap::CommandFactory>::command()),
     };
     ExitCode::from(code)
 }
