@@ -758,12 +758,11 @@ impl Running {
                 }
                 _ => true,
             };
-            if cur != &new {
-                *cur = new.clone();
-            }
+            // Moved, not cloned: most turns change only `valid_until`.
             if material {
                 changed = Some(new.clone());
             }
+            *cur = new;
             material
         });
         if let Some(a) = changed {
