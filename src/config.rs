@@ -312,7 +312,9 @@ pub struct ClusterSection {
     pub id: ClusterId,
     /// `seed`: how many nodes must see each other before the first membership forms.
     /// Default: the number of nodes. Must be `1..=nodes` and more than half the nodes,
-    /// so that two halves of a partitioned cluster can never both seed.
+    /// so that two halves of a fresh cluster can never both seed. After a view has
+    /// existed, a group of `seed` nodes also needs a quorum of every view its members
+    /// keep (`docs/membership.md`), so nodes restarted beside a running view wait.
     pub seed: usize,
     /// `fencing`: `"majority"` (default) races for the majority on a split;
     /// `"disabled"` never fences (test clusters only).

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Duration;
 use vigil_fence::{
-    Fence, FenceConfig, FenceEvent, FenceOutput, FenceReason, FenceStatus, PeerInfo, StallAction,
+    Durable, Fence, FenceConfig, FenceEvent, FenceOutput, FenceReason, FenceStatus, PeerInfo,
+    StallAction,
 };
 use vigil_llt::types::{Generation, Incarnation, Instant, LinkAddr, LinkId, NodeId, Port};
 use vigil_llt::{FrameKey, Llt, LltConfig, SendError};
@@ -31,9 +32,9 @@ pub enum Output {
     /// [`FenceEvent::SelfFence`] the driver acts at once (the node already stopped
     /// sending).
     Fence(FenceEvent),
-    /// Make this highest generation durable (write, fsync, rename) before carrying
-    /// out any output that follows it.
-    Persist(Generation),
+    /// Make this state durable (the highest generation and the views known; write,
+    /// fsync, rename) before carrying out any output that follows it.
+    Persist(Durable),
     /// Run this health probe now, off the heartbeat path, and hand its result to
     /// [`Node::probe_result`]. A run that does not answer within the probe's
     /// timeout has failed.
@@ -154,8 +155,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node `me` in `incarnation`, started at `now`, that has seen generations up
-    /// to `persisted` before (from its state file).
+    /// A node `me` in `incarnation`, started at `now`, with what it kept durably
+    /// before (from its state file): the generations it has seen and the views it
+    /// knew (a bare [`Generation`] converts into one with no views).
     pub fn new(
         llt: LltConfig,
         fence: FenceConfig,
@@ -163,12 +165,13 @@ impl Node {
         incarnation: Incarnation,
         now: Instant,
         rng_seed: u64,
-        persisted: Generation,
+        persisted: impl Into<Durable>,
     ) -> Result<Node, ConfigError> {
-        if persisted.next().is_none() {
+        let persisted: Durable = persisted.into();
+        if persisted.highest.next().is_none() {
             return Err(ConfigError(format!(
                 "the persisted generation {} is at the top of its range ({}): no view can follow it",
-                persisted.0,
+                persisted.highest.0,
                 Generation::MAX.0
             )));
         }
@@ -330,7 +333,7 @@ impl Node {
     /// running cluster like a rebooted one.
     pub fn rejoin(&mut self, now: Instant, incarnation: Incarnation, rng_seed: u64) {
         let me = self.me();
-        let persisted = self.fence.status().highest_generation;
+        let persisted = self.fence.status().durable;
         let Ok(llt) = Llt::new(self.llt_cfg.clone(), me, incarnation, now, rng_seed) else {
             // The same config was accepted at start; only a zero incarnation fails.
             return;

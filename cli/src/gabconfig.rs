@@ -387,6 +387,7 @@ pub(crate) mod tests {
                     installed: view.clone(),
                     client_view: view,
                     highest_generation: Generation(12),
+                    durable: Generation(12).into(),
                     lease_until: Some(Instant::from_nanos(10_250_000_000)),
                     settle_until: None,
                     last_race: None,

@@ -167,6 +167,10 @@ enum SabotageArg {
     /// The lowest member of a new view is its primary (no stickiness): a lower ID
     /// that joins takes the role from a primary that still holds authority.
     LowestPrimary,
+    /// Seeding as before views were kept: `seed` accepts decide, nobody checks the
+    /// views they knew, no settle window. Nodes restarted beside a running view
+    /// can seed a second cluster.
+    SeedWithoutViews,
     /// Every node's llt accepts frames that do not echo its current incarnation (the
     /// freshness check off): recorded frames replayed at a restarted node count.
     StaleFrames,
@@ -179,6 +183,7 @@ impl SabotageArg {
             SabotageArg::FewerAccepts => "fewer-accepts",
             SabotageArg::ZeroSettle => "zero-settle",
             SabotageArg::LowestPrimary => "lowest-primary",
+            SabotageArg::SeedWithoutViews => "seed-without-views",
             SabotageArg::StaleFrames => "stale-frames",
         }
     }
@@ -190,6 +195,7 @@ impl SabotageArg {
             SabotageArg::FewerAccepts => Some(Sabotage::FewerAccepts),
             SabotageArg::ZeroSettle => Some(Sabotage::ZeroSettle),
             SabotageArg::LowestPrimary => Some(Sabotage::LowestPrimary),
+            SabotageArg::SeedWithoutViews => Some(Sabotage::SeedWithoutViews),
             SabotageArg::StaleFrames => None,
         }
     }

@@ -14,7 +14,8 @@
 
 use crate::has_quorum;
 use crate::types::{
-    FenceConfig, FenceEvent, FenceReason, FenceStatus, NodeState, RaceRecord, RaceVerdict, Sabotage,
+    Durable, FenceConfig, FenceEvent, FenceReason, FenceStatus, KnownView, NodeState, RaceRecord,
+    RaceVerdict, Sabotage,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -47,8 +48,9 @@ pub enum FenceOutput {
         to: NodeId,
         msg: Msg,
     },
-    /// Make this highest generation durable before carrying out anything after it.
-    Persist(Generation),
+    /// Make this durable state (the highest generation and the views known) durable
+    /// before carrying out anything after it.
+    Persist(Durable),
     Event(FenceEvent),
 }
 
@@ -112,6 +114,8 @@ struct Race {
     own: View,
     acceptors: NodeSet,
     quorum: Quorum,
+    /// A manual seed (`gabconfig -x`): acceptors do not check their known views.
+    manual: bool,
     phase: Phase,
     started: Instant,
     deadline: Instant,
@@ -130,7 +134,9 @@ pub struct Fence {
     client_view: Option<View>,
     pending_client: Option<View>,
     settle_until: Option<Instant>,
-    highest: Generation,
+    /// What survives a restart: the highest generation, the last view installed
+    /// and the last value accepted.
+    durable: Durable,
     promised: Ballot,
     accepted: Option<(Ballot, View)>,
     /// When we accepted a value for a newer generation than the installed one:
@@ -157,6 +163,10 @@ pub struct Fence {
     left: bool,
     leave_requested: bool,
     manual_seed: bool,
+    /// The last `SeedWaiting` said, so it is said once per change.
+    seed_waiting: Option<(NodeSet, Vec<KnownView>)>,
+    /// The last seed attempt was refused by a member of its group.
+    seed_refused: bool,
     last_race: Option<RaceRecord>,
     last_reach: Option<(Instant, NodeSet, PortMask, Generation)>,
     last_join: Option<Instant>,
@@ -173,14 +183,14 @@ fn micros(d: Duration) -> u64 {
 }
 
 impl Fence {
-    /// The core of node `me` in `incarnation`, with the highest generation it ever
-    /// saw (from its state file).
+    /// The core of node `me` in `incarnation`, with what it kept durably (its
+    /// state file): the highest generation it ever saw and the views it knew.
     pub fn new(
         cfg: FenceConfig,
         me: NodeId,
         incarnation: Incarnation,
         now: Instant,
-        persisted: Generation,
+        persisted: impl Into<Durable>,
     ) -> Fence {
         Fence {
             cfg,
@@ -192,7 +202,7 @@ impl Fence {
             client_view: None,
             pending_client: None,
             settle_until: None,
-            highest: persisted,
+            durable: persisted.into(),
             promised: Ballot::ZERO,
             accepted: None,
             accepted_at: None,
@@ -213,6 +223,8 @@ impl Fence {
             left: false,
             leave_requested: false,
             manual_seed: false,
+            seed_waiting: None,
+            seed_refused: false,
             last_race: None,
             last_reach: None,
             last_join: None,
@@ -302,7 +314,8 @@ impl Fence {
             self_fence: self.cfg.self_fence,
             installed: self.installed.clone(),
             client_view: self.client_view.clone(),
-            highest_generation: self.highest,
+            highest_generation: self.durable.highest,
+            durable: self.durable,
             lease_until: self.lease_until,
             settle_until: self.settle_until,
             last_race: self.last_race.clone(),
@@ -356,11 +369,27 @@ impl Fence {
         }
     }
 
-    fn raise_highest(&mut self, g: Generation) {
-        if g > self.highest {
-            self.highest = g;
-            self.push(FenceOutput::Persist(g));
+    /// Change the durable state; a change is queued as one `Persist` before anything
+    /// that follows it.
+    fn keep(&mut self, change: impl FnOnce(&mut Durable)) {
+        let before = self.durable;
+        change(&mut self.durable);
+        if self.durable.highest < before.highest {
+            // Generations never go back; nothing here lowers one.
+            self.durable.highest = before.highest;
         }
+        if self.durable != before {
+            self.push(FenceOutput::Persist(self.durable));
+        }
+    }
+
+    fn raise_highest(&mut self, g: Generation) {
+        self.keep(|d| d.highest = d.highest.max(g));
+    }
+
+    /// Whether `group` may seed: it holds a quorum of every view this node knows.
+    fn seed_allowed(&self, group: NodeSet) -> bool {
+        self.durable.seed_overrides(group).is_empty()
     }
 
     pub fn poll_output(&mut self) -> Option<FenceOutput> {
@@ -636,7 +665,7 @@ impl Fence {
         let msg = Msg::Reach {
             up,
             ports: self.ports,
-            highest: self.highest,
+            highest: self.durable.highest,
             installed,
         };
         let me = self.me;
@@ -809,31 +838,52 @@ impl Fence {
         if ids.min() != Some(self.me) {
             return;
         }
-        let quorum = if self.manual_seed {
-            Quorum::All(ids)
-        } else if group.len() >= self.cfg.seed {
+        if !self.manual_seed && group.len() < self.cfg.seed {
+            return;
+        }
+        let overrides = self.durable.seed_overrides(ids);
+        let quorum = if self.cfg.sabotage == Some(Sabotage::SeedWithoutViews) && !self.manual_seed {
+            // The rule before views were kept: `seed` accepts, no views checked.
             Quorum::Seed(self.cfg.seed)
         } else {
-            return;
+            if !self.manual_seed && !overrides.is_empty() {
+                // A view this node knows may still run with a quorum elsewhere.
+                let waiting = Some((ids, overrides.clone()));
+                if self.seed_waiting != waiting {
+                    self.seed_waiting = waiting;
+                    self.event(FenceEvent::SeedWaiting {
+                        group: ids,
+                        needs: overrides,
+                    });
+                }
+                return;
+            }
+            // Every member of the group accepts a seed, each after checking that
+            // the group holds a quorum of every view it knows: a view unknown to
+            // the seeder but known to a member is checked too.
+            Quorum::All(ids)
         };
         let highest = group
             .iter()
             .filter_map(|m| {
                 if m.id == self.me {
-                    Some(self.highest)
+                    Some(self.durable.highest)
                 } else {
                     self.reports.get(&m.id).map(|r| r.highest)
                 }
             })
             .max()
-            .unwrap_or(self.highest);
+            .unwrap_or(self.durable.highest);
         let Some(generation) = highest.next() else {
             // At the top of the range: refuse to seed rather than wrap.
             return;
         };
         let value = View::new(generation, group, None);
         if self.manual_seed {
-            self.event(FenceEvent::ManualSeed { members: ids });
+            self.event(FenceEvent::ManualSeed {
+                members: ids,
+                overrides,
+            });
         }
         self.start_race(now, Generation(0), value, ids, quorum);
     }
@@ -1004,6 +1054,7 @@ impl Fence {
             own,
             acceptors,
             quorum,
+            manual: self.manual_seed && slot.0 == 0,
             phase: Phase::Prepare {
                 promises: BTreeMap::new(),
             },
@@ -1029,8 +1080,13 @@ impl Fence {
                 duration,
             });
             if race.slot.0 == 0 {
-                // A seed attempt that failed: try again later; nobody fences.
-                self.seed_retry = Some(now + self.cfg.heartbeat * 4);
+                // A seed attempt that failed: try again later; nobody fences. A
+                // refused one waits longer: the group must change first.
+                let mut wait = self.cfg.heartbeat * 4;
+                if std::mem::take(&mut self.seed_refused) {
+                    wait += self.cfg.race_timeout.max(self.cfg.peer_inactive);
+                }
+                self.seed_retry = Some(now + wait);
                 return;
             }
             for p in self.up_members() {
@@ -1056,6 +1112,7 @@ impl Fence {
                     slot: race.slot,
                     ballot: race.ballot,
                     value: value.clone(),
+                    manual: race.manual,
                 },
                 accepts.keys().copied().collect(),
             ),
@@ -1176,7 +1233,15 @@ impl Fence {
                 }
             }
         }
-        self.raise_highest(view.generation);
+        let known = KnownView::of(&view);
+        self.keep(|d| {
+            d.highest = d.highest.max(view.generation);
+            d.installed = Some(known);
+            if d.accepted.is_some_and(|a| a.generation <= known.generation) {
+                d.accepted = None;
+            }
+        });
+        self.seed_waiting = None;
         self.promised = Ballot::ZERO;
         self.accepted = None;
         self.accepted_at = None;
@@ -1263,7 +1328,7 @@ impl Fence {
         let msg = Msg::Nack {
             slot,
             promised: self.promised,
-            highest: self.highest,
+            highest: self.durable.highest,
         };
         self.send(from, msg);
     }
@@ -1323,12 +1388,24 @@ impl Fence {
                 slot,
                 ballot,
                 value,
+                manual,
             } => {
                 if !self.eligible(slot) {
                     return;
                 }
+                // A seed is accepted only by a node that sees it holds a quorum of
+                // every view this node knows (which may still run elsewhere), or
+                // when an operator seeds by hand.
+                if slot.0 == 0
+                    && !manual
+                    && self.cfg.sabotage != Some(Sabotage::SeedWithoutViews)
+                    && !self.seed_allowed(value.node_set())
+                {
+                    self.nack(from, slot);
+                    return;
+                }
                 let fresh_seed = slot.0 > 0
-                    || value.generation > self.highest
+                    || value.generation > self.durable.highest
                     || self
                         .accepted
                         .as_ref()
@@ -1338,7 +1415,17 @@ impl Fence {
                     return;
                 }
                 self.promised = ballot;
-                self.raise_highest(value.generation);
+                let newer = self
+                    .durable
+                    .installed
+                    .is_none_or(|i| value.generation > i.generation);
+                let known = KnownView::of(&value);
+                self.keep(|d| {
+                    d.highest = d.highest.max(value.generation);
+                    if newer {
+                        d.accepted = Some(known);
+                    }
+                });
                 self.note_race(now, slot, ballot, Some(value.node_set()));
                 let heard_ago_us = match &self.installed {
                     Some(v) => v
@@ -1353,6 +1440,19 @@ impl Fence {
                                 .map_or(u64::MAX, |t| micros(now.saturating_since(t)));
                             (m.id, ago)
                         })
+                        .collect(),
+                    // Seeding: members of the views this node knew that the seed
+                    // leaves out may still hold a lease confirmed by this node's
+                    // earlier incarnation, up to now: the seed reaches clients only
+                    // a lease after this.
+                    None if self.cfg.sabotage != Some(Sabotage::SeedWithoutViews) => self
+                        .durable
+                        .views()
+                        .fold(NodeSet::EMPTY, |acc, v| acc.union(v.members))
+                        .difference(value.node_set())
+                        .iter()
+                        .filter(|m| *m != self.me)
+                        .map(|m| (m, 0))
                         .collect(),
                     None => Vec::new(),
                 };
@@ -1407,6 +1507,13 @@ impl Fence {
                         promises: BTreeMap::new(),
                     };
                     race.next_send = now;
+                } else if slot.0 == 0 {
+                    // A member of the group refused the seed: it knows a view whose
+                    // quorum the group lacks. Every member must accept a seed, so
+                    // this one is lost; try again once the group may have changed.
+                    race.deadline = now;
+                    self.seed_refused = true;
+                    self.race_step(now);
                 }
             }
             Msg::Decided { view, settle_us } => {

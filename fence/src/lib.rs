@@ -12,8 +12,8 @@ pub mod types;
 
 pub use engine::{Fence, FenceOutput, PeerInfo};
 pub use types::{
-    FenceConfig, FenceEvent, FenceReason, FenceStatus, NodeState, RaceRecord, RaceVerdict,
-    Sabotage, StallAction,
+    Durable, FenceConfig, FenceEvent, FenceReason, FenceStatus, KnownView, NodeState, RaceRecord,
+    RaceVerdict, Sabotage, StallAction,
 };
 
 /// Whether `side` has quorum of the previous view `prev`:

@@ -78,6 +78,68 @@ pub enum Sabotage {
     /// takes the role while the old primary still holds authority on the view
     /// before.
     LowestPrimary,
+    /// Seeding as before views were kept: `seed` accepts decide a seed, nobody
+    /// checks the views it knows, and no settle window follows. A group that
+    /// restarted beside a running view can start a second cluster.
+    SeedWithoutViews,
+}
+
+/// A view as a node remembers it across restarts: its generation and member IDs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KnownView {
+    pub generation: Generation,
+    pub members: NodeSet,
+}
+
+impl KnownView {
+    /// The generation and member IDs of `view`.
+    pub fn of(view: &View) -> KnownView {
+        KnownView {
+            generation: view.generation,
+            members: view.node_set(),
+        }
+    }
+}
+
+/// What a node keeps durably (its state file): the highest generation it has seen,
+/// the last view it installed and the last value it accepted for a newer
+/// generation. Seeding reads the views: a group may seed only if it holds a quorum
+/// of every one its members know (see `docs/membership.md`, "Seeding after a
+/// view"), so no group can start a second cluster beside a view that may still run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Durable {
+    pub highest: Generation,
+    /// The last view installed here.
+    pub installed: Option<KnownView>,
+    /// The last value accepted here for a generation above `installed`'s: it may
+    /// have been decided without this node learning it.
+    pub accepted: Option<KnownView>,
+}
+
+impl From<Generation> for Durable {
+    /// Only a highest generation (a state file written before views were kept).
+    fn from(highest: Generation) -> Durable {
+        Durable {
+            highest,
+            installed: None,
+            accepted: None,
+        }
+    }
+}
+
+impl Durable {
+    /// The views this node knows of, newest last.
+    pub fn views(&self) -> impl Iterator<Item = KnownView> {
+        self.installed.into_iter().chain(self.accepted)
+    }
+
+    /// The known views of which `group` holds no quorum: seeding `group` would
+    /// override them.
+    pub fn seed_overrides(&self, group: NodeSet) -> Vec<KnownView> {
+        self.views()
+            .filter(|v| !crate::has_quorum(v.members, group))
+            .collect()
+    }
 }
 
 /// Why a node fences itself.
@@ -173,6 +235,17 @@ pub enum FenceEvent {
     /// `gabconfig -x`: seeding by hand with whoever is reachable.
     ManualSeed {
         members: NodeSet,
+        /// The views this node knows of whose quorum the group lacks: what the
+        /// manual seed overrides (empty when an automatic seed would have been
+        /// allowed too).
+        overrides: Vec<KnownView>,
+    },
+    /// Seeding is held back: the reachable group lacks a quorum of a view this
+    /// node knows of, which may still be running elsewhere. Said once per change
+    /// of the group or of the views.
+    SeedWaiting {
+        group: NodeSet,
+        needs: Vec<KnownView>,
     },
     /// Left after a graceful stop.
     Left {
@@ -191,6 +264,8 @@ pub struct FenceStatus {
     /// The view clients see (the installed one once its settle window passed).
     pub client_view: Option<View>,
     pub highest_generation: Generation,
+    /// The views this node keeps durably (last installed, last accepted).
+    pub durable: Durable,
     pub lease_until: Option<Instant>,
     pub settle_until: Option<Instant>,
     pub last_race: Option<RaceRecord>,

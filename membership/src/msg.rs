@@ -70,6 +70,9 @@ pub enum Msg {
         slot: Slot,
         ballot: Ballot,
         value: View,
+        /// A manual seed (`gabconfig -x`, slot 0 only): the acceptor does not
+        /// check that the group holds a quorum of the views it knows.
+        manual: bool,
     },
     /// Phase 2b, with how long ago (µs) the acceptor last heard each member the value
     /// excludes, for the settle window.
@@ -272,11 +275,13 @@ impl Msg {
                 slot,
                 ballot,
                 value,
+                manual,
             } => {
                 o.push(5);
                 o.extend_from_slice(&slot.0.to_be_bytes());
                 put_ballot(&mut o, *ballot);
                 put_view(&mut o, value);
+                o.push(u8::from(*manual));
             }
             Msg::Accepted {
                 slot,
@@ -356,6 +361,11 @@ impl Msg {
                 slot: r.gen()?,
                 ballot: r.ballot()?,
                 value: r.view()?,
+                manual: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(BadMsg("manual flag")),
+                },
             },
             6 => {
                 let slot = r.gen()?;
@@ -447,6 +457,13 @@ mod tests {
                 slot: Generation(8),
                 ballot: b,
                 value: view(),
+                manual: false,
+            },
+            Msg::Accept {
+                slot: Generation(0),
+                ballot: b,
+                value: view(),
+                manual: true,
             },
             Msg::Accepted {
                 slot: Generation(8),
@@ -530,6 +547,7 @@ mod tests {
             slot: Generation(6),
             ballot: Ballot::ZERO,
             value: v,
+            manual: false,
         };
         assert_eq!(
             Msg::decode(&empty.encode()),

@@ -230,6 +230,15 @@ fn ids(set: NodeSet) -> String {
     format!("[{}]", list.join(","))
 }
 
+/// `generation 7 [0,1,2]`, comma-separated.
+fn known_views(views: &[vigil_fence::KnownView]) -> String {
+    let list: Vec<String> = views
+        .iter()
+        .map(|v| format!("generation {} {}", v.generation.0, ids(v.members)))
+        .collect();
+    list.join(", ")
+}
+
 /// The stable name of a fence reason and the generation it is about.
 pub(crate) fn reason_parts(r: &FenceReason) -> (&'static str, u64) {
     match r {
@@ -702,13 +711,13 @@ impl Running {
         if let Err(e) = done.result {
             let message = format!(
                 "cannot record generation {} in {}: {e}; stopping, since a generation that is not durable must not be acted on",
-                done.generation.0,
+                done.state.highest.0,
                 self.store.describe()
             );
             error!(
                 event = "state.persist_failed",
                 ts_us = wall_us(),
-                generation = done.generation.0,
+                generation = done.state.highest.0,
                 store = %self.store.describe(),
                 "{message}"
             );
@@ -718,17 +727,17 @@ impl Running {
             warn!(
                 event = "state.slow_write",
                 ts_us = wall_us(),
-                generation = done.generation.0,
+                generation = done.state.highest.0,
                 took_ms = done.took.as_millis() as u64,
                 "recording generation {} took {} ms; heartbeats went on meanwhile",
-                done.generation.0,
+                done.state.highest.0,
                 done.took.as_millis()
             );
         } else {
             debug!(
                 event = "state.persisted",
                 ts_us = wall_us(),
-                generation = done.generation.0,
+                generation = done.state.highest.0,
                 took_us = done.took.as_micros() as u64,
                 "generation recorded"
             );
@@ -959,12 +968,30 @@ impl Running {
                     reason_text(reason)
                 );
             }
-            FenceEvent::ManualSeed { members } => warn!(
+            FenceEvent::ManualSeed { members, overrides } => warn!(
                 event = "seed.manual",
                 ts_us = ts,
                 members = %ids(*members),
-                "MANUAL SEED (gabconfig -x): seeding with the reachable nodes {} only; if other nodes run apart from these, the cluster can split in two",
-                ids(*members)
+                overrides = %known_views(overrides),
+                "MANUAL SEED (gabconfig -x): seeding with the reachable nodes {} only{}; if other nodes run apart from these, the cluster can split in two",
+                ids(*members),
+                if overrides.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", overriding the last known view(s) {} whose quorum is not here",
+                        known_views(overrides)
+                    )
+                }
+            ),
+            FenceEvent::SeedWaiting { group, needs } => warn!(
+                event = "seed.waiting",
+                ts_us = ts,
+                group = %ids(*group),
+                needs = %known_views(needs),
+                "not seeding with {}: it holds no quorum of the last known view(s) {}, which may still run elsewhere; waiting for more of its members (gabconfig -x overrides this)",
+                ids(*group),
+                known_views(needs)
             ),
             FenceEvent::Left { generation } => info!(
                 event = "node.left",
@@ -1606,7 +1633,7 @@ fn open(
         cluster = %cfg.cluster.name,
         incarnation = %incarnation,
         socket = %socket.map_or_else(|| "none".to_string(), |s| s.display().to_string()),
-        persisted_generation = persisted.0,
+        persisted_generation = persisted.highest.0,
         store = %store_name,
         fencing = ?cfg.cluster.fencing,
         self_fence = self_fence_name(&cfg.cluster.self_fence),

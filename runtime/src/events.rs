@@ -55,6 +55,10 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     ("node.self_fence", "this node fences itself"),
     ("seed.manual", "seeded by hand (gabconfig -x)"),
+    (
+        "seed.waiting",
+        "not seeding: the group lacks a quorum of a view this node knows",
+    ),
     ("node.left", "this node left the cluster gracefully"),
     ("probe.failed", "a health probe failed"),
     ("probe.recovered", "a health probe passes again"),
@@ -118,6 +122,7 @@ pub fn fence_name(e: &FenceEvent) -> &'static str {
         FenceEvent::AuthorityLost { .. } => "authority.lost",
         FenceEvent::SelfFence { .. } => "node.self_fence",
         FenceEvent::ManualSeed { .. } => "seed.manual",
+        FenceEvent::SeedWaiting { .. } => "seed.waiting",
         FenceEvent::Left { .. } => "node.left",
     }
 }

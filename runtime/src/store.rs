@@ -5,7 +5,11 @@
 //!
 //! The state file:
 //! One small text file per node, `{state_dir}/{node name}.generation`, holding
-//! `generation N\n`. It is replaced atomically: the new content goes to a temporary
+//! `generation N\n`, then the last view installed here (`installed G 0,1,2\n`) and
+//! the last value accepted for a newer generation (`accepted G 0,1\n`) when there
+//! are any: seeding checks that a group holds a quorum of each of them
+//! ([`vigil_fence::Durable`]). A file with the first line only (written before views
+//! were kept) is read as a generation without views. It is replaced atomically: the new content goes to a temporary
 //! file in the same directory, which is fsynced, renamed over the old one, and then
 //! the directory is fsynced, so that after a crash the file holds either the old or
 //! the new generation, never a torn one.
@@ -20,32 +24,35 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use vigil_llt::types::Generation;
+use vigil_fence::{Durable, KnownView};
+use vigil_llt::types::{Generation, NodeId};
+use vigil_membership::NodeSet;
 
-/// Keeps the highest generation a node has seen, durably.
+/// Keeps, durably, the highest generation a node has seen and the views it knows
+/// ([`Durable`]).
 ///
 /// The runtime calls [`GenerationStore::load`] once at start, and
-/// [`GenerationStore::store`] on a thread of its own for every new highest
-/// generation; the node acts on that generation only once `store` has returned
-/// `Ok`. An error stops the node.
+/// [`GenerationStore::store`] on a thread of its own for every change; the node
+/// acts on what it stored only once `store` has returned `Ok`. An error stops the
+/// node.
 pub trait GenerationStore: Send + 'static {
-    /// The generation stored (0 when nothing was stored yet). An error when what
-    /// is stored cannot be read: the node must not start and risk reusing
-    /// generations.
-    fn load(&mut self) -> Result<Generation, String>;
-    /// Make `generation` durable: when this returns `Ok`, a crash cannot lose it.
-    fn store(&mut self, generation: Generation) -> Result<(), String>;
+    /// The state stored (generation 0 and no views when nothing was stored yet).
+    /// An error when what is stored cannot be read: the node must not start and
+    /// risk reusing generations or seeding beside a view it knew.
+    fn load(&mut self) -> Result<Durable, String>;
+    /// Make `state` durable: when this returns `Ok`, a crash cannot lose it.
+    fn store(&mut self, state: &Durable) -> Result<(), String>;
     /// Where the generation is kept, for messages (a path, a URL).
     fn describe(&self) -> String;
 }
 
 impl GenerationStore for StateFile {
-    fn load(&mut self) -> Result<Generation, String> {
+    fn load(&mut self) -> Result<Durable, String> {
         Ok(self.stored)
     }
 
-    fn store(&mut self, generation: Generation) -> Result<(), String> {
-        StateFile::store(self, generation)
+    fn store(&mut self, state: &Durable) -> Result<(), String> {
+        StateFile::store(self, *state)
     }
 
     fn describe(&self) -> String {
@@ -56,7 +63,7 @@ impl GenerationStore for StateFile {
 /// A finished write.
 #[derive(Debug)]
 pub(crate) struct Stored {
-    pub generation: Generation,
+    pub state: Durable,
     pub result: Result<(), String>,
     /// How long the write took.
     pub took: std::time::Duration,
@@ -65,7 +72,7 @@ pub(crate) struct Stored {
 /// The store on a thread of its own: the node hands it generations and goes on
 /// with its heartbeats; each write's outcome comes back as a [`Stored`].
 pub(crate) struct StoreWorker {
-    tx: std::sync::mpsc::Sender<Generation>,
+    tx: std::sync::mpsc::Sender<Durable>,
     describe: String,
     /// Fault injection (testing): milliseconds every write is made to take longer.
     delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -77,21 +84,21 @@ impl StoreWorker {
         done: tokio::sync::mpsc::UnboundedSender<Stored>,
     ) -> Result<StoreWorker, String> {
         let describe = store.describe();
-        let (tx, rx) = std::sync::mpsc::channel::<Generation>();
+        let (tx, rx) = std::sync::mpsc::channel::<Durable>();
         let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let delay = delay_ms.clone();
         std::thread::Builder::new()
             .name("vigil-store".into())
             .spawn(move || {
-                while let Ok(generation) = rx.recv() {
+                while let Ok(state) = rx.recv() {
                     let started = std::time::Instant::now();
                     let slow = delay.load(std::sync::atomic::Ordering::Relaxed);
                     if slow > 0 {
                         std::thread::sleep(std::time::Duration::from_millis(slow));
                     }
-                    let result = store.store(generation);
+                    let result = store.store(&state);
                     let stored = Stored {
-                        generation,
+                        state,
                         result,
                         took: started.elapsed(),
                     };
@@ -119,9 +126,9 @@ impl StoreWorker {
         self.delay_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Hand `generation` to the store; `false` if its thread has stopped.
-    pub(crate) fn persist(&self, generation: Generation) -> bool {
-        self.tx.send(generation).is_ok()
+    /// Hand `state` to the store; `false` if its thread has stopped.
+    pub(crate) fn persist(&self, state: Durable) -> bool {
+        self.tx.send(state).is_ok()
     }
 
     pub(crate) fn describe(&self) -> &str {
@@ -138,8 +145,8 @@ pub struct StateFile {
     dir: PathBuf,
     path: PathBuf,
     tmp: PathBuf,
-    /// The generation last read or written.
-    stored: Generation,
+    /// What was last read or written.
+    stored: Durable,
 }
 
 impl StateFile {
@@ -199,15 +206,24 @@ impl StateFile {
 
     /// The generation last read or written.
     pub fn generation(&self) -> Generation {
+        self.stored.highest
+    }
+
+    /// Everything last read or written.
+    pub fn durable(&self) -> Durable {
         self.stored
     }
 
-    /// Durably record `g`. Generations never go back: a `g` not above the stored one
-    /// is already covered and writes nothing.
-    pub fn store(&mut self, g: Generation) -> Result<(), String> {
-        if g <= self.stored {
+    /// Durably record `state` (a bare [`Generation`] is a state without views).
+    /// Generations never go back: a state whose generation is below the stored one
+    /// is stale, and one equal to what is stored is already covered; neither
+    /// writes anything.
+    pub fn store(&mut self, state: impl Into<Durable>) -> Result<(), String> {
+        let state: Durable = state.into();
+        if state.highest < self.stored.highest || state == self.stored {
             return Ok(());
         }
+        let g = state.highest;
         let shown = self.path.display();
         if !g.is_valid() {
             return Err(format!(
@@ -220,23 +236,39 @@ impl StateFile {
             .create_tmp()
             .map_err(|e| format!("cannot write state file {shown}: {e}"))?;
         let write = |mut f: File| -> std::io::Result<()> {
-            f.write_all(format!("generation {}\n", g.0).as_bytes())?;
+            f.write_all(render(&state).as_bytes())?;
             f.sync_all()?;
             drop(f);
             std::fs::rename(&self.tmp, &self.path)?;
             File::open(&self.dir)?.sync_all()
         };
         write(f).map_err(|e| format!("cannot write state file {shown}: {e}"))?;
-        self.stored = g;
+        self.stored = state;
         Ok(())
     }
 }
 
-/// The generation in the file at `path`; 0 when it does not exist.
-fn read(path: &Path) -> Result<Generation, String> {
+/// The file's text for `state`.
+fn render(state: &Durable) -> String {
+    let mut text = format!("generation {}\n", state.highest.0);
+    let line = |name: &str, v: KnownView| {
+        let ids: Vec<String> = v.members.iter().map(|m| m.0.to_string()).collect();
+        format!("{name} {} {}\n", v.generation.0, ids.join(","))
+    };
+    if let Some(v) = state.installed {
+        text += &line("installed", v);
+    }
+    if let Some(v) = state.accepted {
+        text += &line("accepted", v);
+    }
+    text
+}
+
+/// What the file at `path` holds; generation 0 and no views when it does not exist.
+fn read(path: &Path) -> Result<Durable, String> {
     let shown = path.display();
     match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Generation(0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Durable::default()),
         Err(e) => return Err(format!("cannot read state file {shown}: {e}")),
         Ok(_) => {}
     }
@@ -251,15 +283,66 @@ fn read(path: &Path) -> Result<Generation, String> {
     })
 }
 
-/// `generation N` on one line (trailing newline optional).
-fn parse(text: &str) -> Result<Generation, String> {
+/// `generation N`, then at most one `installed G IDS` and one `accepted G IDS` line
+/// (IDs comma-separated; trailing newline optional).
+fn parse(text: &str) -> Result<Durable, String> {
     if text.len() as u64 > MAX_LEN {
         return Err(format!("longer than {MAX_LEN} bytes"));
     }
-    let line = text.strip_suffix('\n').unwrap_or(text);
-    if line.contains('\n') {
-        return Err("more than one line".into());
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let mut lines = body.split('\n');
+    let highest = parse_generation(lines.next().unwrap_or(""))?;
+    let mut state = Durable::from(highest);
+    for (n, line) in lines.enumerate() {
+        let lineno = n + 2;
+        let mut words = line.split(' ');
+        let (name, generation, ids) = (words.next(), words.next(), words.next());
+        let (Some(name), Some(generation), Some(ids), None) = (name, generation, ids, words.next())
+        else {
+            return Err(format!(
+                "line {lineno}: expected `installed|accepted GENERATION IDS`, found {line:?}"
+            ));
+        };
+        let generation = generation
+            .parse::<u64>()
+            .map(Generation)
+            .map_err(|e| format!("line {lineno}: bad generation {generation:?}: {e}"))?;
+        if generation > highest {
+            return Err(format!(
+                "line {lineno}: view generation {} above the highest generation {}",
+                generation.0, highest.0
+            ));
+        }
+        let mut members = NodeSet::EMPTY;
+        for id in ids.split(',') {
+            let id = id
+                .parse::<u8>()
+                .ok()
+                .and_then(NodeId::new)
+                .ok_or_else(|| format!("line {lineno}: bad node ID {id:?}"))?;
+            members.insert(id);
+        }
+        let view = Some(KnownView {
+            generation,
+            members,
+        });
+        match name {
+            "installed" if state.installed.is_none() && state.accepted.is_none() => {
+                state.installed = view
+            }
+            "accepted" if state.accepted.is_none() => state.accepted = view,
+            _ => {
+                return Err(format!(
+                    "line {lineno}: unexpected {name:?} (expected one `installed` line, then one `accepted` line)"
+                ))
+            }
+        }
     }
+    Ok(state)
+}
+
+/// `generation N`.
+fn parse_generation(line: &str) -> Result<Generation, String> {
     let Some(number) = line.strip_prefix("generation ") else {
         return Err(format!("expected `generation N`, found {line:?}"));
     };
@@ -323,6 +406,58 @@ mod tests {
             StateFile::open(&d.0, "n2").unwrap().generation(),
             Generation(0)
         );
+    }
+
+    #[test]
+    fn the_views_known_are_kept_and_read_back() {
+        let d = TempDir::new("views");
+        let mut s = StateFile::open(&d.0, "n0").unwrap();
+        let ids = |v: &[u8]| v.iter().map(|i| NodeId(*i)).collect::<NodeSet>();
+        let state = Durable {
+            highest: Generation(9),
+            installed: Some(KnownView {
+                generation: Generation(7),
+                members: ids(&[0, 1, 2]),
+            }),
+            accepted: Some(KnownView {
+                generation: Generation(8),
+                members: ids(&[0, 1]),
+            }),
+        };
+        s.store(state).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.0.join("n0.generation")).unwrap(),
+            "generation 9\ninstalled 7 0,1,2\naccepted 8 0,1\n"
+        );
+        assert_eq!(StateFile::open(&d.0, "n0").unwrap().durable(), state);
+        // The same generation with another view is written; an older one is not.
+        let later = Durable {
+            accepted: None,
+            ..state
+        };
+        s.store(later).unwrap();
+        assert_eq!(StateFile::open(&d.0, "n0").unwrap().durable(), later);
+        s.store(Generation(3)).unwrap();
+        assert_eq!(StateFile::open(&d.0, "n0").unwrap().durable(), later);
+        // Files written before views were kept still read.
+        std::fs::write(d.0.join("n0.generation"), "generation 4\n").unwrap();
+        assert_eq!(
+            StateFile::open(&d.0, "n0").unwrap().durable(),
+            Durable::from(Generation(4))
+        );
+        for bad in [
+            "generation 9\ninstalled 7\n",
+            "generation 9\ninstalled 7 0,x\n",
+            "generation 9\ninstalled 7 0,64\n",
+            "generation 9\ninstalled 10 0,1\n",
+            "generation 9\naccepted 8 0\ninstalled 7 0,1\n",
+            "generation 9\ninstalled 7 0\ninstalled 8 0\n",
+            "generation 9\nview 7 0\n",
+        ] {
+            std::fs::write(d.0.join("n0.generation"), bad).unwrap();
+            let e = StateFile::open(&d.0, "n0").unwrap_err();
+            assert!(e.contains("corrupt") && e.contains("line"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

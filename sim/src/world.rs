@@ -137,7 +137,7 @@ impl Replayer {
 /// One node slot: the running node, its durable state and its clock.
 struct Slot {
     node: Option<Node>,
-    persisted: Generation,
+    persisted: vigil_fence::Durable,
     restarts: u64,
     frozen_until: Option<Instant>,
     backlog: Vec<Flight>,
@@ -277,7 +277,7 @@ impl World {
         for _ in 0..n {
             w.slots.push(Slot {
                 node: None,
-                persisted: Generation(0),
+                persisted: vigil_fence::Durable::default(),
                 restarts: 0,
                 frozen_until: None,
                 backlog: Vec::new(),
@@ -711,8 +711,10 @@ impl World {
                         self.send_frame(i, j, t.link, t.bytes.clone());
                     }
                 }
-                Output::Persist(g) => {
-                    self.slots[i].persisted = self.slots[i].persisted.max(g);
+                Output::Persist(d) => {
+                    if d.highest >= self.slots[i].persisted.highest {
+                        self.slots[i].persisted = d;
+                    }
                 }
                 Output::Fence(e) => {
                     self.log(format!("n{i} {e:?}"));

@@ -185,3 +185,24 @@ fn a_sweep_of_the_attacker_alone_finds_no_violation() {
         }
     }
 }
+
+/// The seed-count split (five nodes, `seed = 3`, nodes restarted beside a running
+/// view seed a second cluster) passes with the views kept, and is caught when
+/// seeding ignores them.
+#[test]
+fn the_checker_catches_seeding_beside_a_running_view() {
+    let sc = scenario("27-seed-beside-a-running-view.toml");
+    let ok = vigil_sim::run(&sc, Options::default());
+    assert!(ok.violation.is_none(), "{:?}", ok.violation);
+    let broken = vigil_sim::run(
+        &sc,
+        Options {
+            sabotage: Some(Sabotage::SeedWithoutViews),
+            ..Options::default()
+        },
+    );
+    let v = broken
+        .violation
+        .expect("a second cluster seeded beside the first");
+    assert!(v.property == "S2" || v.property == "S1", "{v:?}");
+}
