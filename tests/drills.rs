@@ -112,3 +112,4 @@ netns_drill!(netns_one_way, "one-way");
 netns_drill!(netns_fence_loop, "fence-loop");
 netns_drill!(netns_non_transitive, "non-transitive");
 netns_drill!(netns_cascading, "cascading");
+netns_drill!(netns_pair_cut, "pair-cut");

@@ -12,14 +12,21 @@ const FENCED: i32 = 4;
 /// `peer_inactive` of the fencing lab.
 const PEER_INACTIVE: Duration = Duration::from_millis(400);
 
-/// A writable probe per node on its own directory `{dir}/probe-nI`, checked every
-/// 100 ms, failed after 2 failures in a row.
+/// A writable probe per node on its own directory `{dir}/probe-nI`. The highest
+/// node's (the one whose disk breaks) is checked every 100 ms and failed after 2
+/// failures in a row; the others' every second with a timeout (5 s) and threshold
+/// (3) that a loaded machine does not trip.
 fn probes(n: usize) -> String {
     (0..n)
         .map(|i| {
+            let (interval, timeout, threshold) = if i + 1 == n {
+                (100, 300, 2)
+            } else {
+                (1000, 5000, 3)
+            };
             format!(
                 "\n[[probes]]\nname = \"disk-n{i}\"\nkind = \"writable\"\npath = \"{{dir}}/probe-n{i}\"\n\
-                 interval = 100\ntimeout = 300\nthreshold = 2\nnodes = [\"n{i}\"]\n"
+                 interval = {interval}\ntimeout = {timeout}\nthreshold = {threshold}\nnodes = [\"n{i}\"]\n"
             )
         })
         .collect()

@@ -60,6 +60,9 @@ pub enum DrillName {
     /// The highest node is cut off from every other (both ways): it fences itself,
     /// the others go on.
     Isolate,
+    /// The two highest nodes (neither leads the race) cannot talk to each other;
+    /// every other pair can: only the higher of the two is removed.
+    PairCut,
     /// `vigil guarded-service` on 3 nodes writes to a store while primary; the
     /// primary is cut off, frozen, killed, made to leave, then every node restarted.
     Guarded,
@@ -82,6 +85,7 @@ impl DrillName {
             DrillName::NonTransitive => "non-transitive",
             DrillName::Cascading => "cascading",
             DrillName::Isolate => "isolate",
+            DrillName::PairCut => "pair-cut",
             DrillName::Guarded => "guarded",
         }
     }
@@ -235,17 +239,28 @@ impl Drop for Cluster {
 
 /// The drill cluster's config: `n` nodes, links `a` and `b`, keyed with
 /// `{dir}/cluster.key`, fault injection on, a writable probe per node on its own
-/// directory.
-fn drill_config(dir: &Path, n: u8, profile: Profile, netns: bool) -> Result<String, String> {
-    let profile = match profile {
-        Profile::Default => "default",
-        Profile::Fast => "fast",
+/// directory. The probes are checked every second with a timeout a loaded machine
+/// does not trip (5 s, three failures in a row), except on `tight`, the node whose
+/// disk the half-dead drill breaks (every 100 ms, 500 ms, two failures).
+fn drill_config(
+    dir: &Path,
+    n: u8,
+    profile: Profile,
+    netns: bool,
+    tight: Option<u8>,
+) -> Result<String, String> {
+    // The fast profile tolerates stalls of tens of milliseconds: like a production
+    // node running it, the drill's daemons ask for real-time scheduling (they warn
+    // and run without when the system refuses it).
+    let (profile, daemon) = match profile {
+        Profile::Default => ("default", ""),
+        Profile::Fast => ("fast", "[daemon]\nrealtime = \"fifo\"\n\n"),
     };
     let mut t = format!(
         "# written by `vigil drill`: a test cluster (fault injection is on)\n\
          [cluster]\nname = \"drill\"\nid = 4242\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}\"\n\
          key_file = \"{d}/cluster.key\"\nfault_injection = true\n\n\
-         [timers]\nprofile = \"{profile}\"\n\n\
+         {daemon}[timers]\nprofile = \"{profile}\"\n\n\
          [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5801\n\n\
          [[links]]\nname = \"b\"\nkind = \"udp\"\nport = 5802\n",
         d = dir.display()
@@ -270,9 +285,14 @@ fn drill_config(dir: &Path, n: u8, profile: Profile, netns: bool) -> Result<Stri
         ));
     }
     for i in 0..n {
+        let (interval, timeout, threshold) = if tight == Some(i) {
+            (100, 500, 2)
+        } else {
+            (1000, 5000, 3)
+        };
         t.push_str(&format!(
             "\n[[probes]]\nname = \"disk-n{i}\"\nkind = \"writable\"\npath = \"{d}/disk-n{i}\"\n\
-             interval = 100\ntimeout = 500\nthreshold = 2\nnodes = [\"n{i}\"]\n",
+             interval = {interval}\ntimeout = {timeout}\nthreshold = {threshold}\nnodes = [\"n{i}\"]\n",
             d = dir.display()
         ));
     }
@@ -705,8 +725,17 @@ pub fn run_drill(args: &DrillArgs, show: Option<&Show>) -> Result<DrillResult, S
     // Keyed like production: `vigil keygen` makes the key the config names.
     let exe = crate::vigil_bin()?;
     let key_id = crate::keygen(&exe, &dir.join("cluster.key"))?;
-    std::fs::write(&config, drill_config(&dir, n, args.profile, args.netns)?)
-        .map_err(|e| format!("{}: {e}", config.display()))?;
+    std::fs::write(
+        &config,
+        drill_config(
+            &dir,
+            n,
+            args.profile,
+            args.netns,
+            (name == DrillName::HalfDead).then_some(n - 1),
+        )?,
+    )
+    .map_err(|e| format!("{}: {e}", config.display()))?;
     let cfg = vigil::ClusterConfig::load(&config).map_err(|e| e.to_string())?;
     let hosts = if args.netns {
         Hosts::netns(Lab::new(n as usize, 2)?)
@@ -928,6 +957,18 @@ pub fn run_drill(args: &DrillArgs, show: Option<&Show>) -> Result<DrillResult, S
             )
         }
         DrillName::Guarded => return Err("run guarded with `vigil drill guarded`".into()),
+        DrillName::PairCut => {
+            let a = last - 1;
+            let how = c.cut_pair(a, last)?;
+            (
+                format!("n{a} and n{last} cannot talk; every other pair can ({how})"),
+                Expect {
+                    survivors: (0..last).collect(),
+                    fenced: vec![last],
+                    ..Expect::default()
+                },
+            )
+        }
         DrillName::OneWay => {
             let how = c.deafen(last)?;
             (
