@@ -961,7 +961,10 @@ impl Fence {
         // a restarted member is a new process and no longer the view's member.
         let reachable = self.live_members(&v);
         let _ = up;
-        let racer = reachable.min();
+        let racer = match reachable.min() {
+            Some(r) if r == self.me => self.lower_racer_elsewhere(&v, reachable).or(Some(r)),
+            r => r,
+        };
         let desired = self.desired(&v);
         let needed = !v.same_members(&desired) && !desired.is_empty();
         // As a spectator, a member we cannot reach is a change we wait for.
@@ -1019,6 +1022,26 @@ impl Fence {
                 }
             }
         }
+    }
+
+    /// A member of `v` lower than us that we cannot reach but a member we reach
+    /// still reports reaching: it is alive, and it races for the side that holds
+    /// it. Racing beside it would duel for the same slot with a smaller group (a
+    /// node cut from the lowest members but not from the rest would otherwise race
+    /// with whoever it still reaches, and a quorum of acceptors could decide that
+    /// smaller view), so we wait for its decision as a spectator instead.
+    fn lower_racer_elsewhere(&self, v: &View, reachable: NodeSet) -> Option<NodeId> {
+        // Not a node we hear ourselves: one we hear in another incarnation
+        // restarted, and races for nobody.
+        let lost = v.node_set().difference(reachable).difference(self.up_set());
+        reachable
+            .iter()
+            .filter(|m| *m != self.me)
+            .filter_map(|m| self.reports.get(&m))
+            .map(|r| r.up.intersection(lost))
+            .fold(NodeSet::EMPTY, NodeSet::union)
+            .min()
+            .filter(|lower| *lower < self.me)
     }
 
     fn start_race(

@@ -63,6 +63,9 @@ pub enum DrillName {
     /// The two highest nodes (neither leads the race) cannot talk to each other;
     /// every other pair can: only the higher of the two is removed.
     PairCut,
+    /// Five nodes, three pairs cut (0–1, 1–2, 3–4): the largest group that can
+    /// still decide, [0, 2, 3], survives; 1 and 4 are removed.
+    ThreeCuts,
     /// `vigil guarded-service` on 3 nodes writes to a store while primary; the
     /// primary is cut off, frozen, killed, made to leave, then every node restarted.
     Guarded,
@@ -86,6 +89,7 @@ impl DrillName {
             DrillName::Cascading => "cascading",
             DrillName::Isolate => "isolate",
             DrillName::PairCut => "pair-cut",
+            DrillName::ThreeCuts => "three-cuts",
             DrillName::Guarded => "guarded",
         }
     }
@@ -957,6 +961,23 @@ pub fn run_drill(args: &DrillArgs, show: Option<&Show>) -> Result<DrillResult, S
             )
         }
         DrillName::Guarded => return Err("run guarded with `vigil drill guarded`".into()),
+        DrillName::ThreeCuts => {
+            if n != 5 {
+                return Err("three-cuts runs with 5 nodes".into());
+            }
+            let mut how = String::new();
+            for (a, b) in [(0, 1), (1, 2), (3, 4)] {
+                how = c.cut_pair(a, b)?;
+            }
+            (
+                format!("pairs 0–1, 1–2 and 3–4 cannot talk; every other pair can ({how})"),
+                Expect {
+                    survivors: vec![0, 2, 3],
+                    fenced: vec![1, 4],
+                    ..Expect::default()
+                },
+            )
+        }
         DrillName::PairCut => {
             let a = last - 1;
             let how = c.cut_pair(a, last)?;
