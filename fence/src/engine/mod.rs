@@ -26,6 +26,7 @@ mod lease;
 mod racer;
 mod reach;
 mod seeding;
+mod timers;
 
 use racer::Race;
 use reach::Report;
@@ -380,60 +381,7 @@ impl Fence {
 
     /// When the core next needs [`Fence::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.fenced.is_some() || self.left {
-            return None;
-        }
-        let mut next: Option<Instant> = None;
-        let mut take = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
-        let hb = self.cfg.heartbeat;
-        if let Some(r) = &self.race {
-            take(r.next_send);
-            take(r.deadline);
-        }
-        if let Some(t) = self.change_since {
-            let base = t + self.cfg.race_timeout + hb * 2;
-            // Past it, the spectator is waiting for a racer that still hears the
-            // lost members: the longer wait's end.
-            take(if base > self.now {
-                base
-            } else {
-                base + self.cfg.peer_inactive
-            });
-        }
-        if let Some(t) = self.stale_since {
-            take(t + self.cfg.race_timeout);
-        }
-        if let (Some(t), Some(_)) = (self.settle_until, &self.pending_client) {
-            take(t);
-        }
-        if self.authority {
-            if let Some(t) = self.lease_until {
-                take(t);
-            }
-        }
-        if let Some((t, ..)) = self.last_reach {
-            take(t + hb * 4);
-        }
-        if let (true, Some(t)) = (self.leave_requested, self.last_leave) {
-            take(t + hb);
-        }
-        if self.installed.is_none() {
-            let seeded_peer = self.peers.values().any(|i| i.up && i.generation.0 > 0);
-            if seeded_peer {
-                take(self.last_join.map_or(self.now, |t| t + hb));
-            }
-            if let Some(t) = self.seed_retry {
-                take(t);
-            }
-        }
-        if let Some(v) = &self.installed {
-            for (p, info) in &self.peers {
-                if info.up && info.generation < v.generation {
-                    take(self.catchup.get(p).map_or(self.now, |t| *t + hb));
-                }
-            }
-        }
-        next
+        self.timers().next()
     }
 
     // ----- the step ------------------------------------------------------------
