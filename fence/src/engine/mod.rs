@@ -28,6 +28,9 @@ mod reach;
 mod seeding;
 mod timers;
 
+#[cfg(test)]
+mod tests;
+
 use racer::Race;
 use reach::Report;
 
