@@ -393,6 +393,7 @@ pub(crate) mod tests {
                     last_race: None,
                     fenced: None,
                     bad_messages: 0,
+                    output_overflows: 0,
                 },
             },
             control: Default::default(),

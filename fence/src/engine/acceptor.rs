@@ -61,7 +61,7 @@ impl Fence {
             return;
         }
         if ballot >= self.promised {
-            self.promised = ballot;
+            self.promise(ballot);
             self.note_race(now, slot, ballot, None);
             let accepted = self.accepted.clone();
             self.send(
@@ -112,7 +112,7 @@ impl Fence {
             self.nack(from, slot);
             return;
         }
-        self.promised = ballot;
+        self.promise(ballot);
         let newer = self
             .durable
             .installed

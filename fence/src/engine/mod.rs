@@ -34,7 +34,8 @@ mod tests;
 use racer::Race;
 use reach::Report;
 
-/// Bound on queued outputs.
+/// Past this many queued outputs the driver has stopped draining: each one more is
+/// counted as an overflow (and still kept).
 const MAX_OUTPUTS: usize = 16 * 1024;
 /// Bound on remembered excluded incarnations.
 const MAX_EXCLUDED: usize = 256;
@@ -118,6 +119,11 @@ pub struct Fence {
     catchup: BTreeMap<NodeId, Instant>,
     loopback: VecDeque<(NodeId, Msg)>,
     outputs: VecDeque<FenceOutput>,
+    /// Outputs queued beyond [`MAX_OUTPUTS`] (kept, never dropped).
+    output_overflows: u64,
+    /// The durable state as of the last `Persist` queued: what outputs after it may
+    /// rely on.
+    persisted: Durable,
     bad_messages: u64,
     now: Instant,
 }
@@ -136,6 +142,7 @@ impl Fence {
         now: Instant,
         persisted: impl Into<Durable>,
     ) -> Fence {
+        let durable = persisted.into();
         Fence {
             cfg,
             me,
@@ -146,7 +153,7 @@ impl Fence {
             client_view: None,
             pending_client: None,
             settle_until: None,
-            durable: persisted.into(),
+            durable,
             promised: Ballot::ZERO,
             accepted: None,
             accepted_at: None,
@@ -176,6 +183,8 @@ impl Fence {
             catchup: BTreeMap::new(),
             loopback: VecDeque::new(),
             outputs: VecDeque::new(),
+            output_overflows: 0,
+            persisted: durable,
             bad_messages: 0,
             now,
         }
@@ -221,6 +230,7 @@ impl Fence {
             last_race: self.last_race.clone(),
             fenced: self.fenced.clone(),
             bad_messages: self.bad_messages,
+            output_overflows: self.output_overflows,
         }
     }
 
@@ -250,11 +260,69 @@ impl Fence {
 
     // ----- outputs -------------------------------------------------------------
 
+    /// Queue `o`, checking on the way the invariants that are cheap to check (kept on
+    /// in release builds): nothing follows a self-fence, and what an output relies on
+    /// was persisted before it.
+    ///
+    /// Nothing is ever dropped: the driver drains the queue after every `handle_*`,
+    /// and one step queues a bounded number of outputs (a few per peer and message),
+    /// so [`MAX_OUTPUTS`] is only passed by a driver that stopped draining. Every
+    /// output queued beyond it is counted (`output_overflows` in the status) and
+    /// still kept: a `Persist` or a `SelfFence` must never be lost.
     fn push(&mut self, o: FenceOutput) {
+        assert!(
+            self.fenced.is_none() || matches!(o, FenceOutput::Event(FenceEvent::SelfFence { .. })),
+            "fence: {o:?} queued after a self-fence"
+        );
+        match &o {
+            FenceOutput::Persist(d) => {
+                assert!(
+                    d.highest >= self.persisted.highest,
+                    "fence: the persisted highest generation went back from {} to {}",
+                    self.persisted.highest.0,
+                    d.highest.0
+                );
+                self.persisted = *d;
+            }
+            FenceOutput::Send {
+                msg: Msg::Accepted { .. },
+                ..
+            } => {
+                let g = self.accepted.as_ref().map(|(_, v)| v.generation);
+                assert!(
+                    g.is_some_and(|g| g <= self.persisted.highest),
+                    "fence: Accepted sent for generation {g:?} before it was persisted"
+                );
+            }
+            FenceOutput::Send {
+                msg: Msg::Decided { view, .. },
+                ..
+            } => assert!(
+                view.generation <= self.persisted.highest,
+                "fence: Decided sent for generation {} before it was persisted",
+                view.generation.0
+            ),
+            FenceOutput::Event(FenceEvent::ViewInstalled { view }) => assert!(
+                self.persisted.installed == Some(KnownView::of(view)),
+                "fence: view {} installed before it was persisted",
+                view.generation.0
+            ),
+            _ => {}
+        }
         if self.outputs.len() >= MAX_OUTPUTS {
-            self.outputs.pop_front();
+            self.output_overflows = self.output_overflows.saturating_add(1);
         }
         self.outputs.push_back(o);
+    }
+
+    /// Promise `ballot` in the current slot: promises never go back within a slot.
+    fn promise(&mut self, ballot: Ballot) {
+        assert!(
+            ballot >= self.promised,
+            "fence: promise went back from {:?} to {ballot:?}",
+            self.promised
+        );
+        self.promised = ballot;
     }
 
     fn event(&mut self, e: FenceEvent) {
@@ -274,10 +342,12 @@ impl Fence {
     fn keep(&mut self, change: impl FnOnce(&mut Durable)) {
         let before = self.durable;
         change(&mut self.durable);
-        if self.durable.highest < before.highest {
-            // Generations never go back; nothing here lowers one.
-            self.durable.highest = before.highest;
-        }
+        assert!(
+            self.durable.highest >= before.highest,
+            "fence: the highest generation went back from {} to {}",
+            before.highest.0,
+            self.durable.highest.0
+        );
         if self.durable != before {
             self.push(FenceOutput::Persist(self.durable));
         }
