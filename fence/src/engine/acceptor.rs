@@ -8,6 +8,28 @@ use crate::types::{KnownView, RaceRecord, RaceVerdict, Sabotage};
 use vigil_llt::types::{Generation, Instant, NodeId};
 use vigil_membership::{Ballot, Msg, NodeSet, View};
 
+/// What this node promised and accepted in the current slot (reset when a view is
+/// installed).
+#[derive(Clone, Debug)]
+pub(super) struct AcceptorState {
+    pub(super) promised: Ballot,
+    pub(super) accepted: Option<(Ballot, View)>,
+    /// When we accepted a value for a newer generation than the installed one:
+    /// from then on we confirm nobody, and our own confirmation stays at that time,
+    /// until the view is installed.
+    pub(super) accepted_at: Option<Instant>,
+}
+
+impl Default for AcceptorState {
+    fn default() -> AcceptorState {
+        AcceptorState {
+            promised: Ballot::ZERO,
+            accepted: None,
+            accepted_at: None,
+        }
+    }
+}
+
 impl Fence {
     /// Whether `group` may seed: it holds a quorum of every view this node knows.
     pub(super) fn seed_allowed(&self, group: NodeSet) -> bool {
@@ -33,7 +55,7 @@ impl Fence {
     pub(super) fn nack(&mut self, from: NodeId, slot: Generation) {
         let msg = Msg::Nack {
             slot,
-            promised: self.promised,
+            promised: self.acceptor.promised,
             highest: self.durable.highest,
         };
         self.send(from, msg);
@@ -60,10 +82,10 @@ impl Fence {
         if !self.eligible(slot) {
             return;
         }
-        if ballot >= self.promised {
+        if ballot >= self.acceptor.promised {
             self.promise(ballot);
             self.note_race(now, slot, ballot, None);
-            let accepted = self.accepted.clone();
+            let accepted = self.acceptor.accepted.clone();
             self.send(
                 from,
                 Msg::Promise {
@@ -105,10 +127,11 @@ impl Fence {
         let fresh_seed = slot.0 > 0
             || value.generation > self.durable.highest
             || self
+                .acceptor
                 .accepted
                 .as_ref()
                 .is_some_and(|(_, a)| a.generation == value.generation);
-        if ballot < self.promised || !fresh_seed {
+        if ballot < self.acceptor.promised || !fresh_seed {
             self.nack(from, slot);
             return;
         }
@@ -154,8 +177,8 @@ impl Fence {
                 .collect(),
             None => Vec::new(),
         };
-        self.accepted = Some((ballot, value));
-        self.accepted_at.get_or_insert(now);
+        self.acceptor.accepted = Some((ballot, value));
+        self.acceptor.accepted_at.get_or_insert(now);
         self.send(
             from,
             Msg::Accepted {
@@ -177,16 +200,16 @@ impl Fence {
         if ballot.node == self.me {
             return;
         }
-        let same = self.last_race.as_ref().is_some_and(|r| {
+        let same = self.racing.last_race.as_ref().is_some_and(|r| {
             r.slot == slot && r.racer == ballot.node && r.verdict == RaceVerdict::Running
         });
         if same {
-            if let (Some(r), Some(p)) = (&mut self.last_race, proposal) {
+            if let (Some(r), Some(p)) = (&mut self.racing.last_race, proposal) {
                 r.proposal = p;
             }
             return;
         }
-        self.last_race = Some(RaceRecord {
+        self.racing.last_race = Some(RaceRecord {
             slot,
             racer: ballot.node,
             proposal: proposal.unwrap_or(NodeSet::EMPTY),

@@ -5,28 +5,39 @@ use super::Fence;
 use crate::has_quorum;
 use crate::types::{FenceEvent, FenceReason};
 use vigil_llt::types::{Instant, NodeId};
-use vigil_membership::{Ballot, NodeSet};
+use vigil_membership::{Ballot, NodeSet, View};
+
+/// Authority, its lease, and the view clients see.
+#[derive(Clone, Debug, Default)]
+pub(super) struct LeaseState {
+    pub(super) lease_until: Option<Instant>,
+    pub(super) authority: bool,
+    pub(super) client_view: Option<View>,
+    /// The installed view, waiting for its settle window to end.
+    pub(super) pending_client: Option<View>,
+    pub(super) settle_until: Option<Instant>,
+}
 
 impl Fence {
     /// Authority as of the last step. Before acting on it, check
     /// [`Fence::authority_at`] with the current time: a process that was not
     /// running (a frozen node) must not trust what it last computed.
     pub fn authority(&self) -> bool {
-        self.authority
+        self.lease.authority
     }
 
     /// Whether the node holds authority at `now`: it held it at its last step and
     /// its lease has not lapsed since.
     pub fn authority_at(&self, now: Instant) -> bool {
-        self.authority
+        self.lease.authority
             && self.fenced.is_none()
             && !self.left
-            && self.lease_until.is_some_and(|l| now < l)
+            && self.lease.lease_until.is_some_and(|l| now < l)
     }
 
     /// Until when the lease computed at the last step runs, if one does.
     pub fn lease_until(&self) -> Option<Instant> {
-        self.lease_until
+        self.lease.lease_until
     }
 
     /// The peers whose frames we confirm (the lease confirmations llt carries):
@@ -37,7 +48,7 @@ impl Fence {
         let Some(v) = &self.installed else {
             return NodeSet::EMPTY;
         };
-        if self.fenced.is_some() || self.left || self.accepted.is_some() {
+        if self.fenced.is_some() || self.left || self.acceptor.accepted.is_some() {
             return NodeSet::EMPTY;
         }
         v.members
@@ -55,14 +66,16 @@ impl Fence {
     /// When the settle window of the installed view ends, while it runs (the
     /// clients still have the view before).
     pub(super) fn pending_settle(&self) -> Option<Instant> {
-        self.settle_until.filter(|_| self.pending_client.is_some())
+        self.lease
+            .settle_until
+            .filter(|_| self.lease.pending_client.is_some())
     }
 
     pub(super) fn settle_step(&mut self, now: Instant) {
-        if let (Some(t), Some(_)) = (self.settle_until, &self.pending_client) {
+        if let (Some(t), Some(_)) = (self.lease.settle_until, &self.lease.pending_client) {
             if now >= t {
-                if let Some(view) = self.pending_client.take() {
-                    self.client_view = Some(view.clone());
+                if let Some(view) = self.lease.pending_client.take() {
+                    self.lease.client_view = Some(view.clone());
                     self.event(FenceEvent::ClientView { view });
                 }
             }
@@ -86,7 +99,7 @@ impl Fence {
         // that newer view cannot see our view's quorums. Peers stop confirming
         // once they accept a value for the next generation, so every quorum of our
         // view holds a confirmer that stopped before that value was decided.
-        let own = self.accepted_at.map_or(now, |t| t.min(now));
+        let own = self.acceptor.accepted_at.map_or(now, |t| t.min(now));
         let mut conf: Vec<(Instant, NodeId)> = vec![(own, self.me)];
         for m in v.members.iter().filter(|m| m.id != self.me) {
             if let Some(info) = self.peers.get(&m.id) {
@@ -101,11 +114,11 @@ impl Fence {
         // The lease is what a quorum of *this* view confirmed: never carried over
         // from an earlier view, whose quorums need not meet the next race's.
         let mut who = NodeSet::EMPTY;
-        self.lease_until = None;
+        self.lease.lease_until = None;
         for (t, id) in &conf {
             who.insert(*id);
             if has_quorum(v.node_set(), who) {
-                self.lease_until = Some(*t + self.cfg.lease);
+                self.lease.lease_until = Some(*t + self.cfg.lease);
                 break;
             }
         }
@@ -113,12 +126,12 @@ impl Fence {
             .peers
             .values()
             .any(|i| i.up && i.generation > v.generation);
-        let holds = self.client_view.is_some()
-            && self.lease_until.is_some_and(|l| now < l)
+        let holds = self.lease.client_view.is_some()
+            && self.lease.lease_until.is_some_and(|l| now < l)
             && !newer
             && !self.leave_requested;
-        if holds && !self.authority {
-            self.authority = true;
+        if holds && !self.lease.authority {
+            self.lease.authority = true;
             self.event(FenceEvent::AuthorityGained {
                 generation: v.generation,
             });
@@ -128,25 +141,25 @@ impl Fence {
     }
 
     pub(super) fn lose_authority(&mut self) {
-        if self.authority {
-            self.authority = false;
+        if self.lease.authority {
+            self.lease.authority = false;
             let generation = self.advertised_generation();
             self.event(FenceEvent::AuthorityLost { generation });
         }
     }
 
     pub(super) fn self_fence(&mut self, reason: FenceReason) {
-        self.race = None;
+        self.racing.race = None;
         self.lose_authority();
         if !self.cfg.self_fence {
             // Fencing disabled: drop out of the view and wait, unseeded.
             self.installed = None;
-            self.client_view = None;
-            self.pending_client = None;
-            self.change_since = None;
-            self.accepted = None;
-            self.accepted_at = None;
-            self.promised = Ballot::ZERO;
+            self.lease.client_view = None;
+            self.lease.pending_client = None;
+            self.racing.change_since = None;
+            self.acceptor.accepted = None;
+            self.acceptor.accepted_at = None;
+            self.acceptor.promised = Ballot::ZERO;
             return;
         }
         self.fenced = Some(reason.clone());

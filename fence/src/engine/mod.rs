@@ -13,8 +13,8 @@
 //! heard from it).
 
 use crate::types::{
-    Durable, FenceConfig, FenceEvent, FenceReason, FenceStatus, KnownView, NodeState, RaceRecord,
-    RaceVerdict, Sabotage,
+    Durable, FenceConfig, FenceEvent, FenceReason, FenceStatus, KnownView, NodeState, RaceVerdict,
+    Sabotage,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -31,8 +31,11 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
-use racer::Race;
-use reach::Report;
+use acceptor::AcceptorState;
+use lease::LeaseState;
+use racer::RaceState;
+use reach::ReachState;
+use seeding::SeedState;
 
 /// Past this many queued outputs the driver has stopped draining: each one more is
 /// counted as an overflow (and still kept).
@@ -73,50 +76,34 @@ pub struct Fence {
     cfg: FenceConfig,
     me: NodeId,
     incarnation: Incarnation,
+    /// The transport's view of every peer, as of the last `observe`.
     peers: BTreeMap<NodeId, PeerInfo>,
-    reports: BTreeMap<NodeId, Report>,
+    /// What peers report they reach; our own reports and catch-ups.
+    reach: ReachState,
     installed: Option<View>,
-    client_view: Option<View>,
-    pending_client: Option<View>,
-    settle_until: Option<Instant>,
+    /// When the installed view was installed here.
+    installed_at: Instant,
     /// What survives a restart: the highest generation, the last view installed
     /// and the last value accepted.
     durable: Durable,
-    promised: Ballot,
-    accepted: Option<(Ballot, View)>,
-    /// When we accepted a value for a newer generation than the installed one:
-    /// from then on we confirm nobody, and our own confirmation stays at that time,
-    /// until the view is installed.
-    accepted_at: Option<Instant>,
-    /// When the installed view was installed here.
-    installed_at: Instant,
-    race: Option<Race>,
-    max_round: u32,
-    seed_retry: Option<Instant>,
-    change_since: Option<Instant>,
-    /// The racer a spectator waits for since `change_since`.
-    awaited_racer: Option<NodeId>,
-    /// Since when a peer has advertised a newer generation than ours.
-    stale_since: Option<Instant>,
+    /// What this node promised and accepted in the current slot.
+    acceptor: AcceptorState,
+    /// The race this node runs or waits for.
+    racing: RaceState,
+    /// Seeding and joining, before the first view.
+    seeding: SeedState,
+    /// Authority, its lease and what clients see.
+    lease: LeaseState,
     joins: BTreeMap<NodeId, (Incarnation, PortMask, Instant)>,
     leaving: NodeSet,
     excluded: VecDeque<(NodeId, Incarnation)>,
     ports: PortMask,
-    lease_until: Option<Instant>,
-    authority: bool,
     fenced: Option<FenceReason>,
     left: bool,
     leave_requested: bool,
-    manual_seed: bool,
-    /// The last `SeedWaiting` said, so it is said once per change.
-    seed_waiting: Option<(NodeSet, Vec<KnownView>)>,
-    /// The last seed attempt was refused by a member of its group.
-    seed_refused: bool,
-    last_race: Option<RaceRecord>,
-    last_reach: Option<(Instant, NodeSet, PortMask, Generation)>,
-    last_join: Option<Instant>,
     last_leave: Option<Instant>,
-    catchup: BTreeMap<NodeId, Instant>,
+    /// Messages to ourselves (our own promise and accept), handled within the step
+    /// that queued them: at most a few per step, so bounded by construction.
     loopback: VecDeque<(NodeId, Msg)>,
     outputs: VecDeque<FenceOutput>,
     /// Outputs queued beyond [`MAX_OUTPUTS`] (kept, never dropped).
@@ -148,39 +135,22 @@ impl Fence {
             me,
             incarnation,
             peers: BTreeMap::new(),
-            reports: BTreeMap::new(),
+            reach: ReachState::default(),
             installed: None,
-            client_view: None,
-            pending_client: None,
-            settle_until: None,
-            durable,
-            promised: Ballot::ZERO,
-            accepted: None,
-            accepted_at: None,
             installed_at: now,
-            race: None,
-            max_round: 0,
-            seed_retry: None,
-            change_since: None,
-            awaited_racer: None,
-            stale_since: None,
+            durable,
+            acceptor: AcceptorState::default(),
+            racing: RaceState::default(),
+            seeding: SeedState::default(),
+            lease: LeaseState::default(),
             joins: BTreeMap::new(),
             leaving: NodeSet::EMPTY,
             excluded: VecDeque::new(),
             ports: 0,
-            lease_until: None,
-            authority: false,
             fenced: None,
             left: false,
             leave_requested: false,
-            manual_seed: false,
-            seed_waiting: None,
-            seed_refused: false,
-            last_race: None,
-            last_reach: None,
-            last_join: None,
             last_leave: None,
-            catchup: BTreeMap::new(),
             loopback: VecDeque::new(),
             outputs: VecDeque::new(),
             output_overflows: 0,
@@ -213,21 +183,21 @@ impl Fence {
     }
 
     pub fn client_view(&self) -> Option<&View> {
-        self.client_view.as_ref()
+        self.lease.client_view.as_ref()
     }
 
     pub fn status(&self) -> FenceStatus {
         FenceStatus {
             state: self.state(),
-            authority: self.authority,
+            authority: self.lease.authority,
             self_fence: self.cfg.self_fence,
             installed: self.installed.clone(),
-            client_view: self.client_view.clone(),
+            client_view: self.lease.client_view.clone(),
             highest_generation: self.durable.highest,
             durable: self.durable,
-            lease_until: self.lease_until,
-            settle_until: self.settle_until,
-            last_race: self.last_race.clone(),
+            lease_until: self.lease.lease_until,
+            settle_until: self.lease.settle_until,
+            last_race: self.racing.last_race.clone(),
             fenced: self.fenced.clone(),
             bad_messages: self.bad_messages,
             output_overflows: self.output_overflows,
@@ -241,7 +211,10 @@ impl Fence {
             NodeState::Left
         } else if self.installed.is_none() {
             NodeState::Unseeded
-        } else if self.race.is_some() || self.change_since.is_some() || self.stale_since.is_some() {
+        } else if self.racing.race.is_some()
+            || self.racing.change_since.is_some()
+            || self.racing.stale_since.is_some()
+        {
             NodeState::Racing
         } else {
             NodeState::Member
@@ -288,7 +261,7 @@ impl Fence {
                 msg: Msg::Accepted { .. },
                 ..
             } => {
-                let g = self.accepted.as_ref().map(|(_, v)| v.generation);
+                let g = self.acceptor.accepted.as_ref().map(|(_, v)| v.generation);
                 assert!(
                     g.is_some_and(|g| g <= self.persisted.highest),
                     "fence: Accepted sent for generation {g:?} before it was persisted"
@@ -318,11 +291,11 @@ impl Fence {
     /// Promise `ballot` in the current slot: promises never go back within a slot.
     fn promise(&mut self, ballot: Ballot) {
         assert!(
-            ballot >= self.promised,
+            ballot >= self.acceptor.promised,
             "fence: promise went back from {:?} to {ballot:?}",
-            self.promised
+            self.acceptor.promised
         );
-        self.promised = ballot;
+        self.acceptor.promised = ballot;
     }
 
     fn event(&mut self, e: FenceEvent) {
@@ -375,8 +348,8 @@ impl Fence {
     /// `gabconfig -x`: seed with whoever is reachable.
     pub fn manual_seed(&mut self, now: Instant) {
         if self.installed.is_none() && self.fenced.is_none() {
-            self.manual_seed = true;
-            self.seed_retry = None;
+            self.seeding.manual_seed = true;
+            self.seeding.seed_retry = None;
             self.step(now);
         }
     }
@@ -396,13 +369,13 @@ impl Fence {
     /// timer counts time during which this node could not hear anyone. Leases are
     /// not moved: they lapse on the node's own clock.
     pub fn excuse(&mut self, stall: Duration) {
-        if let Some(r) = &mut self.race {
+        if let Some(r) = &mut self.racing.race {
             r.deadline += stall;
         }
-        if let Some(t) = &mut self.change_since {
+        if let Some(t) = &mut self.racing.change_since {
             *t += stall;
         }
-        if let Some(t) = &mut self.stale_since {
+        if let Some(t) = &mut self.racing.stale_since {
             *t += stall;
         }
     }
@@ -420,7 +393,7 @@ impl Fence {
         self.leave_requested = true;
         if !self.is_member() {
             self.left = true;
-            self.race = None;
+            self.racing.race = None;
             let g = self.advertised_generation();
             self.lose_authority();
             self.event(FenceEvent::Left { generation: g });
@@ -432,7 +405,7 @@ impl Fence {
     /// Register the local node on the ports in `mask` (bit 0 = `a`).
     pub fn set_ports(&mut self, now: Instant, mask: PortMask) {
         self.ports = mask;
-        self.last_reach = None;
+        self.reach.last_reach = None;
         self.step(now);
     }
 
@@ -563,22 +536,27 @@ impl Fence {
                 d.accepted = None;
             }
         });
-        self.seed_waiting = None;
-        self.promised = Ballot::ZERO;
-        self.accepted = None;
-        self.accepted_at = None;
+        self.seeding.seed_waiting = None;
+        self.acceptor.promised = Ballot::ZERO;
+        self.acceptor.accepted = None;
+        self.acceptor.accepted_at = None;
         self.installed_at = now;
-        if self.race.as_ref().is_some_and(|r| r.slot < view.generation) {
-            self.race = None;
+        if self
+            .racing
+            .race
+            .as_ref()
+            .is_some_and(|r| r.slot < view.generation)
+        {
+            self.racing.race = None;
         }
-        self.change_since = None;
-        self.stale_since = None;
-        self.seed_retry = None;
-        self.manual_seed = false;
+        self.racing.change_since = None;
+        self.racing.stale_since = None;
+        self.seeding.seed_retry = None;
+        self.seeding.manual_seed = false;
         let ids = view.node_set();
         self.joins.retain(|id, _| !ids.contains(*id));
         self.leaving = self.leaving.intersection(ids);
-        if let Some(r) = &mut self.last_race {
+        if let Some(r) = &mut self.racing.last_race {
             if r.verdict == RaceVerdict::Running {
                 r.verdict = RaceVerdict::Won;
                 r.duration = Some(now.saturating_since(r.started));
@@ -594,13 +572,13 @@ impl Fence {
         self.installed = Some(view.clone());
         self.event(FenceEvent::ViewInstalled { view: view.clone() });
         if now >= settle_until {
-            self.pending_client = None;
-            self.settle_until = None;
-            self.client_view = Some(view.clone());
+            self.lease.pending_client = None;
+            self.lease.settle_until = None;
+            self.lease.client_view = Some(view.clone());
             self.event(FenceEvent::ClientView { view });
         } else {
-            self.pending_client = Some(view);
-            self.settle_until = Some(settle_until);
+            self.lease.pending_client = Some(view);
+            self.lease.settle_until = Some(settle_until);
         }
     }
 
@@ -615,7 +593,7 @@ impl Fence {
         } else if self.installed.is_some() {
             if self.leave_requested {
                 self.left = true;
-                self.race = None;
+                self.racing.race = None;
                 self.lose_authority();
                 self.event(FenceEvent::Left {
                     generation: view.generation,

@@ -69,6 +69,21 @@ pub(super) struct Race {
     pub(super) next_send: Instant,
 }
 
+/// The race this node runs (as racer) or waits for (as spectator).
+#[derive(Clone, Debug, Default)]
+pub(super) struct RaceState {
+    pub(super) race: Option<Race>,
+    /// The highest ballot round seen: a new ballot goes above it.
+    pub(super) max_round: u32,
+    /// Since when a spectator has been waiting for a verdict.
+    pub(super) change_since: Option<Instant>,
+    /// The racer a spectator waits for since `change_since`.
+    pub(super) awaited_racer: Option<NodeId>,
+    /// Since when a peer has advertised a newer generation than ours.
+    pub(super) stale_since: Option<Instant>,
+    pub(super) last_race: Option<RaceRecord>,
+}
+
 impl Fence {
     /// The members the next view should have, as this node sees it.
     pub(super) fn desired(&self, v: &View) -> Vec<Member> {
@@ -127,13 +142,13 @@ impl Fence {
             .max()
             .unwrap_or_default();
         if newest > v.generation {
-            let since = *self.stale_since.get_or_insert(now);
+            let since = *self.racing.stale_since.get_or_insert(now);
             if now >= since + self.cfg.race_timeout {
                 self.self_fence(FenceReason::Excluded { generation: newest });
                 return;
             }
         } else {
-            self.stale_since = None;
+            self.racing.stale_since = None;
         }
         // Drop join requests nobody refreshed.
         let stale = self.cfg.heartbeat * 10;
@@ -153,17 +168,17 @@ impl Fence {
         // itself, or fenced): the next one gets a whole race_timeout. Each restart
         // needs a member to go, so the wait stays bounded.
         if unreachable && racer != Some(self.me) {
-            if self.awaited_racer != racer {
-                self.awaited_racer = racer;
-                self.change_since = Some(now);
+            if self.racing.awaited_racer != racer {
+                self.racing.awaited_racer = racer;
+                self.racing.change_since = Some(now);
             } else {
-                self.change_since.get_or_insert(now);
+                self.racing.change_since.get_or_insert(now);
             }
         } else {
-            self.change_since = None;
-            self.awaited_racer = None;
+            self.racing.change_since = None;
+            self.racing.awaited_racer = None;
         }
-        if racer == Some(self.me) && needed && self.race.is_none() {
+        if racer == Some(self.me) && needed && self.racing.race.is_none() {
             let Some(generation) = v.generation.next() else {
                 // At the top of the range: no view can follow this one.
                 return;
@@ -181,8 +196,8 @@ impl Fence {
                 Quorum::Prev(v.node_set()),
             );
         }
-        if racer != Some(self.me) && self.race.is_none() {
-            if let Some(t) = self.change_since {
+        if racer != Some(self.me) && self.racing.race.is_none() {
+            if let Some(t) = self.racing.change_since {
                 // A grace of two heartbeats lets the racer's own verdict arrive first.
                 let mut wait = self.cfg.race_timeout + self.cfg.heartbeat * 2;
                 // A racer that still hears the members we lost (a one-way fault)
@@ -191,7 +206,7 @@ impl Fence {
                 // have won fences itself waiting.
                 let lost = v.node_set().difference(reachable);
                 let racer_hears_them = racer
-                    .and_then(|r| self.reports.get(&r))
+                    .and_then(|r| self.reach.reports.get(&r))
                     .is_some_and(|rep| !lost.is_empty() && lost.is_subset(rep.up));
                 if racer_hears_them {
                     wait += self.cfg.peer_inactive;
@@ -211,9 +226,9 @@ impl Fence {
         acceptors: NodeSet,
         quorum: Quorum,
     ) {
-        self.max_round = self.max_round.saturating_add(1);
+        self.racing.max_round = self.racing.max_round.saturating_add(1);
         let ballot = Ballot {
-            round: self.max_round,
+            round: self.racing.max_round,
             node: self.me,
             incarnation: self.incarnation,
         };
@@ -222,7 +237,7 @@ impl Fence {
             racer: self.me,
             proposal: own.node_set(),
         });
-        self.last_race = Some(RaceRecord {
+        self.racing.last_race = Some(RaceRecord {
             slot,
             racer: self.me,
             proposal: own.node_set(),
@@ -230,13 +245,13 @@ impl Fence {
             duration: None,
             verdict: RaceVerdict::Running,
         });
-        self.race = Some(Race {
+        self.racing.race = Some(Race {
             slot,
             ballot,
             own,
             acceptors,
             quorum,
-            manual: self.manual_seed && slot.0 == 0,
+            manual: self.seeding.manual_seed && slot.0 == 0,
             phase: Phase::Prepare {
                 promises: BTreeMap::new(),
             },
@@ -247,13 +262,13 @@ impl Fence {
     }
 
     pub(super) fn race_step(&mut self, now: Instant) {
-        let Some(race) = self.race.clone() else {
+        let Some(race) = self.racing.race.clone() else {
             return;
         };
         if now >= race.deadline {
-            self.race = None;
+            self.racing.race = None;
             let duration = now.saturating_since(race.started);
-            if let Some(r) = &mut self.last_race {
+            if let Some(r) = &mut self.racing.last_race {
                 r.verdict = RaceVerdict::Lost;
                 r.duration = Some(duration);
             }
@@ -265,10 +280,10 @@ impl Fence {
                 // A seed attempt that failed: try again later; nobody fences. A
                 // refused one waits longer: the group must change first.
                 let mut wait = self.cfg.heartbeat * 4;
-                if std::mem::take(&mut self.seed_refused) {
+                if std::mem::take(&mut self.seeding.seed_refused) {
                     wait += self.cfg.race_timeout.max(self.cfg.peer_inactive);
                 }
-                self.seed_retry = Some(now + wait);
+                self.seeding.seed_retry = Some(now + wait);
                 return;
             }
             for p in self.up_members() {
@@ -302,7 +317,7 @@ impl Fence {
         for p in race.acceptors.intersection(up).difference(answered).iter() {
             self.send(p, msg.clone());
         }
-        if let Some(r) = &mut self.race {
+        if let Some(r) = &mut self.racing.race {
             r.next_send = now + self.cfg.heartbeat;
         }
     }
@@ -315,7 +330,9 @@ impl Fence {
         ballot: Ballot,
         accepted: Option<(Ballot, View)>,
     ) {
-        let Some(race) = &mut self.race else { return };
+        let Some(race) = &mut self.racing.race else {
+            return;
+        };
         if race.slot != slot || race.ballot != ballot {
             return;
         }
@@ -353,7 +370,9 @@ impl Fence {
         // A node whose user space hangs holds its lease at most `lease`, and its
         // watchdog resets it at most the watchdog's timeout after its last pet.
         let lease = self.drift(self.cfg.lease + self.cfg.watchdog.unwrap_or_default());
-        let Some(race) = &mut self.race else { return };
+        let Some(race) = &mut self.racing.race else {
+            return;
+        };
         if race.slot != slot || race.ballot != ballot {
             return;
         }
@@ -398,13 +417,13 @@ impl Fence {
         }
         let started = race.started;
         let duration = now.saturating_since(started);
-        self.race = None;
+        self.racing.race = None;
         self.event(FenceEvent::RaceWon {
             generation: value.generation,
             members: value.node_set(),
             duration,
         });
-        if let Some(r) = &mut self.last_race {
+        if let Some(r) = &mut self.racing.last_race {
             r.verdict = RaceVerdict::Won;
             r.duration = Some(duration);
         }
@@ -445,16 +464,18 @@ impl Fence {
         promised: Ballot,
         highest: Generation,
     ) {
-        let Some(race) = &mut self.race else { return };
+        let Some(race) = &mut self.racing.race else {
+            return;
+        };
         if race.slot != slot {
             return;
         }
-        self.max_round = self.max_round.max(promised.round);
+        self.racing.max_round = self.racing.max_round.max(promised.round);
         if promised > race.ballot || (slot.0 == 0 && highest >= race.own.generation) {
             // Outbid (or, seeding, our generation is too low): a new ballot.
-            self.max_round = self.max_round.saturating_add(1);
+            self.racing.max_round = self.racing.max_round.saturating_add(1);
             race.ballot = Ballot {
-                round: self.max_round,
+                round: self.racing.max_round,
                 node: self.me,
                 incarnation: self.incarnation,
             };
@@ -475,7 +496,7 @@ impl Fence {
             // quorum the group lacks. Every member must accept a seed, so
             // this one is lost; try again once the group may have changed.
             race.deadline = now;
-            self.seed_refused = true;
+            self.seeding.seed_refused = true;
             self.race_step(now);
         }
     }
@@ -487,7 +508,7 @@ impl Fence {
             .as_ref()
             .and_then(|v| self.live_members(v).min());
         if slot == self.current_slot() && slot.0 > 0 && self.is_member() && racer == Some(from) {
-            if let Some(r) = &mut self.last_race {
+            if let Some(r) = &mut self.racing.last_race {
                 r.verdict = RaceVerdict::Lost;
                 r.duration = Some(now.saturating_since(r.started));
             }

@@ -2,6 +2,7 @@
 //! each other, and catch-up for peers behind our view.
 
 use super::{micros, Fence};
+use std::collections::BTreeMap;
 use vigil_llt::types::{Generation, Instant, NodeId};
 use vigil_membership::{Member, Msg, NodeSet, PortMask};
 
@@ -14,11 +15,21 @@ pub(super) struct Report {
     pub(super) since: Instant,
 }
 
+/// Reachability: peers' reports, ours, and catch-ups sent.
+#[derive(Clone, Debug, Default)]
+pub(super) struct ReachState {
+    pub(super) reports: BTreeMap<NodeId, Report>,
+    /// When our report was last sent, and what it said.
+    pub(super) last_reach: Option<(Instant, NodeSet, PortMask, Generation)>,
+    /// When each peer behind our view was last sent it.
+    pub(super) catchup: BTreeMap<NodeId, Instant>,
+}
+
 impl Fence {
     pub(super) fn send_reach(&mut self, now: Instant) {
         let up = self.up_set();
         let installed = self.advertised_generation();
-        let due = match self.last_reach {
+        let due = match self.reach.last_reach {
             None => true,
             Some((t, u, p, g)) => {
                 u != up || p != self.ports || g != installed || now >= t + self.cfg.heartbeat * 4
@@ -27,7 +38,7 @@ impl Fence {
         if !due {
             return;
         }
-        self.last_reach = Some((now, up, self.ports, installed));
+        self.reach.last_reach = Some((now, up, self.ports, installed));
         let msg = Msg::Reach {
             up,
             ports: self.ports,
@@ -49,11 +60,11 @@ impl Fence {
         ports: PortMask,
         highest: Generation,
     ) {
-        let since = match self.reports.get(&from) {
+        let since = match self.reach.reports.get(&from) {
             Some(r) if r.up == up => r.since,
             _ => now,
         };
-        self.reports.insert(
+        self.reach.reports.insert(
             from,
             Report {
                 up,
@@ -81,13 +92,14 @@ impl Fence {
             .collect();
         for p in lagging {
             if self
+                .reach
                 .catchup
                 .get(&p)
                 .is_some_and(|t| now < *t + self.cfg.heartbeat)
             {
                 continue;
             }
-            self.catchup.insert(p, now);
+            self.reach.catchup.insert(p, now);
             self.send(
                 p,
                 Msg::Decided {
@@ -118,6 +130,7 @@ impl Fence {
                 return up;
             }
             let report = self
+                .reach
                 .reports
                 .get(&x)
                 .filter(|_| self.peers.get(&x).is_some_and(|i| i.up));
@@ -162,7 +175,7 @@ impl Fence {
         if id == self.me {
             self.ports
         } else {
-            self.reports.get(&id).map_or(fallback, |r| r.ports)
+            self.reach.reports.get(&id).map_or(fallback, |r| r.ports)
         }
     }
 }

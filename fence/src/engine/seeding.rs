@@ -3,9 +3,24 @@
 
 use super::racer::Quorum;
 use super::Fence;
-use crate::types::{FenceEvent, FenceReason, Sabotage};
+use crate::types::{FenceEvent, FenceReason, KnownView, Sabotage};
 use vigil_llt::types::{Generation, Incarnation, Instant, NodeId};
 use vigil_membership::{Member, Msg, NodeSet, PortMask, View};
+
+/// Seeding and joining, before the first view.
+#[derive(Clone, Debug, Default)]
+pub(super) struct SeedState {
+    /// A failed seed attempt may be tried again then.
+    pub(super) seed_retry: Option<Instant>,
+    /// `gabconfig -x` was given.
+    pub(super) manual_seed: bool,
+    /// The last `SeedWaiting` said, so it is said once per change.
+    pub(super) seed_waiting: Option<(NodeSet, Vec<KnownView>)>,
+    /// The last seed attempt was refused by a member of its group.
+    pub(super) seed_refused: bool,
+    /// When `Join` was last sent.
+    pub(super) last_join: Option<Instant>,
+}
 
 impl Fence {
     pub(super) fn unseeded_step(&mut self, now: Instant) {
@@ -18,13 +33,17 @@ impl Fence {
             .collect();
         if !seeded.is_empty() {
             // A running cluster is reachable: ask to join it, never seed apart.
-            if let Some(r) = &self.race {
+            if let Some(r) = &self.racing.race {
                 if r.slot.0 == 0 {
-                    self.race = None;
+                    self.racing.race = None;
                 }
             }
-            if self.last_join.is_none_or(|t| now >= t + self.cfg.heartbeat) {
-                self.last_join = Some(now);
+            if self
+                .seeding
+                .last_join
+                .is_none_or(|t| now >= t + self.cfg.heartbeat)
+            {
+                self.seeding.last_join = Some(now);
                 for p in seeded {
                     self.send(
                         p,
@@ -37,10 +56,10 @@ impl Fence {
             }
             return;
         }
-        if self.seed_retry.is_some_and(|t| now >= t) {
-            self.seed_retry = None;
+        if self.seeding.seed_retry.is_some_and(|t| now >= t) {
+            self.seeding.seed_retry = None;
         }
-        if self.race.is_some() || self.seed_retry.is_some() {
+        if self.racing.race.is_some() || self.seeding.seed_retry.is_some() {
             return;
         }
         let candidates: Vec<Member> = up
@@ -64,38 +83,39 @@ impl Fence {
         if ids.min() != Some(self.me) {
             return;
         }
-        if !self.manual_seed && group.len() < self.cfg.seed {
+        if !self.seeding.manual_seed && group.len() < self.cfg.seed {
             return;
         }
         let overrides = self.durable.seed_overrides(ids);
-        let quorum = if self.cfg.sabotage == Some(Sabotage::SeedWithoutViews) && !self.manual_seed {
-            // The rule before views were kept: `seed` accepts, no views checked.
-            Quorum::Seed(self.cfg.seed)
-        } else {
-            if !self.manual_seed && !overrides.is_empty() {
-                // A view this node knows may still run with a quorum elsewhere.
-                let waiting = Some((ids, overrides.clone()));
-                if self.seed_waiting != waiting {
-                    self.seed_waiting = waiting;
-                    self.event(FenceEvent::SeedWaiting {
-                        group: ids,
-                        needs: overrides,
-                    });
+        let quorum =
+            if self.cfg.sabotage == Some(Sabotage::SeedWithoutViews) && !self.seeding.manual_seed {
+                // The rule before views were kept: `seed` accepts, no views checked.
+                Quorum::Seed(self.cfg.seed)
+            } else {
+                if !self.seeding.manual_seed && !overrides.is_empty() {
+                    // A view this node knows may still run with a quorum elsewhere.
+                    let waiting = Some((ids, overrides.clone()));
+                    if self.seeding.seed_waiting != waiting {
+                        self.seeding.seed_waiting = waiting;
+                        self.event(FenceEvent::SeedWaiting {
+                            group: ids,
+                            needs: overrides,
+                        });
+                    }
+                    return;
                 }
-                return;
-            }
-            // Every member of the group accepts a seed, each after checking that
-            // the group holds a quorum of every view it knows: a view unknown to
-            // the seeder but known to a member is checked too.
-            Quorum::All(ids)
-        };
+                // Every member of the group accepts a seed, each after checking that
+                // the group holds a quorum of every view it knows: a view unknown to
+                // the seeder but known to a member is checked too.
+                Quorum::All(ids)
+            };
         let highest = group
             .iter()
             .filter_map(|m| {
                 if m.id == self.me {
                     Some(self.durable.highest)
                 } else {
-                    self.reports.get(&m.id).map(|r| r.highest)
+                    self.reach.reports.get(&m.id).map(|r| r.highest)
                 }
             })
             .max()
@@ -105,7 +125,7 @@ impl Fence {
             return;
         };
         let value = View::new(generation, group, None);
-        if self.manual_seed {
+        if self.seeding.manual_seed {
             self.event(FenceEvent::ManualSeed {
                 members: ids,
                 overrides,

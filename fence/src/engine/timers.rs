@@ -62,11 +62,11 @@ impl Fence {
         }
         let hb = self.cfg.heartbeat;
         let mut t = Timers::default();
-        if let Some(r) = &self.race {
+        if let Some(r) = &self.racing.race {
             t.race_retransmit = Some(r.next_send);
             t.race_deadline = Some(r.deadline);
         }
-        t.spectator_wait = self.change_since.map(|since| {
+        t.spectator_wait = self.racing.change_since.map(|since| {
             let base = since + self.cfg.race_timeout + hb * 2;
             // Past it, the spectator is waiting for a racer that still hears the
             // lost members: the longer wait's end.
@@ -76,26 +76,29 @@ impl Fence {
                 base + self.cfg.peer_inactive
             }
         });
-        t.stale_generation = self.stale_since.map(|since| since + self.cfg.race_timeout);
+        t.stale_generation = self
+            .racing
+            .stale_since
+            .map(|since| since + self.cfg.race_timeout);
         t.settle_end = self.pending_settle();
-        if self.authority {
-            t.lease_end = self.lease_until;
+        if self.lease.authority {
+            t.lease_end = self.lease.lease_until;
         }
-        t.reach_report = self.last_reach.map(|(at, ..)| at + hb * 4);
+        t.reach_report = self.reach.last_reach.map(|(at, ..)| at + hb * 4);
         if self.leave_requested {
             t.leave_retransmit = self.last_leave.map(|at| at + hb);
         }
         if self.installed.is_none() {
             let seeded_peer = self.peers.values().any(|i| i.up && i.generation.0 > 0);
             if seeded_peer {
-                t.join_retry = Some(self.last_join.map_or(self.now, |at| at + hb));
+                t.join_retry = Some(self.seeding.last_join.map_or(self.now, |at| at + hb));
             }
-            t.seed_retry = self.seed_retry;
+            t.seed_retry = self.seeding.seed_retry;
         }
         if let Some(v) = &self.installed {
             for (p, info) in &self.peers {
                 if info.up && info.generation < v.generation {
-                    let due = self.catchup.get(p).map_or(self.now, |at| *at + hb);
+                    let due = self.reach.catchup.get(p).map_or(self.now, |at| *at + hb);
                     if t.catch_up.is_none_or(|(_, earliest)| due < earliest) {
                         t.catch_up = Some((*p, due));
                     }
