@@ -340,3 +340,31 @@ fn a_lost_message_from_our_racer_fences_the_side() {
         ]
     );
 }
+
+#[test]
+fn an_outbid_racer_prepares_again_above_the_promise_it_was_refused_with() {
+    let (mut f, t, _) = racer_losing_four();
+    let slot = Generation(1);
+    deliver(
+        &mut f,
+        t,
+        1,
+        &Msg::Nack {
+            slot,
+            promised: ballot(7, 1),
+            highest: slot,
+        },
+    );
+    let prepare = Msg::Prepare {
+        slot,
+        ballot: ballot(8, 0),
+    };
+    assert_eq!(
+        drain(&mut f),
+        vec![
+            send(1, prepare.clone()),
+            send(2, prepare.clone()),
+            send(3, prepare),
+        ]
+    );
+}

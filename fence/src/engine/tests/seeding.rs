@@ -149,3 +149,86 @@ fn a_join_from_an_excluded_incarnation_is_answered_excluded() {
         )]
     );
 }
+
+#[test]
+fn an_excluded_incarnation_raises_its_generation_and_fences() {
+    let net = Net::seeded(&[0, 1, 2]);
+    let t = net.now;
+    let mut f = net.take(2);
+    let g = Generation(3);
+    deliver(
+        &mut f,
+        t,
+        0,
+        &Msg::Excluded {
+            incarnation: inc(2),
+            generation: g,
+        },
+    );
+    assert_eq!(
+        drain(&mut f),
+        vec![
+            FenceOutput::Persist(Durable {
+                highest: g,
+                installed: Some(known(1, &[0, 1, 2])),
+                accepted: None,
+            }),
+            event(FenceEvent::AuthorityLost {
+                generation: Generation(1)
+            }),
+            event(FenceEvent::SelfFence {
+                reason: crate::types::FenceReason::Excluded { generation: g }
+            }),
+        ]
+    );
+}
+
+#[test]
+fn a_leaving_member_drops_authority_and_tells_the_members_every_heartbeat() {
+    let net = Net::seeded(&[0, 1, 2]);
+    let t = net.now;
+    let mut f = net.take(2);
+    f.leave(t);
+    assert_eq!(
+        drain(&mut f),
+        vec![
+            send(0, Msg::Leave),
+            send(1, Msg::Leave),
+            event(FenceEvent::AuthorityLost {
+                generation: Generation(1)
+            }),
+        ]
+    );
+    assert_eq!(f.timers().leave_retransmit, Some(t + HB));
+    f.handle_timeout(t + HB);
+    assert_eq!(
+        without_reach(drain(&mut f)),
+        vec![send(0, Msg::Leave), send(1, Msg::Leave)]
+    );
+    // The view without it arrives: it has left, and says so.
+    let v2 = View::new(Generation(2), vec![member(0), member(1)], f.installed());
+    deliver(
+        &mut f,
+        t + HB,
+        0,
+        &Msg::Decided {
+            view: v2,
+            settle_us: 0,
+        },
+    );
+    assert_eq!(
+        drain(&mut f),
+        vec![
+            FenceOutput::Persist(Durable {
+                highest: Generation(2),
+                installed: Some(known(1, &[0, 1, 2])),
+                accepted: None,
+            }),
+            event(FenceEvent::Left {
+                generation: Generation(2)
+            }),
+        ]
+    );
+    assert!(f.left());
+    assert_eq!(f.poll_timeout(), None);
+}
