@@ -2,8 +2,10 @@
 //! outputs a step produces, as the protocol steps are written in `docs/fencing.md`
 //! and `docs/membership.md`.
 //!
-//! The harness drives [`Fence`] only through its public verbs: `observe`,
+//! The harness drives [`Fence`] through its public verbs: `observe`,
 //! `handle_message` with encoded [`Msg`]s, `handle_timeout`, and `poll_output`.
+//! Tests also read the timer table (`Fence::timers`) to pin exact deadlines, and
+//! the invariant tests in `queue.rs` call internal helpers to show the checks trip.
 
 use super::{Fence, FenceOutput, PeerInfo};
 use crate::types::{Durable, FenceConfig, FenceEvent, KnownView, StallAction};
