@@ -148,9 +148,13 @@ struct Probe {
 pub struct Health {
     probes: Vec<Probe>,
     outputs: VecDeque<HealthOutput>,
+    /// Outputs queued beyond [`MAX_OUTPUTS`] (kept, never dropped).
+    output_overflows: u64,
 }
 
-/// Bound on queued outputs (each probe has at most a few out at a time).
+/// Past this many queued outputs the driver has stopped draining (each probe has at
+/// most a few out at a time): every output beyond it is counted and kept, never
+/// dropped, since a lost `Failed` would hide an unhealthy node.
 const MAX_OUTPUTS: usize = 4096;
 
 impl Health {
@@ -195,9 +199,14 @@ impl Health {
 
     fn push(&mut self, o: HealthOutput) {
         if self.outputs.len() >= MAX_OUTPUTS {
-            self.outputs.pop_front();
+            self.output_overflows = self.output_overflows.saturating_add(1);
         }
         self.outputs.push_back(o);
+    }
+
+    /// Outputs queued while the queue already held its bound (none dropped).
+    pub fn output_overflows(&self) -> u64 {
+        self.output_overflows
     }
 
     pub fn poll_output(&mut self) -> Option<HealthOutput> {
@@ -385,6 +394,34 @@ mod tests {
 
     fn drain(h: &mut Health) -> Vec<HealthOutput> {
         std::iter::from_fn(|| h.poll_output()).collect()
+    }
+
+    /// A driver that stops draining loses nothing: past its bound the queue keeps
+    /// every output and counts the overflow.
+    #[test]
+    fn an_undrained_output_queue_drops_nothing_and_counts_the_overflow() {
+        let mut h = Health::new();
+        let probes: Vec<ProbeId> = (0..MAX_OUTPUTS + 10)
+            .map(|_| h.add(ms(0), spec(2)))
+            .collect();
+        h.handle_timeout(ms(0));
+        // Every probe fails, each `Failed` queued after all the runs.
+        for p in &probes {
+            h.handle_result(ms(1), *p, Err("ro".into()));
+        }
+        assert_eq!(
+            h.output_overflows(),
+            (2 * probes.len() - MAX_OUTPUTS) as u64
+        );
+        let out = drain(&mut h);
+        assert_eq!(out.len(), 2 * probes.len());
+        for (k, p) in probes.iter().enumerate() {
+            assert_eq!(out[k], HealthOutput::Run { probe: *p });
+            assert!(matches!(
+                &out[probes.len() + k],
+                HealthOutput::Event(ProbeEvent::Failed { probe, .. }) if probe == p
+            ));
+        }
     }
 
     #[test]

@@ -16,7 +16,10 @@ use vigil_membership::{port_bit, NodeSet, PortMask, View};
 
 pub use vigil_llt::{ConfigError, Deliver, Event as LltEvent, Status as LltStatus, Transmit};
 
-/// Bound on queued outputs.
+/// Past this many queued outputs the driver has stopped draining: every output
+/// beyond it is counted (`Status::output_overflows`) and kept, never dropped (a lost
+/// transmit or delivery would be a silent fault; the fence core's own queue keeps
+/// its `Persist` and `SelfFence` the same way).
 const MAX_OUTPUTS: usize = 64 * 1024;
 
 /// What a node step produced, drained in order with [`Node::poll_output`].
@@ -81,6 +84,9 @@ pub struct HealthStatus {
     pub stalls: StallStatus,
     /// The probe that failed and took the node out, if any.
     pub unhealthy: Option<String>,
+    /// Health outputs queued while that queue held its bound (none dropped).
+    #[serde(default)]
+    pub output_overflows: u64,
 }
 
 /// A snapshot of the whole node, for the inspection commands.
@@ -94,6 +100,10 @@ pub struct Status {
     /// ([`Node::current_authority`]); `None` when it held none.
     #[serde(default)]
     pub authority: Option<Authority>,
+    /// Node outputs queued while its queue held its bound: the driver stopped
+    /// draining it. None is dropped; non-zero is a bug to report.
+    #[serde(default)]
+    pub output_overflows: u64,
 }
 
 /// What a client of this node may act on right now: the view, whether this node is
@@ -134,6 +144,8 @@ pub struct Node {
     fence: Fence,
     ports: PortMask,
     outputs: VecDeque<Output>,
+    /// Outputs queued beyond [`MAX_OUTPUTS`] (kept, never dropped).
+    output_overflows: u64,
     /// Fingerprint of the peer facts the fence core last stepped on.
     peer_print: u64,
     /// The fence core has not stepped since an input that bypasses the fingerprint.
@@ -184,6 +196,7 @@ impl Node {
             fence,
             ports: 0,
             outputs: VecDeque::new(),
+            output_overflows: 0,
             peer_print: 0,
             fresh: true,
             confirming: NodeSet::EMPTY,
@@ -541,7 +554,9 @@ impl Node {
                 probes: self.health.status(),
                 stalls: self.stalls.clone(),
                 unhealthy: self.unhealthy.clone(),
+                output_overflows: self.health.output_overflows(),
             },
+            output_overflows: self.output_overflows,
         }
     }
 
@@ -570,7 +585,7 @@ impl Node {
 
     fn push(&mut self, o: Output) {
         if self.outputs.len() >= MAX_OUTPUTS {
-            self.outputs.pop_front();
+            self.output_overflows = self.output_overflows.saturating_add(1);
         }
         self.outputs.push_back(o);
     }
@@ -703,6 +718,47 @@ mod tests {
         assert_eq!(ring.accept, vec![b.id, a.id]);
         node.rejoin(Instant::from_nanos(1_000_000), Incarnation(8), 2);
         assert_eq!(node.status().llt.keys, ring, "a rejoin keeps the new ring");
+    }
+
+    /// A driver that stops draining loses nothing: past its bound the queue keeps
+    /// every output and counts the overflow (in the status), and what it finally
+    /// yields is exactly what a twin node, drained after every step, yielded.
+    #[test]
+    fn an_undrained_output_queue_drops_nothing_and_counts_the_overflow() {
+        let text = "[cluster]\nname = \"k\"\nid = 1\ninsecure = true\n\
+                    [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5000\n\
+                    [[nodes]]\nid = 0\nname = \"n0\"\nlinks = { a = \"10.0.0.1\" }\n\
+                    [[nodes]]\nid = 1\nname = \"n1\"\nlinks = { a = \"10.0.0.2\" }\n\
+                    [[nodes]]\nid = 2\nname = \"n2\"\nlinks = { a = \"10.0.0.3\" }\n";
+        let cfg = ClusterConfig::parse(text, Path::new("/etc/vigil/cluster.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut drained = Node::new(
+            cfg.llt_config(),
+            cfg.fence_config(),
+            NodeId(0),
+            Incarnation(7),
+            Instant::ZERO,
+            1,
+            Generation(0),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut kept = drained.clone();
+        let mut seen = Vec::new();
+        let mut steps = 0;
+        while kept.status().output_overflows == 0 {
+            let Some(t) = drained.poll_timeout() else {
+                panic!("the node keeps sending heartbeats")
+            };
+            drained.handle_timeout(t);
+            kept.handle_timeout(t);
+            seen.extend(std::iter::from_fn(|| drained.poll_output()));
+            steps += 1;
+            assert!(steps < 1_000_000, "the queue never passed its bound");
+        }
+        assert_eq!(drained.status().output_overflows, 0);
+        let all: Vec<Output> = std::iter::from_fn(|| kept.poll_output()).collect();
+        assert_eq!(all.len(), seen.len());
+        assert!(all == seen, "the undrained queue lost or reordered outputs");
     }
 
     #[test]

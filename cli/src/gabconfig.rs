@@ -367,6 +367,7 @@ pub(crate) mod tests {
                         .collect(),
                     heartbeat: Default::default(),
                     keys: Default::default(),
+                    output_overflows: 0,
                 },
                 health: Default::default(),
                 authority: view
@@ -393,7 +394,9 @@ pub(crate) mod tests {
                     last_race: None,
                     fenced: None,
                     bad_messages: 0,
+                    output_overflows: 0,
                 },
+                output_overflows: 0,
             },
             control: Default::default(),
             log_lines_lost: 0,

@@ -473,9 +473,9 @@ fn gabconfig_fenceadm_and_stop_on_a_live_cluster() {
     );
     assert_eq!(text, expect);
 
-    // The state file carries the generation.
+    // The state file carries the generation and the view installed.
     let state = std::fs::read_to_string(c.dir.join("state/n1.generation")).unwrap();
-    assert_eq!(state, format!("generation {gen}\n"));
+    assert_eq!(state, format!("generation {gen}\ninstalled {gen} 0,1,2\n"));
 
     // fenceadm: the mode, authority, the members with `*` on the local one.
     wait_until("authority on n2", || {

@@ -272,4 +272,8 @@ pub struct FenceStatus {
     pub fenced: Option<FenceReason>,
     /// Messages that failed to decode.
     pub bad_messages: u64,
+    /// Outputs queued while the output queue already held its bound: the driver
+    /// stopped draining it. None is dropped; non-zero is a bug to report.
+    #[serde(default)]
+    pub output_overflows: u64,
 }

@@ -8,7 +8,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-/// Bound on queued outputs: a caller that never drains loses the oldest, never memory.
+/// Past this many queued outputs the caller has stopped draining: every output queued
+/// beyond it is counted (`Status::output_overflows`) and kept. Nothing is dropped: a
+/// lost `PeerDown` or delivery would be a silent protocol fault. A caller that drains
+/// after every step keeps the queue at one step's outputs (a bounded number per link
+/// and peer).
 const MAX_OUTPUTS: usize = 64 * 1024;
 /// Width of the per-peer, per-link replay window, in sequence numbers.
 const REPLAY_WINDOW: u64 = 64;
@@ -304,6 +308,10 @@ pub struct Status {
     /// The key ring: which key frames go out with, which are accepted.
     #[serde(default)]
     pub keys: KeyRingStatus,
+    /// Outputs queued while the queue already held its bound: the caller stopped
+    /// draining it. None is dropped; non-zero is a bug to report.
+    #[serde(default)]
+    pub output_overflows: u64,
 }
 
 /// The key ring as `lltstat` shows it: key IDs only, never keys.
@@ -328,6 +336,8 @@ pub struct Llt {
     peers: BTreeMap<NodeId, Peer>,
     next_msg_id: u64,
     outputs: VecDeque<Output>,
+    /// Outputs queued beyond [`MAX_OUTPUTS`] (kept, never dropped).
+    output_overflows: u64,
     duplicates_reported: Vec<Incarnation>,
     gaps: HeartbeatGaps,
 }
@@ -488,6 +498,7 @@ impl Llt {
             peers,
             next_msg_id: 0,
             outputs: VecDeque::new(),
+            output_overflows: 0,
             duplicates_reported: Vec::new(),
             gaps: HeartbeatGaps::default(),
         };
@@ -607,7 +618,7 @@ impl Llt {
 
     fn push(&mut self, out: Output) {
         if self.outputs.len() >= MAX_OUTPUTS {
-            self.outputs.pop_front();
+            self.output_overflows = self.output_overflows.saturating_add(1);
         }
         self.outputs.push_back(out);
     }
@@ -1217,6 +1228,7 @@ impl Llt {
                 send: self.cfg.keys.first().map(|k| k.id),
                 accept: self.cfg.keys.iter().map(|k| k.id).collect(),
             },
+            output_overflows: self.output_overflows,
         }
     }
 }

@@ -734,3 +734,35 @@ fn keys_rotate_without_losing_a_frame() {
     net.run_until(net.now + ms(200));
     assert!(net.drops(1, 0, DropReason::UnknownKey) > 0);
 }
+
+/// A caller that stops draining loses nothing: past its bound the queue keeps every
+/// output and counts the overflow, and what it finally yields is exactly what a twin
+/// core, drained after every step, yielded.
+#[test]
+fn an_undrained_output_queue_drops_nothing_and_counts_the_overflow() {
+    let mut drained = Llt::new(config(3, None), n(0), Incarnation(5), Instant::ZERO, 0).unwrap();
+    let mut kept = drained.clone();
+    let mut seen = Vec::new();
+    let mut steps = 0;
+    while kept.status().output_overflows == 0 {
+        let t = drained.poll_timeout().expect("heartbeats keep running");
+        drained.handle_timeout(t);
+        kept.handle_timeout(t);
+        seen.extend(std::iter::from_fn(|| drained.poll_output()));
+        steps += 1;
+        assert!(steps < 1_000_000, "the queue never passed its bound");
+    }
+    // Some more, to be sure the overflow keeps being kept.
+    for _ in 0..10 {
+        let t = drained.poll_timeout().expect("heartbeats keep running");
+        drained.handle_timeout(t);
+        kept.handle_timeout(t);
+        seen.extend(std::iter::from_fn(|| drained.poll_output()));
+    }
+    assert_eq!(drained.status().output_overflows, 0);
+    let overflows = kept.status().output_overflows;
+    let all: Vec<Output> = std::iter::from_fn(|| kept.poll_output()).collect();
+    assert!(overflows > 1);
+    assert_eq!(all.len(), seen.len());
+    assert!(all == seen, "the undrained queue lost or reordered outputs");
+}

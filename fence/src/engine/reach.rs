@@ -1,0 +1,181 @@
+//! Reachability: the reports nodes exchange (`Reach`), the clique of nodes that see
+//! each other, and catch-up for peers behind our view.
+
+use super::{micros, Fence};
+use std::collections::BTreeMap;
+use vigil_llt::types::{Generation, Instant, NodeId};
+use vigil_membership::{Member, Msg, NodeSet, PortMask};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Report {
+    pub(super) up: NodeSet,
+    pub(super) ports: PortMask,
+    pub(super) highest: Generation,
+    /// When `up` last changed.
+    pub(super) since: Instant,
+}
+
+/// Reachability: peers' reports, ours, and catch-ups sent.
+#[derive(Clone, Debug, Default)]
+pub(super) struct ReachState {
+    pub(super) reports: BTreeMap<NodeId, Report>,
+    /// When our report was last sent, and what it said.
+    pub(super) last_reach: Option<(Instant, NodeSet, PortMask, Generation)>,
+    /// When each peer behind our view was last sent it.
+    pub(super) catchup: BTreeMap<NodeId, Instant>,
+}
+
+impl Fence {
+    pub(super) fn send_reach(&mut self, now: Instant) {
+        let up = self.up_set();
+        let installed = self.advertised_generation();
+        let due = match self.reach.last_reach {
+            None => true,
+            Some((t, u, p, g)) => {
+                u != up || p != self.ports || g != installed || now >= t + self.cfg.heartbeat * 4
+            }
+        };
+        if !due {
+            return;
+        }
+        self.reach.last_reach = Some((now, up, self.ports, installed));
+        let msg = Msg::Reach {
+            up,
+            ports: self.ports,
+            highest: self.durable.highest,
+            installed,
+        };
+        let me = self.me;
+        for p in up.iter().filter(|p| *p != me) {
+            self.send(p, msg.clone());
+        }
+    }
+
+    /// `Reach`: a peer's report of whom it hears; `since` restarts when that changes.
+    pub(super) fn on_reach(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        up: NodeSet,
+        ports: PortMask,
+        highest: Generation,
+    ) {
+        let since = match self.reach.reports.get(&from) {
+            Some(r) if r.up == up => r.since,
+            _ => now,
+        };
+        self.reach.reports.insert(
+            from,
+            Report {
+                up,
+                ports,
+                highest,
+                since,
+            },
+        );
+    }
+
+    /// Peers advertising a lower generation get our view: laggards catch up, and an
+    /// excluded node that wakes up learns it was excluded.
+    pub(super) fn catch_up(&mut self, now: Instant) {
+        let Some(v) = self.installed.clone() else {
+            return;
+        };
+        let settle_us = self
+            .pending_settle()
+            .map_or(0, |t| micros(t.saturating_since(now)));
+        let lagging: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, i)| i.up && i.generation < v.generation)
+            .map(|(id, _)| *id)
+            .collect();
+        for p in lagging {
+            if self
+                .reach
+                .catchup
+                .get(&p)
+                .is_some_and(|t| now < *t + self.cfg.heartbeat)
+            {
+                continue;
+            }
+            self.reach.catchup.insert(p, now);
+            self.send(
+                p,
+                Msg::Decided {
+                    view: v.clone(),
+                    settle_us,
+                },
+            );
+        }
+    }
+
+    /// Greedy clique over `candidates` (`me` first when present, then in the order
+    /// given): each one joins if it and every one chosen see each other.
+    ///
+    /// What a node reaches is what its report says. For the members of `keep` (the
+    /// current view's members) a report only counts once it has held for
+    /// `peer_inactive`; before that, or with no report, a member is assumed to reach
+    /// what we reach. That optimism costs at most one more view change, while
+    /// trusting a report sent as links were still coming up would evict a healthy
+    /// member. Nodes outside `keep` (seeding, joiners) must show in their own report
+    /// that they reach the others.
+    pub(super) fn clique(&self, candidates: &[Member], keep: NodeSet) -> Vec<Member> {
+        let up = self.up_set();
+        let hold = self.cfg.peer_inactive;
+        let now = self.now;
+        let me = self.me;
+        let reach_of = |x: NodeId| -> NodeSet {
+            if x == me {
+                return up;
+            }
+            let report = self
+                .reach
+                .reports
+                .get(&x)
+                .filter(|_| self.peers.get(&x).is_some_and(|i| i.up));
+            match (report, keep.contains(x)) {
+                (Some(r), true) if now >= r.since + hold => r.up,
+                (Some(r), true) => r.up.union(up),
+                (None, true) => up,
+                (Some(r), false) => r.up,
+                (None, false) => [x, me].into_iter().collect(),
+            }
+        };
+        // Once per candidate, not once per pair.
+        let mut table = [NodeSet::EMPTY; 64];
+        for c in candidates {
+            table[c.id.index() % 64] = reach_of(c.id);
+        }
+        let reach = |x: NodeId| table[x.index() % 64];
+        // Us first, then the others in the order given (members before joiners).
+        let mut ordered: Vec<Member> = candidates
+            .iter()
+            .filter(|m| m.id == self.me)
+            .copied()
+            .collect();
+        ordered.extend(candidates.iter().filter(|m| m.id != self.me).copied());
+        let mut chosen: Vec<Member> = Vec::new();
+        for c in ordered {
+            if !up.contains(c.id) {
+                continue;
+            }
+            let ok = chosen
+                .iter()
+                .all(|o| reach(c.id).contains(o.id) && reach(o.id).contains(c.id));
+            if ok {
+                chosen.push(c);
+            }
+        }
+        chosen.sort();
+        chosen
+    }
+
+    pub(super) fn ports_of(&self, id: NodeId, fallback: PortMask) -> PortMask {
+        if id == self.me {
+            self.ports
+        } else {
+            self.reach.reports.get(&id).map_or(fallback, |r| r.ports)
+        }
+    }
+}
