@@ -113,3 +113,4 @@ netns_drill!(netns_fence_loop, "fence-loop");
 netns_drill!(netns_non_transitive, "non-transitive");
 netns_drill!(netns_cascading, "cascading");
 netns_drill!(netns_pair_cut, "pair-cut");
+netns_drill!(netns_three_cuts, "three-cuts");

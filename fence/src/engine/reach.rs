@@ -6,13 +6,32 @@ use std::collections::BTreeMap;
 use vigil_llt::types::{Generation, Instant, NodeId};
 use vigil_membership::{Member, Msg, NodeSet, PortMask};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Report {
     pub(super) up: NodeSet,
     pub(super) ports: PortMask,
     pub(super) highest: Generation,
-    /// When `up` last changed.
-    pub(super) since: Instant,
+    /// When the first report from this peer came.
+    pub(super) first: Instant,
+    /// Since when each node missing from `up` has been missing, for those that went
+    /// missing after the first report (the others: since `first`).
+    pub(super) missing: Vec<(NodeId, Instant)>,
+}
+
+impl Report {
+    /// The nodes missing from `up` for less than `hold` at `now`: a claim that a
+    /// node is unreachable counts only once it has held that long, and another
+    /// change in the report (a third node going or coming) does not restart it.
+    fn missing_for_less_than(&self, hold: std::time::Duration, now: Instant) -> NodeSet {
+        if now < self.first + hold {
+            return NodeSet::from_bits(u64::MAX).difference(self.up);
+        }
+        self.missing
+            .iter()
+            .filter(|(_, since)| now < *since + hold)
+            .map(|(id, _)| *id)
+            .collect()
+    }
 }
 
 /// Reachability: peers' reports, ours, and catch-ups sent.
@@ -51,7 +70,8 @@ impl Fence {
         }
     }
 
-    /// `Reach`: a peer's report of whom it hears; `since` restarts when that changes.
+    /// `Reach`: a peer's report of whom it hears; each node it no longer hears is
+    /// timed from the report that first left it out.
     pub(super) fn on_reach(
         &mut self,
         now: Instant,
@@ -60,17 +80,26 @@ impl Fence {
         ports: PortMask,
         highest: Generation,
     ) {
-        let since = match self.reach.reports.get(&from) {
-            Some(r) if r.up == up => r.since,
-            _ => now,
+        let (first, mut missing) = match self.reach.reports.remove(&from) {
+            Some(r) => {
+                let mut missing = r.missing;
+                missing.retain(|(id, _)| !up.contains(*id));
+                for id in r.up.difference(up).iter() {
+                    missing.push((id, now));
+                }
+                (r.first, missing)
+            }
+            None => (now, Vec::new()),
         };
+        missing.sort_unstable();
         self.reach.reports.insert(
             from,
             Report {
                 up,
                 ports,
                 highest,
-                since,
+                first,
+                missing,
             },
         );
     }
@@ -114,8 +143,10 @@ impl Fence {
     /// given): each one joins if it and every one chosen see each other.
     ///
     /// What a node reaches is what its report says. For the members of `keep` (the
-    /// current view's members) a report only counts once it has held for
-    /// `peer_inactive`; before that, or with no report, a member is assumed to reach
+    /// current view's members) a report's claim that a node is unreachable only
+    /// counts once that node has been missing from its reports for
+    /// `peer_inactive` (timed per node: a third node coming or going does not
+    /// restart it); before that, or with no report, a member is assumed to reach
     /// what we reach. That optimism costs at most one more view change, while
     /// trusting a report sent as links were still coming up would evict a healthy
     /// member. Nodes outside `keep` (seeding, joiners) must show in their own report
@@ -135,8 +166,9 @@ impl Fence {
                 .get(&x)
                 .filter(|_| self.peers.get(&x).is_some_and(|i| i.up));
             match (report, keep.contains(x)) {
-                (Some(r), true) if now >= r.since + hold => r.up,
-                (Some(r), true) => r.up.union(up),
+                (Some(r), true) => {
+                    r.up.union(up.intersection(r.missing_for_less_than(hold, now)))
+                }
                 (None, true) => up,
                 (Some(r), false) => r.up,
                 (None, false) => [x, me].into_iter().collect(),
