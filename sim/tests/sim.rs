@@ -6,7 +6,7 @@ use vigil_sim::{run, run_random, FaultKind, Options, Scenario};
 
 fn sweep(seeds: std::ops::Range<u64>, opts: Options) -> Vec<vigil_sim::Outcome> {
     seeds
-        .map(|s| run_random(s, (3, 9), &FaultKind::ALL, opts))
+        .map(|s| run_random(s, (3, 9), &FaultKind::LEGACY, opts))
         .collect()
 }
 
@@ -77,12 +77,12 @@ fn caught(sabotage: Sabotage, limit: u64) -> Option<(u64, &'static str)> {
             sabotage: Some(sabotage),
             ..Options::default()
         };
-        let out = run_random(s, (3, 9), &FaultKind::ALL, broken);
+        let out = run_random(s, (3, 9), &FaultKind::LEGACY, broken);
         let property = out
             .violation
             .filter(|v| v.property.starts_with('S'))?
             .property;
-        let clean = run_random(s, (3, 9), &FaultKind::ALL, Options::default());
+        let clean = run_random(s, (3, 9), &FaultKind::LEGACY, Options::default());
         assert!(
             clean.violation.is_none(),
             "seed {s} fails without sabotage too"
