@@ -151,6 +151,10 @@ struct ReplayArgs {
     /// The seed to run.
     #[arg(long, value_name = "S")]
     seed: u64,
+    /// Print the last trace lines even when the seed passes (40, or as many as
+    /// the environment variable VIGIL_SIM_TRACE says).
+    #[arg(long)]
+    trace: bool,
     #[command(flatten)]
     random: RandomArgs,
 }
@@ -735,8 +739,21 @@ fn replay(args: &ReplayArgs) -> u8 {
     flush();
     let drill = Drill {
         seed: args.seed,
-        outcome: guarded(|| run_random(args.seed, range, &kinds, args.random.options())),
+        outcome: guarded(|| {
+            let opts = Options {
+                keep_trace: args.trace,
+                ..args.random.options()
+            };
+            run_random(args.seed, range, &kinds, opts)
+        }),
     };
+    if let Ok(o) = &drill.outcome {
+        if o.violation.is_none() {
+            for line in &o.trace {
+                println!("    {line}");
+            }
+        }
+    }
     print!("{}", drill.report());
     if let Ok(o) = &drill.outcome {
         println!(
@@ -749,6 +766,13 @@ fn replay(args: &ReplayArgs) -> u8 {
             println!(
                 "availability at the end of the fault phase: {} holding authority, largest quorum clique {}; needless fences {} ({} beyond choice)",
                 a.holders, a.best, o.needless_fences, o.needless_strict
+            );
+        }
+        for (t, node, every) in &o.needless {
+            println!(
+                "needless fence: n{node} at {:.3} ms{}",
+                t.as_nanos() as f64 / 1e6,
+                if *every { " (beyond choice)" } else { "" }
             );
         }
     }

@@ -34,6 +34,10 @@ pub struct Outcome {
     pub needless_strict: usize,
     /// Random drills whose only fault is one cut between two nodes: both fenced.
     pub cut_fenced_both: bool,
+    /// The needless fences: (time, node, beyond choice), at most 64.
+    pub needless: Vec<(Instant, usize, bool)>,
+    /// With [`Options::keep_trace`]: the last trace lines, pass or fail.
+    pub trace: Vec<String>,
 }
 
 /// Options that change how a run behaves.
@@ -46,6 +50,9 @@ pub struct Options {
     /// The timers (and, for random drills with `Random`, the config) of random
     /// drills. Scenario files say their own (`profile`, default legacy).
     pub profile: Profile,
+    /// Keep the trace's tail in [`Outcome::trace`] even when the run passes (for
+    /// `vigil sim replay --trace`).
+    pub keep_trace: bool,
 }
 
 fn ms(v: u64) -> Duration {
@@ -125,6 +132,8 @@ fn finish(w: World, name: String, cutoff: Option<Instant>) -> Outcome {
         needless_fences: 0,
         needless_strict: 0,
         cut_fenced_both: false,
+        needless: Vec::new(),
+        trace: Vec::new(),
     }
 }
 
@@ -803,6 +812,8 @@ fn refused(name: String, why: String) -> Outcome {
         needless_fences: 0,
         needless_strict: 0,
         cut_fenced_both: false,
+        needless: Vec::new(),
+        trace: Vec::new(),
     }
 }
 
@@ -916,7 +927,16 @@ pub fn run_random(seed: u64, nodes: (u8, u8), kinds: &[FaultKind], opts: Options
         };
         fenced(a) && fenced(b)
     });
+    let needless_list: Vec<(Instant, usize, bool)> =
+        w.needless_fences.iter().take(64).copied().collect();
+    let trace = if opts.keep_trace {
+        w.trace_tail().to_vec()
+    } else {
+        Vec::new()
+    };
     let mut out = finish(w, sc.name, cutoff);
+    out.needless = needless_list;
+    out.trace = trace;
     out.availability = availability;
     out.needless_fences = needless;
     out.needless_strict = needless_strict;
