@@ -37,6 +37,9 @@ fn a_drill_on_each_profile_passes() {
                      --nodes 3..7 --profile {profile}"
                 );
             }
+            // The same seed, config included, gives the same trace.
+            let again = run_random(seed, (3, 7), &KINDS, opts);
+            assert_eq!(out.trace_hash, again.trace_hash, "{profile} seed {seed}");
         }
     }
 }
