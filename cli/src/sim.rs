@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use vigil_fence::Sabotage;
-use vigil_sim::{percentiles, random_scenario, run_random, FaultKind, Options, Outcome, Scenario};
+use vigil_sim::{
+    percentiles, random_drill, run_random, FaultKind, Options, Outcome, Profile, Scenario,
+};
 
 const EXIT_CODES: &str = "Exit codes: 0 every drill passed, 1 a property was violated (or a \
                           scenario file could not be read or parsed), 2 bad command line.";
@@ -81,24 +83,38 @@ struct RandomArgs {
     /// Break the protocol on purpose, to show that the checker catches it.
     #[arg(long, value_name = "NAME")]
     sabotage: Option<SabotageArg>,
+    /// The nodes' config: `legacy` (the simulator's own timers, 10/80/60/70 ms),
+    /// `default` or `fast` (the shipped timer profiles as the config produces
+    /// them, two links, a key), or `random` (a valid config drawn from each seed:
+    /// timers, 1 to 4 links, seed count, key, probe and stall settings). Drill
+    /// durations scale with the timers. Legacy draws the network and process
+    /// faults by default; the others also operator actions and store failures.
+    #[arg(long, value_name = "PROFILE", default_value = "legacy", value_parser = parse_profile)]
+    profile: Profile,
 }
 
 impl RandomArgs {
     fn kinds(&self) -> Vec<FaultKind> {
         if self.faults.is_empty() {
-            FaultKind::ALL.to_vec()
+            FaultKind::defaults(self.profile).to_vec()
         } else {
             self.faults.clone()
         }
     }
 
     fn options(&self) -> Options {
-        options(self.sabotage)
+        Options {
+            profile: self.profile,
+            ..options(self.sabotage)
+        }
     }
 
     /// The `vigil sim replay` command line for one seed.
     fn replay_command(&self, seed: u64) -> String {
         let mut c = format!("vigil sim replay --seed {seed} --nodes {}", self.nodes);
+        if self.profile != Profile::Legacy {
+            c.push_str(&format!(" --profile {}", self.profile));
+        }
         if !self.faults.is_empty() {
             let names: Vec<&str> = self.faults.iter().map(|k| k.name()).collect();
             c.push_str(&format!(" --faults {}", names.join(",")));
@@ -135,6 +151,10 @@ struct ReplayArgs {
     /// The seed to run.
     #[arg(long, value_name = "S")]
     seed: u64,
+    /// Print the last trace lines even when the seed passes (40, or as many as
+    /// the environment variable VIGIL_SIM_TRACE says).
+    #[arg(long)]
+    trace: bool,
     #[command(flatten)]
     random: RandomArgs,
 }
@@ -206,6 +226,7 @@ fn options(sabotage: Option<SabotageArg>) -> Options {
     Options {
         sabotage: sabotage.and_then(SabotageArg::fence),
         stale_frames: sabotage == Some(SabotageArg::StaleFrames),
+        ..Options::default()
     }
 }
 
@@ -252,6 +273,12 @@ fn kind_names() -> String {
 fn parse_kind(s: &str) -> Result<FaultKind, String> {
     FaultKind::parse(s.trim())
         .ok_or_else(|| format!("unknown fault kind `{s}`; valid kinds: {}", kind_names()))
+}
+
+fn parse_profile(s: &str) -> Result<Profile, String> {
+    Profile::parse(s.trim()).ok_or_else(|| {
+        format!("unknown profile `{s}`; valid profiles: legacy, default, fast, random")
+    })
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -550,12 +577,14 @@ fn sweep(args: &SweepArgs) -> u8 {
         node_seconds / wall
     );
     println!(
-        "trace hash: {:#018x} (seeds {}..{}, nodes {})",
+        "trace hash: {:#018x} (seeds {}..{}, nodes {}, profile {})",
         combined_hash(&drills),
         args.start,
         drills.last().map_or(args.start, |d| d.seed + 1),
-        args.random.nodes
+        args.random.nodes,
+        args.random.profile
     );
+    print!("{}", availability_report(&drills));
 
     let Some(first) = failures.first() else {
         return exit::OK;
@@ -581,8 +610,95 @@ fn sweep(args: &SweepArgs) -> u8 {
     }
     println!();
     print!("{}", first.report());
+    print!("{}", config_report(&args.random, first.seed));
     println!("reproduce: {}", args.random.replay_command(first.seed));
     exit::FAILURE
+}
+
+/// The availability figure over the drills (a report: it fails nothing).
+fn availability_report(drills: &[Drill]) -> String {
+    let outcomes: Vec<(u64, &Outcome)> = drills
+        .iter()
+        .filter_map(|d| Some((d.seed, d.outcome.as_ref().ok()?)))
+        .collect();
+    let ratios: Vec<(u64, f64)> = outcomes
+        .iter()
+        .filter_map(|(s, o)| Some((*s, o.availability?.ratio()?)))
+        .collect();
+    let nothing = outcomes
+        .iter()
+        .filter(|(_, o)| o.availability.is_some_and(|a| a.best == 0))
+        .count();
+    let mut text = String::new();
+    if let Some((worst_seed, worst)) = ratios
+        .iter()
+        .copied()
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+    {
+        let mean = ratios.iter().map(|(_, r)| r).sum::<f64>() / ratios.len() as f64;
+        let below = ratios.iter().filter(|(_, r)| *r < 1.0).count();
+        text.push_str(&format!(
+            "availability at the end of the fault phase (authority holders / largest quorum clique): \
+             mean {mean:.3}, worst {worst:.3} (seed {worst_seed}), below 1 in {below} of {} drills; \
+             no quorum clique in {nothing}\n",
+            ratios.len()
+        ));
+    }
+    let needless: usize = outcomes.iter().map(|(_, o)| o.needless_fences).sum();
+    let in_drills = outcomes
+        .iter()
+        .filter(|(_, o)| o.needless_fences > 0)
+        .count();
+    let strict_drills: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, o)| o.needless_strict > 0)
+        .map(|(s, _)| s.to_string())
+        .collect();
+    let strict: usize = outcomes.iter().map(|(_, o)| o.needless_strict).sum();
+    let shown: Vec<&str> = strict_drills.iter().take(10).map(String::as_str).collect();
+    text.push_str(&format!(
+        "needless fences (a quorum clique containing the node existed): {needless} in {in_drills} drills; \
+         beyond choice (every largest quorum clique contained the node): {strict}{}\n",
+        if shown.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (seeds {}{})",
+                shown.join(", "),
+                if strict_drills.len() > 10 { ", ..." } else { "" }
+            )
+        }
+    ));
+    let both: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, o)| o.cut_fenced_both)
+        .map(|(s, _)| s.to_string())
+        .collect();
+    if !both.is_empty() {
+        let shown: Vec<&str> = both.iter().take(10).map(String::as_str).collect();
+        text.push_str(&format!(
+            "a single cut fenced both of its nodes in {} drills (seeds {}{})\n",
+            both.len(),
+            shown.join(", "),
+            if both.len() > 10 { ", ..." } else { "" }
+        ));
+    }
+    text
+}
+
+/// The config a seed's nodes ran (beyond the legacy set, which is always the same).
+fn config_report(args: &RandomArgs, seed: u64) -> String {
+    if args.profile == Profile::Legacy {
+        return String::new();
+    }
+    let range = (args.nodes.lo, args.nodes.hi);
+    match random_drill(seed, range, &args.kinds(), args.profile) {
+        Ok((_, cfg)) => {
+            let body: String = cfg.text.lines().map(|l| format!("#   {l}\n")).collect();
+            format!("# config ({} profile):\n{body}", args.profile)
+        }
+        Err(e) => format!("# config: {e}\n"),
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -610,8 +726,16 @@ fn toml_text(sc: &Scenario) -> Option<String> {
 fn replay(args: &ReplayArgs) -> u8 {
     let kinds = args.random.kinds();
     let range = (args.random.nodes.lo, args.random.nodes.hi);
-    let sc = random_scenario(args.seed, range, &kinds);
+    let sc = match random_drill(args.seed, range, &kinds, args.random.profile) {
+        Ok((sc, _)) => sc,
+        Err(e) => {
+            println!("# {}", args.random.replay_command(args.seed));
+            println!("FAIL random-{}: no valid config: {e}", args.seed);
+            return exit::FAILURE;
+        }
+    };
     println!("# {}", args.random.replay_command(args.seed));
+    print!("{}", config_report(&args.random, args.seed));
     print!("{}", scenario_text(&sc));
     println!(
         "# then: every node that fenced or crashed is restarted, and all must hold \
@@ -621,8 +745,21 @@ fn replay(args: &ReplayArgs) -> u8 {
     flush();
     let drill = Drill {
         seed: args.seed,
-        outcome: guarded(|| run_random(args.seed, range, &kinds, args.random.options())),
+        outcome: guarded(|| {
+            let opts = Options {
+                keep_trace: args.trace,
+                ..args.random.options()
+            };
+            run_random(args.seed, range, &kinds, opts)
+        }),
     };
+    if let Ok(o) = &drill.outcome {
+        if o.violation.is_none() {
+            for line in &o.trace {
+                println!("    {line}");
+            }
+        }
+    }
     print!("{}", drill.report());
     if let Ok(o) = &drill.outcome {
         println!(
@@ -631,6 +768,19 @@ fn replay(args: &ReplayArgs) -> u8 {
             o.node_seconds,
             o.trace_hash
         );
+        if let Some(a) = o.availability {
+            println!(
+                "availability at the end of the fault phase: {} holding authority, largest quorum clique {}; needless fences {} ({} beyond choice)",
+                a.holders, a.best, o.needless_fences, o.needless_strict
+            );
+        }
+        for (t, node, every) in &o.needless {
+            println!(
+                "needless fence: n{node} at {:.3} ms{}",
+                t.as_nanos() as f64 / 1e6,
+                if *every { " (beyond choice)" } else { "" }
+            );
+        }
     }
     if drill.failed() {
         exit::FAILURE
@@ -655,8 +805,9 @@ fn bench(args: &BenchArgs) -> u8 {
         let mut node_seconds = 0.0;
         loop {
             let seed = drills;
-            let o = match guarded(|| run_random(seed, (k, k), &FaultKind::ALL, Options::default()))
-            {
+            let o = match guarded(|| {
+                run_random(seed, (k, k), &FaultKind::LEGACY, Options::default())
+            }) {
                 Ok(o) => o,
                 Err(p) => {
                     eprintln!(

@@ -118,6 +118,11 @@ impl Checker {
         self.violation.as_ref()
     }
 
+    /// The member set of the newest view decided so far.
+    pub fn last_decided(&self) -> Option<NodeSet> {
+        self.decided.values().next_back().map(|(set, _)| *set)
+    }
+
     fn fail(&mut self, property: &'static str, at: Instant, nodes: Vec<usize>, detail: String) {
         if self.violation.is_none() {
             self.violation = Some(Violation {

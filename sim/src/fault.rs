@@ -55,8 +55,27 @@ pub enum Fault {
     },
     /// The node's process dies.
     Crash { node: u8 },
-    /// The node starts again: a new incarnation, its state file kept.
+    /// The node starts again: a new incarnation, its state file kept (or starts for
+    /// the first time: a node the scenario leaves out at the start joins).
+    #[serde(alias = "start")]
     Restart { node: u8 },
+    /// `vigil stop` (SIGTERM): a member leaves gracefully and its process ends once
+    /// it has left, or after three race timeouts (as the daemon gives up waiting);
+    /// a node that is not a member stops at once.
+    Stop { node: u8 },
+    /// `gabconfig -x` on the node: seed by hand with whoever is reachable. Carried
+    /// out only where the daemon would (the node is waiting to seed and has no
+    /// view) and an operator may (no running node holds a view: seeding beside a
+    /// running cluster overrides the protection); skipped otherwise.
+    ManualSeed { node: u8 },
+    /// The node's state file fails: the next write (`for_ms` 0), or every write
+    /// for `for_ms` (a full disk). A node whose write fails stops, as the daemon
+    /// does; a restart starts from what was durably written.
+    StoreFail {
+        node: u8,
+        #[serde(default)]
+        for_ms: u64,
+    },
     /// The node's clock runs `ppm` parts per million fast (or slow, negative).
     ClockSkew { node: u8, ppm: i32 },
     /// The node's health probe fails from now on (the half-dead node: a read-only
@@ -192,8 +211,21 @@ pub struct Scenario {
     /// recording of the seeding, to replay later).
     #[serde(default)]
     pub at_start: Vec<Fault>,
+    /// Nodes not started with the others: a `restart` (or `start`) step starts
+    /// them, or the repair phase of a random drill.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late: Vec<u8>,
+    /// Steps during the warm-up, timed from the start (a manual seed, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warmup_steps: Vec<Step>,
     #[serde(default)]
     pub steps: Vec<Step>,
+    /// The timers the nodes run: `"legacy"` (default: the simulator's own set,
+    /// which the scenario files' expectations are tuned to), `"default"` or
+    /// `"fast"` (the shipped profiles, as the config produces them). Durations in
+    /// the file are not scaled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::Profile>,
     /// What a failed health probe makes a node do: `"leave"` (default) or `"fence"`.
     #[serde(default)]
     pub probe_on_failure: vigil::health::OnFailure,

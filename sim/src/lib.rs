@@ -20,12 +20,18 @@
 //! assert!(out.violation.is_none(), "{}", out.violation.unwrap());
 //! ```
 
+pub mod avail;
 pub mod check;
 pub mod fault;
+pub mod profile;
 pub mod run;
 pub mod world;
 
+pub use avail::{Availability, Connectivity};
 pub use check::{Checker, Holder, Violation};
 pub use fault::{Expect, Fault, Scenario, Step, Tap};
-pub use run::{percentiles, random_scenario, run, run_random, FaultKind, Options, Outcome};
+pub use profile::{sim_config, Profile, SimConfig};
+pub use run::{
+    percentiles, random_drill, random_scenario, run, run_random, FaultKind, Options, Outcome,
+};
 pub use world::{Timers, World};

@@ -1,9 +1,11 @@
 //! Running scenarios: expectations, liveness properties over bounded time, random
 //! scenarios, and sweeps.
 
+use crate::avail::Availability;
 use crate::check::Violation;
 use crate::fault::{Expect, Fault, Scenario, Step, Tap};
-use crate::world::{Timers, World, LINKS};
+use crate::profile::{sim_config, Profile, SimConfig};
+use crate::world::{World, LINKS};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -21,6 +23,21 @@ pub struct Outcome {
     pub fault_to_decision: Option<Duration>,
     /// Simulated node-seconds.
     pub node_seconds: f64,
+    /// Random drills: nodes holding authority at the end of the fault phase
+    /// against the largest quorum-holding clique then (a report, not a property).
+    pub availability: Option<Availability>,
+    /// Random drills: self-fences during the fault phase while a quorum-holding
+    /// clique containing the node existed.
+    pub needless_fences: usize,
+    /// Of those, the fences of a node that every largest quorum-holding clique
+    /// contained (no choice between nodes had to be made).
+    pub needless_strict: usize,
+    /// Random drills whose only fault is one cut between two nodes: both fenced.
+    pub cut_fenced_both: bool,
+    /// The needless fences: (time, node, beyond choice), at most 64.
+    pub needless: Vec<(Instant, usize, bool)>,
+    /// With [`Options::keep_trace`]: the last trace lines, pass or fail.
+    pub trace: Vec<String>,
 }
 
 /// Options that change how a run behaves.
@@ -30,6 +47,12 @@ pub struct Options {
     /// Every node's llt accepts frames that do not echo its current incarnation
     /// (`LltConfig::sabotage_stale_frames`): the freshness check off.
     pub stale_frames: bool,
+    /// The timers (and, for random drills with `Random`, the config) of random
+    /// drills. Scenario files say their own (`profile`, default legacy).
+    pub profile: Profile,
+    /// Keep the trace's tail in [`Outcome::trace`] even when the run passes (for
+    /// `vigil sim replay --trace`).
+    pub keep_trace: bool,
 }
 
 fn ms(v: u64) -> Duration {
@@ -38,20 +61,32 @@ fn ms(v: u64) -> Duration {
 
 /// Run one scenario and check its expectations.
 pub fn run(sc: &Scenario, opts: Options) -> Outcome {
-    let timers = Timers::default();
-    let seed_count = sc.seed.unwrap_or(sc.nodes as usize);
-    let mut w = World::new(sc.nodes, seed_count, sc.rng_seed, timers, opts.sabotage);
+    let profile = sc.profile.unwrap_or_default();
+    let cfg = match sim_config(
+        profile,
+        sc.nodes,
+        sc.seed,
+        sc.probe_on_failure,
+        sc.stall_action,
+        sc.rng_seed,
+    ) {
+        Ok(c) => c,
+        Err(e) => return refused(sc.name.clone(), e),
+    };
+    let mut w = World::from_config(&cfg, sc.rng_seed, opts.sabotage);
     w.probe_action = sc.probe_on_failure;
     w.stall_action = sc.stall_action;
     w.stale_frames = opts.stale_frames;
     for f in &sc.at_start {
         w.apply(f);
     }
-    w.start_all();
-    w.run_for(ms(sc.warmup_ms));
+    warm_up(&mut w, sc);
     let restarts_at_fault: Vec<u64> = (0..sc.nodes as usize).map(|i| w.restarts(i)).collect();
-    let seeded = (0..sc.nodes as usize).all(|i| w.authority(i));
-    if !seeded && w.violation().is_none() {
+    let seeded = (0..sc.nodes)
+        .filter(|i| !sc.late.contains(i))
+        .all(|i| w.authority(usize::from(i)));
+    // A scenario that leaves nodes out may be short of its seed count on purpose.
+    if !seeded && sc.late.is_empty() && w.violation().is_none() {
         let now = w.now();
         w.checker.fail_property(
             "L1",
@@ -93,6 +128,12 @@ fn finish(w: World, name: String, cutoff: Option<Instant>) -> Outcome {
         trace_hash: w.trace_hash(),
         fault_to_decision: decision,
         node_seconds,
+        availability: None,
+        needless_fences: 0,
+        needless_strict: 0,
+        cut_fenced_both: false,
+        needless: Vec::new(),
+        trace: Vec::new(),
     }
 }
 
@@ -299,10 +340,42 @@ pub enum FaultKind {
     Skew,
     Probe,
     Replay,
+    /// `vigil stop` of a node (a graceful leave; the process ends).
+    Stop,
+    /// `vigil stop` of a node, then a start.
+    StopStart,
+    /// A node that is not started with the others joins later.
+    Join,
+    /// A node is not started with the others, and one of them is seeded by hand.
+    ManualSeed,
+    /// A state-file write fails, or the disk is full for a while.
+    Store,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 16] = [
+        FaultKind::Partition,
+        FaultKind::OneWay,
+        FaultKind::Cut,
+        FaultKind::LinkDown,
+        FaultKind::Flap,
+        FaultKind::Quality,
+        FaultKind::Stall,
+        FaultKind::Crash,
+        FaultKind::Skew,
+        FaultKind::Probe,
+        FaultKind::Replay,
+        FaultKind::Stop,
+        FaultKind::StopStart,
+        FaultKind::Join,
+        FaultKind::ManualSeed,
+        FaultKind::Store,
+    ];
+
+    /// The kinds the legacy profile draws by default: the network and process
+    /// faults, without operator actions and store failures (its seeds keep
+    /// drawing what they always drew).
+    pub const LEGACY: [FaultKind; 11] = [
         FaultKind::Partition,
         FaultKind::OneWay,
         FaultKind::Cut,
@@ -315,6 +388,14 @@ impl FaultKind {
         FaultKind::Probe,
         FaultKind::Replay,
     ];
+
+    /// The kinds a profile draws when none are named.
+    pub fn defaults(profile: Profile) -> &'static [FaultKind] {
+        match profile {
+            Profile::Legacy => &FaultKind::LEGACY,
+            _ => &FaultKind::ALL,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -329,6 +410,11 @@ impl FaultKind {
             FaultKind::Skew => "skew",
             FaultKind::Probe => "probe",
             FaultKind::Replay => "replay",
+            FaultKind::Stop => "stop",
+            FaultKind::StopStart => "stop-start",
+            FaultKind::Join => "join",
+            FaultKind::ManualSeed => "manual-seed",
+            FaultKind::Store => "store",
         }
     }
 
@@ -337,13 +423,126 @@ impl FaultKind {
     }
 }
 
-/// A random scenario for `seed`: `nodes` in the range, 1 to 5 random faults, then a
-/// heal, a restart of every node that fenced or crashed, and time to recover. Its
-/// expectation is L1: afterwards every node holds authority on one view of all.
+/// How a random drill's durations are drawn: the config's links, how much slower
+/// than the legacy set its timers are, and the clock-skew bound.
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    links: u8,
+    scale: f64,
+    skew_ppm: i32,
+}
+
+impl Frame {
+    /// `ms` (a legacy duration) scaled to the profile.
+    fn ms(&self, ms: u64) -> u64 {
+        if self.scale == 1.0 {
+            ms
+        } else {
+            (ms as f64 * self.scale).round() as u64
+        }
+    }
+
+    fn msf(&self, ms: f64) -> f64 {
+        ms * self.scale
+    }
+}
+
+/// A random scenario for `seed` with the legacy config (see [`random_drill`]).
 pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scenario {
+    let frame = Frame {
+        links: LINKS,
+        scale: 1.0,
+        skew_ppm: 1000,
+    };
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_5eed);
     let n = rng.gen_range(nodes.0..=nodes.1.max(nodes.0));
+    let mut sc = draw_scenario(&mut rng, seed, n, kinds, frame, ms(200), false);
+    sc.probe_on_failure = if rng.gen_bool(0.5) {
+        vigil::health::OnFailure::Leave
+    } else {
+        vigil::health::OnFailure::Fence
+    };
+    sc.stall_action = if rng.gen_bool(0.7) {
+        vigil_fence::StallAction::Fence
+    } else {
+        vigil_fence::StallAction::Rejoin
+    };
+    sc
+}
+
+/// A random drill for `seed`: its config (for `profile`, drawn from the seed when
+/// random) and its scenario: `nodes` in the range, 1 to 5 random faults, then a
+/// heal, a restart of every node that fenced, stopped or crashed, and time to
+/// recover. Its expectation is L1: afterwards every node holds authority on one
+/// view of all. Every duration scales with the config's timers
+/// ([`SimConfig::scale`]). The legacy profile draws exactly what
+/// [`random_scenario`] draws.
+pub fn random_drill(
+    seed: u64,
+    nodes: (u8, u8),
+    kinds: &[FaultKind],
+    profile: Profile,
+) -> Result<(Scenario, SimConfig), String> {
+    if profile == Profile::Legacy {
+        let sc = random_scenario(seed, nodes, kinds);
+        let cfg = sim_config(
+            profile,
+            sc.nodes,
+            sc.seed,
+            sc.probe_on_failure,
+            sc.stall_action,
+            seed,
+        )?;
+        return Ok((sc, cfg));
+    }
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_5eed);
+    let n = rng.gen_range(nodes.0..=nodes.1.max(nodes.0));
+    let mut side = StdRng::seed_from_u64(seed ^ 0x0be7_a710_0be7_a710);
+    let on_failure = if side.gen_bool(0.5) {
+        vigil::health::OnFailure::Leave
+    } else {
+        vigil::health::OnFailure::Fence
+    };
+    let stall_action = if side.gen_bool(0.7) {
+        vigil_fence::StallAction::Fence
+    } else {
+        vigil_fence::StallAction::Rejoin
+    };
+    let cfg = sim_config(profile, n, None, on_failure, stall_action, seed)?;
+    let t = cfg.timers();
+    let drift = cfg.cluster.cluster.max_drift_ppm;
+    let frame = Frame {
+        links: cfg.links() as u8,
+        scale: cfg.scale(),
+        skew_ppm: i32::try_from(drift / 2).unwrap_or(i32::MAX),
+    };
+    // Time for the last fault to be decided before the repair: detection, a race
+    // and its retry, a settle window and a lease.
+    let decided = t.peer_inactive + t.race_timeout * 2 + t.lease * 2;
+    let gap = ms(frame.ms(200)).max(decided);
+    let mut sc = draw_scenario(&mut rng, seed, n, kinds, frame, gap, true);
+    sc.profile = Some(profile);
+    sc.probe_on_failure = on_failure;
+    sc.stall_action = stall_action;
+    sc.seed = Some(cfg.cluster.cluster.seed);
+    Ok((sc, cfg))
+}
+
+/// The faults of a random drill, and its repair after `gap`.
+fn draw_scenario(
+    rng: &mut StdRng,
+    seed: u64,
+    n: u8,
+    kinds: &[FaultKind],
+    frame: Frame,
+    gap: Duration,
+    after_last: bool,
+) -> Scenario {
+    let f = frame;
     let mut steps = Vec::new();
+    let mut late: Vec<u8> = Vec::new();
+    let mut warmup_steps = Vec::new();
+    let warmup = f.ms(400);
     let mut at = 0u64;
     let count = rng.gen_range(1..=5);
     let node = |rng: &mut StdRng| rng.gen_range(0..n);
@@ -352,8 +551,8 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
             .gen_range(0..kinds.len().max(1))
             .min(kinds.len().saturating_sub(1))];
         if kind == FaultKind::Replay {
-            replay_attack(&mut rng, n, at, &mut steps);
-            at += rng.gen_range(0..300);
+            replay_attack(rng, n, at, f, &mut steps);
+            at += rng.gen_range(0..f.ms(300));
             continue;
         }
         let fault = match kind {
@@ -367,62 +566,113 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
                 Fault::Partition { sides }
             }
             FaultKind::OneWay => Fault::OneWay {
-                from: vec![node(&mut rng)],
+                from: vec![node(rng)],
                 to: (0..n).filter(|_| rng.gen_bool(0.6)).collect(),
             },
             FaultKind::Cut => {
-                let a = node(&mut rng);
+                let a = node(rng);
                 let b = (a + rng.gen_range(1..n)) % n;
                 Fault::Cut { a, b }
             }
             FaultKind::LinkDown => Fault::LinkDown {
-                node: node(&mut rng),
-                link: rng.gen_range(0..LINKS),
+                node: node(rng),
+                link: rng.gen_range(0..f.links),
             },
             FaultKind::Flap => Fault::Flap {
-                node: node(&mut rng),
-                link: rng.gen_range(0..LINKS),
-                period_ms: rng.gen_range(5..60),
+                node: node(rng),
+                link: rng.gen_range(0..f.links),
+                period_ms: f.ms(rng.gen_range(5..60)),
                 count: rng.gen_range(1..6),
             },
             FaultKind::Quality => Fault::LinkQuality {
-                link: rng.gen_range(0..LINKS),
+                link: rng.gen_range(0..f.links),
                 loss: rng.gen_range(0.0..0.3),
-                delay_ms: rng.gen_range(0.0..3.0),
-                jitter_ms: rng.gen_range(0.0..3.0),
+                delay_ms: f.msf(rng.gen_range(0.0..3.0)),
+                jitter_ms: f.msf(rng.gen_range(0.0..3.0)),
                 duplicate: rng.gen_range(0.0..0.2),
                 reorder: rng.gen_range(0.0..0.2),
-                reorder_ms: rng.gen_range(0.0..5.0),
+                reorder_ms: f.msf(rng.gen_range(0.0..5.0)),
             },
             FaultKind::Stall => Fault::Stall {
-                node: node(&mut rng),
-                for_ms: rng.gen_range(10..1000),
+                node: node(rng),
+                for_ms: f.ms(rng.gen_range(10..1000)),
                 drop_backlog: rng.gen_bool(0.3),
             },
-            FaultKind::Crash => Fault::Crash {
-                node: node(&mut rng),
-            },
+            FaultKind::Crash => Fault::Crash { node: node(rng) },
             FaultKind::Skew => Fault::ClockSkew {
-                node: node(&mut rng),
-                ppm: rng.gen_range(-1000..=1000),
+                node: node(rng),
+                ppm: rng.gen_range(-f.skew_ppm..=f.skew_ppm),
             },
             FaultKind::Probe => Fault::ProbeFail {
-                node: node(&mut rng),
+                node: node(rng),
                 hang: rng.gen_bool(0.3),
+            },
+            FaultKind::Stop => Fault::Stop { node: node(rng) },
+            FaultKind::StopStart => {
+                let v = node(rng);
+                steps.push(Step {
+                    at_ms: at + f.ms(rng.gen_range(50..400)),
+                    fault: Fault::Restart { node: v },
+                });
+                Fault::Stop { node: v }
+            }
+            FaultKind::Join | FaultKind::ManualSeed => {
+                // One node is left out at the start and joins during the faults.
+                let v = *late.first().unwrap_or(&node(rng));
+                if late.is_empty() {
+                    late.push(v);
+                    steps.push(Step {
+                        at_ms: at + f.ms(rng.gen_range(0..400)),
+                        fault: Fault::Restart { node: v },
+                    });
+                }
+                if kind == FaultKind::ManualSeed && warmup_steps.is_empty() {
+                    // The others may be short of the seed count: seed by hand on
+                    // the lowest of them (only there does it take effect: the
+                    // lowest reachable node starts the seed race), or on another.
+                    let lowest = u8::from(v == 0);
+                    let k = if rng.gen_bool(0.7) {
+                        lowest
+                    } else {
+                        (v + rng.gen_range(1..n)) % n
+                    };
+                    warmup_steps.push(Step {
+                        at_ms: rng.gen_range(warmup / 4..warmup / 2),
+                        fault: Fault::ManualSeed { node: k },
+                    });
+                }
+                at += rng.gen_range(0..f.ms(300));
+                continue;
+            }
+            FaultKind::Store => Fault::StoreFail {
+                node: node(rng),
+                for_ms: if rng.gen_bool(0.5) {
+                    0
+                } else {
+                    f.ms(rng.gen_range(50..1000))
+                },
             },
             FaultKind::Replay => unreachable!("drawn above"),
         };
         steps.push(Step { at_ms: at, fault });
-        at += rng.gen_range(0..300);
+        at += rng.gen_range(0..f.ms(300));
     }
     // Repair everything, then restart whoever is down, as a supervisor would.
+    // Beyond the legacy set, `gap` after the last fault's last step (an attack
+    // runs past `at`), so that the fault phase ends quiet.
+    let last = if after_last {
+        steps.iter().map(|s| s.at_ms).max().unwrap_or(0).max(at)
+    } else {
+        at
+    };
+    let repair = last + gap.as_millis() as u64;
     steps.push(Step {
-        at_ms: at + 200,
+        at_ms: repair,
         fault: Fault::Heal,
     });
-    for l in 0..LINKS {
+    for l in 0..f.links {
         steps.push(Step {
-            at_ms: at + 200,
+            at_ms: repair,
             fault: Fault::LinkQuality {
                 link: l,
                 loss: 0.0,
@@ -435,7 +685,7 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
         });
         for i in 0..n {
             steps.push(Step {
-                at_ms: at + 200,
+                at_ms: repair,
                 fault: Fault::LinkUp { node: i, link: l },
             });
         }
@@ -446,21 +696,16 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
         nodes: n,
         seed: None,
         rng_seed: seed,
-        warmup_ms: 400,
-        run_ms: 600,
+        warmup_ms: warmup,
+        run_ms: f.ms(600),
         at_start: Vec::new(),
+        late,
+        warmup_steps,
         steps,
         expect: Expect::default(),
-        probe_on_failure: if rng.gen_bool(0.5) {
-            vigil::health::OnFailure::Leave
-        } else {
-            vigil::health::OnFailure::Fence
-        },
-        stall_action: if rng.gen_bool(0.7) {
-            vigil_fence::StallAction::Fence
-        } else {
-            vigil_fence::StallAction::Rejoin
-        },
+        probe_on_failure: vigil::health::OnFailure::Leave,
+        stall_action: vigil_fence::StallAction::Fence,
+        profile: None,
     }
 }
 
@@ -469,9 +714,9 @@ pub fn random_scenario(seed: u64, nodes: (u8, u8), kinds: &[FaultKind]) -> Scena
 /// kills a recorded node (a zombie to keep up), maybe restarts the node it will
 /// replay at (which forgets every sequence number it saw: only freshness stops the
 /// recording then), and replays to it, or to every receiver, for a while.
-fn replay_attack(rng: &mut StdRng, n: u8, at: u64, steps: &mut Vec<Step>) {
+fn replay_attack(rng: &mut StdRng, n: u8, at: u64, f: Frame, steps: &mut Vec<Step>) {
     let node = |rng: &mut StdRng| rng.gen_range(0..n);
-    let window = rng.gen_range(100..800);
+    let window = f.ms(rng.gen_range(100..800));
     let from: Vec<u8> = if rng.gen_bool(0.5) {
         Vec::new()
     } else {
@@ -484,7 +729,7 @@ fn replay_attack(rng: &mut StdRng, n: u8, at: u64, steps: &mut Vec<Step>) {
             links: if rng.gen_bool(0.8) {
                 Vec::new()
             } else {
-                vec![rng.gen_range(0..LINKS)]
+                vec![rng.gen_range(0..f.links)]
             },
             for_ms: window,
             tap: if rng.gen_bool(0.7) {
@@ -502,7 +747,7 @@ fn replay_attack(rng: &mut StdRng, n: u8, at: u64, steps: &mut Vec<Step>) {
             fault: Fault::Crash { node: v },
         });
         steps.push(Step {
-            at_ms: t + rng.gen_range(0..60),
+            at_ms: t + rng.gen_range(0..f.ms(60)),
             fault: Fault::Restart { node: v },
         });
     }
@@ -523,13 +768,13 @@ fn replay_attack(rng: &mut StdRng, n: u8, at: u64, steps: &mut Vec<Step>) {
             at_ms: t,
             fault: Fault::Crash { node: target },
         });
-        t += rng.gen_range(0..100);
+        t += rng.gen_range(0..f.ms(100));
         steps.push(Step {
             at_ms: t,
             fault: Fault::Restart { node: target },
         });
     }
-    t += rng.gen_range(0..200);
+    t += rng.gen_range(0..f.ms(200));
     steps.push(Step {
         at_ms: t,
         fault: Fault::Replay {
@@ -539,47 +784,98 @@ fn replay_attack(rng: &mut StdRng, n: u8, at: u64, steps: &mut Vec<Step>) {
             } else {
                 Vec::new()
             },
-            for_ms: rng.gen_range(100..1500),
+            for_ms: f.ms(rng.gen_range(100..1500)),
             interval_us: if rng.gen_bool(0.8) {
                 None
             } else {
-                Some(rng.gen_range(100..20_000))
+                Some(f.ms(rng.gen_range(100..20_000)))
             },
         },
     });
 }
 
-/// Run a random scenario: its faults, then the repair phase with L1 checked: every
-/// node restarted where needed, and every node holding authority on one view of all
-/// within a bounded time.
+/// An outcome for a drill that could not be set up (its config did not validate).
+fn refused(name: String, why: String) -> Outcome {
+    Outcome {
+        name,
+        violation: Some(Violation {
+            property: "config",
+            at: Instant::ZERO,
+            nodes: Vec::new(),
+            detail: why,
+            trace: Vec::new(),
+        }),
+        trace_hash: 0,
+        fault_to_decision: None,
+        node_seconds: 0.0,
+        availability: None,
+        needless_fences: 0,
+        needless_strict: 0,
+        cut_fenced_both: false,
+        needless: Vec::new(),
+        trace: Vec::new(),
+    }
+}
+
+/// Start the cluster but its late nodes, and run the warm-up with its steps.
+fn warm_up(w: &mut World, sc: &Scenario) {
+    for i in 0..sc.nodes {
+        if !sc.late.contains(&i) {
+            w.start(usize::from(i));
+        }
+    }
+    let start = w.now();
+    let mut steps = sc.warmup_steps.clone();
+    steps.sort_by_key(|s| s.at_ms);
+    for step in &steps {
+        w.run_until(start + ms(step.at_ms.min(sc.warmup_ms)));
+        if w.violation().is_some() {
+            return;
+        }
+        w.apply(&step.fault);
+    }
+    w.run_until(start + ms(sc.warmup_ms));
+}
+
+/// Run a random drill: its faults; the availability figure at the end of the
+/// fault phase; then the repair phase with L1 checked: every node restarted where
+/// needed, and every node holding authority on one view of all within a bounded
+/// time.
 pub fn run_random(seed: u64, nodes: (u8, u8), kinds: &[FaultKind], opts: Options) -> Outcome {
-    let sc = random_scenario(seed, nodes, kinds);
-    let timers = Timers::default();
-    let mut w = World::new(
-        sc.nodes,
-        sc.nodes as usize,
-        sc.rng_seed,
-        timers,
-        opts.sabotage,
-    );
+    let (sc, cfg) = match random_drill(seed, nodes, kinds, opts.profile) {
+        Ok(d) => d,
+        Err(e) => return refused(format!("random-{seed}"), e),
+    };
+    let mut w = World::from_config(&cfg, sc.rng_seed, opts.sabotage);
+    let timers = w.timers;
     w.probe_action = sc.probe_on_failure;
     w.stall_action = sc.stall_action;
     w.stale_frames = opts.stale_frames;
     for f in &sc.at_start {
         w.apply(f);
     }
-    w.start_all();
-    w.run_for(ms(sc.warmup_ms));
+    warm_up(&mut w, &sc);
     let fault_at = w.now();
-    w.play(&sc);
+    let repair = sc
+        .steps
+        .iter()
+        .filter(|s| s.fault == Fault::Heal)
+        .map(|s| s.at_ms)
+        .max();
+    let restarts_at_fault: Vec<u64> = (0..sc.nodes as usize).map(|i| w.restarts(i)).collect();
+    let mut availability = None;
+    w.play_split(&sc, repair, |w| availability = w.availability());
+    let cutoff = repair.map(|at| fault_at + ms(at));
     if w.violation().is_none() {
         for i in 0..sc.nodes as usize {
             if !w.running(i) {
                 w.apply(&Fault::Restart { node: i as u8 });
             }
         }
-        // L1: detection + race + settle + join, with room for the stalls to end.
-        let bound = timers.peer_inactive * 40;
+        // L1: detection + race + settle + join, with room for the stalls to end:
+        // 40 detections, and at least the legacy bound scaled to the profile
+        // (where a race, a lease or a slow link's join outweighs detection).
+        let bound = (timers.peer_inactive * 40).max(ms(3200).mul_f64(cfg.scale()));
         let t0 = w.now();
         let all: Vec<u8> = (0..sc.nodes).collect();
         loop {
@@ -615,14 +911,56 @@ pub fn run_random(seed: u64, nodes: (u8, u8), kinds: &[FaultKind], opts: Options
             }
         }
     }
-    let repair = sc
+    let in_faults: Vec<bool> = w
+        .needless_fences
+        .iter()
+        .filter(|(t, ..)| cutoff.is_none_or(|c| *t < c))
+        .map(|(.., every)| *every)
+        .collect();
+    let needless = in_faults.len();
+    let needless_strict = in_faults.iter().filter(|e| **e).count();
+    let cut_fenced_both = single_cut(&sc).is_some_and(|(a, b)| {
+        let fenced = |i: u8| {
+            let i = usize::from(i);
+            w.fenced_incarnation(i, restarts_at_fault[i])
+                .is_some_and(|t| cutoff.is_none_or(|c| t < c))
+        };
+        fenced(a) && fenced(b)
+    });
+    let needless_list: Vec<(Instant, usize, bool)> =
+        w.needless_fences.iter().take(64).copied().collect();
+    let trace = if opts.keep_trace {
+        w.trace_tail().to_vec()
+    } else {
+        Vec::new()
+    };
+    let mut out = finish(w, sc.name, cutoff);
+    out.needless = needless_list;
+    out.trace = trace;
+    out.availability = availability;
+    out.needless_fences = needless;
+    out.needless_strict = needless_strict;
+    out.cut_fenced_both = cut_fenced_both;
+    out
+}
+
+/// The pair of a drill whose only fault is one cut between two nodes.
+fn single_cut(sc: &Scenario) -> Option<(u8, u8)> {
+    let faults: Vec<&Fault> = sc
         .steps
         .iter()
-        .filter(|s| s.fault == Fault::Heal)
-        .map(|s| s.at_ms)
-        .max()
-        .map(|at| fault_at + ms(at));
-    finish(w, sc.name, repair)
+        .map(|s| &s.fault)
+        .filter(|f| {
+            !matches!(
+                f,
+                Fault::Heal | Fault::LinkUp { .. } | Fault::LinkQuality { loss: 0.0, .. }
+            )
+        })
+        .collect();
+    match (faults.as_slice(), sc.late.is_empty()) {
+        ([Fault::Cut { a, b }], true) => Some((*a, *b)),
+        _ => None,
+    }
 }
 
 /// p50 and p99 of durations (nearest rank).

@@ -1,19 +1,22 @@
 //! The simulated world: nodes running the real `Node`, one virtual network per link
 //! carrying the real encoded frames, virtual time, faults, and the checker.
 
+use crate::avail::{Availability, Connectivity};
 use crate::check::{Checker, Holder, Violation};
 use crate::fault::{Fault, Scenario, Tap};
+use crate::profile::{legacy_config, SimConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use vigil::health::{OnFailure, ProbeId, ProbeSpec};
+use vigil::config::ClusterConfig;
+use vigil::health::{OnFailure, ProbeId};
 use vigil::node::{Node, Output};
-use vigil_fence::{FenceConfig, FenceEvent, Sabotage, StallAction};
-use vigil_llt::types::{ClusterId, Generation, Incarnation, Instant, LinkId, NodeId};
-use vigil_llt::{LinkPriority, LinkSpec, LltConfig};
+use vigil_fence::{FenceConfig, FenceEvent, FenceReason, NodeState, Sabotage, StallAction};
+use vigil_llt::types::{Generation, Incarnation, Instant, LinkId, NodeId};
+use vigil_llt::LltConfig;
 
-/// Links per simulated node.
+/// Links per simulated node in the legacy config.
 pub const LINKS: u8 = 2;
 /// Bound on frames in flight (a runaway is a bug, not a reason to eat memory).
 const MAX_FLIGHTS: usize = 1 << 20;
@@ -26,8 +29,9 @@ const MAX_INJECTIONS: u64 = 1 << 18;
 /// The shortest spacing of replayed frames.
 const MIN_REPLAY_INTERVAL: Duration = Duration::from_micros(100);
 
-/// The timers the simulator runs with (the fast profile).
-#[derive(Clone, Copy, Debug)]
+/// The timers a world is timed by (from its config). The default is the
+/// simulator's legacy set, which the scenario files are tuned to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timers {
     pub heartbeat: Duration,
     pub peer_trouble: Duration,
@@ -72,7 +76,16 @@ enum ProbeMode {
 }
 
 /// The probe every simulated node runs: a check of its (virtual) disk.
-pub const SIM_PROBE: &str = "sim-disk";
+pub use crate::profile::SIM_PROBE;
+
+/// How a node's state file fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StoreFault {
+    /// The next write fails (an I/O error), then the disk is fine again.
+    Once,
+    /// Every write fails until then (a full disk).
+    Until(Instant),
+}
 
 struct Flight {
     due: Instant,
@@ -137,7 +150,13 @@ impl Replayer {
 /// One node slot: the running node, its durable state and its clock.
 struct Slot {
     node: Option<Node>,
+    /// What the node's state file durably holds: what a restart starts from.
     persisted: vigil_fence::Durable,
+    /// The state file's writes fail (one, or all for a while).
+    store_fault: Option<StoreFault>,
+    /// `vigil stop` was asked: the process ends when the node has left, or at this
+    /// instant (three race timeouts, as the daemon gives up waiting).
+    stopping: Option<Instant>,
     restarts: u64,
     frozen_until: Option<Instant>,
     backlog: Vec<Flight>,
@@ -173,8 +192,9 @@ impl Slot {
 /// The simulated cluster.
 pub struct World {
     pub timers: Timers,
+    /// The validated config every node is built from, as the daemon builds it.
+    config: ClusterConfig,
     n: u8,
-    seed_count: usize,
     sabotage: Option<Sabotage>,
     now: Instant,
     rng: StdRng,
@@ -186,6 +206,9 @@ pub struct World {
     flight_seq: u64,
     pub checker: Checker,
     trace: Vec<String>,
+    /// How many trace lines a violation report shows: [`TRACE_TAIL`], or
+    /// `VIGIL_SIM_TRACE` when set (a debugging aid; it changes no behaviour).
+    trace_tail: usize,
     trace_hash: u64,
     /// Fence events: (global time, node, restart count, event).
     pub events: Vec<(Instant, usize, u64, FenceEvent)>,
@@ -208,6 +231,10 @@ pub struct World {
     recording: Option<Recording>,
     tape: Vec<Taped>,
     replays: Vec<Replayer>,
+    /// Self-fences while a quorum-holding clique containing the node existed in
+    /// the connectivity (fences for its own health excepted): (time, node, every
+    /// largest such clique contained it).
+    pub needless_fences: Vec<(Instant, usize, bool)>,
 }
 
 /// Node `i`'s incarnation after `restarts` starts (rejoins count): always growing.
@@ -238,6 +265,8 @@ fn fnv(hash: u64, bytes: &[u8]) -> u64 {
 }
 
 impl World {
+    /// A world of `n` nodes with `timers`, two links, no key and `seed_count`:
+    /// the legacy config (see [`crate::profile::Profile::Legacy`]).
     pub fn new(
         n: u8,
         seed_count: usize,
@@ -245,39 +274,71 @@ impl World {
         timers: Timers,
         sabotage: Option<Sabotage>,
     ) -> World {
+        match legacy_config(
+            n,
+            Some(seed_count),
+            timers,
+            OnFailure::Leave,
+            StallAction::Fence,
+        ) {
+            Ok(c) => World::from_config(&c, rng_seed, sabotage),
+            Err(e) => panic!("the legacy config does not validate: {e}"),
+        }
+    }
+
+    /// A world whose nodes run `config` (its probe's `on_failure` and its
+    /// `stall_action` become [`World::probe_action`] and [`World::stall_action`]).
+    pub fn from_config(config: &SimConfig, rng_seed: u64, sabotage: Option<Sabotage>) -> World {
+        let timers = config.timers();
+        let n = config.nodes();
+        let cfg = config.cluster.clone();
+        let probe_action = cfg
+            .probes
+            .first()
+            .map_or(OnFailure::Leave, |p| p.spec.on_failure);
+        let stall_action = cfg.daemon.stall_action;
+        let links = cfg.links.len();
         let mut w = World {
             timers,
+            config: cfg,
             n,
-            seed_count,
             sabotage,
             now: Instant::ZERO,
             rng: StdRng::seed_from_u64(rng_seed),
             slots: Vec::new(),
             cut: BTreeSet::new(),
             link_down: BTreeSet::new(),
-            quality: vec![LinkQuality::default(); LINKS as usize],
+            quality: vec![LinkQuality::default(); links],
             flights: Vec::new(),
             flight_seq: 0,
             checker: Checker::new(n, timers.lease, timers.max_drift_ppm)
                 .with_member_grace(member_grace(&timers)),
             trace: Vec::new(),
+            trace_tail: std::env::var("VIGIL_SIM_TRACE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(TRACE_TAIL)
+                .clamp(1, 1 << 20),
             trace_hash: 0xcbf2_9ce4_8422_2325,
             events: Vec::new(),
             first_fault: None,
             accusations: Vec::new(),
             flaps: Vec::new(),
             probe_answers: Vec::new(),
-            probe_action: OnFailure::Leave,
-            stall_action: StallAction::Fence,
+            probe_action,
+            stall_action,
             stale_frames: false,
             recording: None,
             tape: Vec::new(),
             replays: Vec::new(),
+            needless_fences: Vec::new(),
         };
         for _ in 0..n {
             w.slots.push(Slot {
                 node: None,
                 persisted: vigil_fence::Durable::default(),
+                store_fault: None,
+                stopping: None,
                 restarts: 0,
                 frozen_until: None,
                 backlog: Vec::new(),
@@ -317,67 +378,51 @@ impl World {
         let stamped = format!("{:>10.3}ms {line}", self.now.as_nanos() as f64 / 1e6);
         self.trace_hash = fnv(self.trace_hash, stamped.as_bytes());
         self.trace_hash = fnv(self.trace_hash, b"\n");
-        if self.trace.len() >= TRACE_TAIL {
+        if self.trace.len() >= self.trace_tail {
             self.trace.remove(0);
         }
         self.trace.push(stamped);
     }
 
+    /// The node's llt config, as the daemon makes it from the file.
     fn llt_config(&self) -> LltConfig {
-        let links = (0..LINKS)
-            .map(|i| LinkSpec {
-                name: format!("l{i}"),
-                priority: LinkPriority::High,
-                broadcast: false,
-            })
-            .collect();
-        let t = self.timers;
-        let mut c =
-            LltConfig::with_defaults(ClusterId(1), (0..self.n).map(NodeId).collect(), links);
-        c.heartbeat = t.heartbeat;
-        c.heartbeat_lowpri = t.heartbeat * 2;
-        c.peer_trouble = t.peer_trouble;
-        c.peer_inactive = t.peer_inactive;
-        c.link_up_count = 3;
-        c.listen_window = t.heartbeat * 3;
+        let mut c = self.config.llt_config();
         c.sabotage_stale_frames = self.stale_frames;
         c
     }
 
+    /// The node's fence config, as the daemon makes it from the file (the world's
+    /// stall action and sabotage on top).
     fn fence_config(&self) -> FenceConfig {
-        let t = self.timers;
-        FenceConfig {
-            nodes: (0..self.n).map(NodeId).collect(),
-            seed: self.seed_count,
-            race_timeout: t.race_timeout,
-            lease: t.lease,
-            max_drift_ppm: t.max_drift_ppm,
-            heartbeat: t.heartbeat,
-            peer_inactive: t.peer_inactive,
-            self_fence: true,
-            stall_report: t.heartbeat / 2,
-            stall_action: self.stall_action,
-            watchdog: None,
-            sabotage: self.sabotage,
-        }
+        let mut c = self.config.fence_config();
+        c.stall_action = self.stall_action;
+        c.sabotage = self.sabotage;
+        c
     }
 
-    fn probe_spec(&self) -> ProbeSpec {
-        let hb = self.timers.heartbeat;
-        ProbeSpec {
-            name: SIM_PROBE.into(),
-            interval: hb * 2,
-            timeout: hb,
-            threshold: 2,
-            on_failure: self.probe_action,
-        }
+    /// The links of the config.
+    pub fn links(&self) -> u8 {
+        self.config.links.len() as u8
+    }
+
+    /// The seed count of the config.
+    pub fn seed_count(&self) -> usize {
+        self.config.cluster.seed
     }
 
     /// Start (or restart as a new incarnation, state file kept) node `i`.
     pub fn start(&mut self, i: usize) {
         let llt = self.llt_config();
         let fence = self.fence_config();
-        let probe = self.probe_spec();
+        let probes: Vec<_> = self
+            .config
+            .probes_for(NodeId(i as u8))
+            .map(|p| {
+                let mut spec = p.spec.clone();
+                spec.on_failure = self.probe_action;
+                spec
+            })
+            .collect();
         let now = self.now;
         let s = &mut self.slots[i];
         if s.node.is_some() {
@@ -385,6 +430,7 @@ impl World {
                 .process_ended(now, i, incarnation(i, s.restarts));
         }
         s.restarts += 1;
+        s.stopping = None;
         s.frozen_until = None;
         s.backlog.clear();
         s.taught.clear();
@@ -402,7 +448,9 @@ impl World {
             s.persisted,
         ) {
             Ok(mut node) => {
-                node.add_probe(local, probe);
+                for probe in probes {
+                    node.add_probe(local, probe);
+                }
                 s.node = Some(node);
                 self.checker.process_started(now, i, inc);
             }
@@ -451,6 +499,56 @@ impl World {
         s.node
             .as_ref()
             .is_some_and(|n| n.authority_at(s.local(self.now)))
+    }
+
+    /// Whether node `i` could serve now: a process that runs, is not fenced, has
+    /// not left and is not frozen.
+    fn live(&self, i: usize) -> bool {
+        self.running(i) && self.slots[i].frozen_until.is_none_or(|t| self.now >= t)
+    }
+
+    /// The connectivity now: the nodes that could serve, and the pairs that can
+    /// exchange frames both ways on some link.
+    pub fn connectivity(&self) -> Connectivity {
+        let n = self.n as usize;
+        let mut c = Connectivity::new(n);
+        c.live = (0..n)
+            .filter(|i| self.live(*i))
+            .fold(0u64, |m, i| m | 1 << i);
+        for a in 0..n {
+            for b in a + 1..n {
+                let cut = self.cut.contains(&(a, b)) || self.cut.contains(&(b, a));
+                let link = (0..self.links()).any(|l| {
+                    !self.link_down.contains(&(a, l)) && !self.link_down.contains(&(b, l))
+                });
+                if !cut && link {
+                    c.connect(a, b);
+                }
+            }
+        }
+        c
+    }
+
+    /// Whether a clique of the connectivity that holds quorum of the last decided
+    /// view contains node `i` (counted as live: it is the one asking), and whether
+    /// every largest one does.
+    fn in_quorum_clique(&self, i: usize) -> (bool, bool) {
+        let Some(prev) = self.checker.last_decided() else {
+            return (false, false);
+        };
+        let mut c = self.connectivity();
+        c.live |= 1 << i;
+        c.quorum_cliques_with(prev, i).unwrap_or((false, false))
+    }
+
+    /// The availability figure now: nodes holding authority against the largest
+    /// quorum-holding clique (`None` before any view, or when the clique search
+    /// gave up).
+    pub fn availability(&self) -> Option<Availability> {
+        let prev = self.checker.last_decided()?;
+        let best = self.connectivity().largest_quorum_clique(prev)?;
+        let holders = (0..self.n as usize).filter(|i| self.authority(*i)).count();
+        Some(Availability { holders, best })
     }
 
     /// Apply one fault now.
@@ -541,12 +639,22 @@ impl World {
             }
             Fault::Crash { node } => {
                 let i = *node as usize;
+                self.slots[i].stopping = None;
                 if self.slots[i].node.take().is_some() {
                     let inc = incarnation(i, self.slots[i].restarts);
                     self.checker.process_ended(self.now, i, inc);
                 }
             }
             Fault::Restart { node } => self.start(*node as usize),
+            Fault::Stop { node } => self.stop(*node as usize),
+            Fault::ManualSeed { node } => self.manual_seed(*node as usize),
+            Fault::StoreFail { node, for_ms } => {
+                self.slots[*node as usize].store_fault = Some(if *for_ms == 0 {
+                    StoreFault::Once
+                } else {
+                    StoreFault::Until(self.now + Duration::from_millis(*for_ms))
+                });
+            }
             Fault::ProbeFail { node, hang } => {
                 self.slots[*node as usize].probe = if *hang {
                     ProbeMode::Hung
@@ -582,6 +690,46 @@ impl World {
                 interval_us,
             } => self.replay(&ids(from), &ids(to), *for_ms, *interval_us),
         }
+    }
+
+    /// `vigil stop` on node `i`, as the daemon carries it out.
+    fn stop(&mut self, i: usize) {
+        let Some(node) = self.slots[i].node.as_ref() else {
+            return;
+        };
+        let state = node.status().fence.state;
+        if self.slots[i].stopping.is_some() {
+            return;
+        }
+        if matches!(state, NodeState::Member | NodeState::Racing) {
+            let give_up = self.now + self.timers.race_timeout * 3;
+            self.slots[i].stopping = Some(give_up);
+            self.with_node(i, |n, now| n.leave(now));
+        } else {
+            self.end_process(i, "vigil stop: not a member");
+        }
+    }
+
+    /// `gabconfig -x` on node `i`, where the daemon and a careful operator would.
+    fn manual_seed(&mut self, i: usize) {
+        let Some(node) = self.slots[i].node.as_ref() else {
+            return;
+        };
+        let f = node.status().fence;
+        let waiting =
+            f.state == NodeState::Unseeded && f.installed.is_none() && f.client_view.is_none();
+        let running_view = (0..self.n as usize).any(|j| {
+            self.running(j)
+                && self.slots[j]
+                    .node
+                    .as_ref()
+                    .is_some_and(|n| n.status().fence.installed.is_some())
+        });
+        if !waiting || running_view {
+            self.log(format!("n{i} manual seed skipped"));
+            return;
+        }
+        self.with_node(i, |n, now| n.manual_seed(now));
     }
 
     /// Copy a frame seen at `tap` onto the attacker's tape if it is recording there,
@@ -692,6 +840,43 @@ impl World {
         }
     }
 
+    /// Carry out `Output::Persist` for node `i`: write its state file. `false` when
+    /// the write failed: then the node must stop, as the daemon does
+    /// (`Ending::Failed`), and nothing that followed the write is carried out.
+    fn persist(&mut self, i: usize, d: vigil_fence::Durable) -> bool {
+        let now = self.now;
+        let s = &mut self.slots[i];
+        let failed = match s.store_fault {
+            Some(StoreFault::Once) => {
+                s.store_fault = None;
+                true
+            }
+            Some(StoreFault::Until(t)) if now < t => true,
+            Some(StoreFault::Until(_)) => {
+                s.store_fault = None;
+                false
+            }
+            None => false,
+        };
+        if !failed && d.highest >= s.persisted.highest {
+            s.persisted = d;
+        }
+        !failed
+    }
+
+    /// Node `i`'s process ends (a crash, a failed write, the end of `vigil stop`):
+    /// what its state file holds stays.
+    fn end_process(&mut self, i: usize, why: &str) {
+        if self.slots[i].node.take().is_some() {
+            let inc = incarnation(i, self.slots[i].restarts);
+            self.checker.process_ended(self.now, i, inc);
+            self.log(format!("n{i} process ends: {why}"));
+        }
+        self.slots[i].stopping = None;
+        self.slots[i].frozen_until = None;
+        self.slots[i].backlog.clear();
+    }
+
     fn drain(&mut self, i: usize) {
         let restarts = self.slots[i].restarts;
         let mut outs = Vec::new();
@@ -701,6 +886,10 @@ impl World {
             }
         }
         for o in outs {
+            if self.slots[i].node.is_none() {
+                // The process ended at an earlier output: the rest never happens.
+                break;
+            }
             match o {
                 Output::Transmit(t) => {
                     let to: Vec<usize> = match t.to {
@@ -712,16 +901,35 @@ impl World {
                     }
                 }
                 Output::Persist(d) => {
-                    if d.highest >= self.slots[i].persisted.highest {
-                        self.slots[i].persisted = d;
+                    if !self.persist(i, d) {
+                        self.log(format!("n{i} cannot record generation {}", d.highest.0));
+                        self.end_process(i, "the state file cannot be written");
                     }
                 }
                 Output::Fence(e) => {
                     self.log(format!("n{i} {e:?}"));
-                    if let FenceEvent::ViewInstalled { view } = &e {
-                        self.checker.installed(self.now, i, view);
+                    match &e {
+                        FenceEvent::ViewInstalled { view } => {
+                            self.checker.installed(self.now, i, view);
+                        }
+                        FenceEvent::SelfFence { reason } => {
+                            let own = matches!(
+                                reason,
+                                FenceReason::Unhealthy { .. } | FenceReason::Stalled { .. }
+                            );
+                            if !own {
+                                if let (true, every) = self.in_quorum_clique(i) {
+                                    self.needless_fences.push((self.now, i, every));
+                                }
+                            }
+                        }
+                        _ => {}
                     }
+                    let left = matches!(e, FenceEvent::Left { .. });
                     self.events.push((self.now, i, restarts, e));
+                    if left && self.slots[i].stopping.is_some() {
+                        self.end_process(i, "vigil stop: left the cluster");
+                    }
                 }
                 Output::Llt(e) => {
                     let up = match &e {
@@ -750,8 +958,13 @@ impl World {
                 }
                 Output::Deliver(_) => {}
                 Output::RunProbe(p) => {
-                    // The check itself takes a quarter of a heartbeat.
-                    let at = self.now + self.timers.heartbeat / 4;
+                    // The check itself takes a quarter of a heartbeat (half the
+                    // probe's timeout if that is shorter).
+                    let timeout = self.config.probes.first().map(|p| p.spec.timeout);
+                    let took = timeout.map_or(self.timers.heartbeat / 4, |t| {
+                        (self.timers.heartbeat / 4).min(t / 2)
+                    });
+                    let at = self.now + took;
                     match self.slots[i].probe {
                         ProbeMode::Healthy => self.probe_answers.push((at, i, restarts, p, true)),
                         ProbeMode::Failing => self.probe_answers.push((at, i, restarts, p, false)),
@@ -841,6 +1054,11 @@ impl World {
             for (t, ..) in &self.probe_answers {
                 take(*t);
             }
+            for s in &self.slots {
+                if let Some(t) = s.stopping {
+                    take(t);
+                }
+            }
             for r in &self.replays {
                 if let Some(t) = r.due() {
                     take(t);
@@ -879,6 +1097,12 @@ impl World {
                     "flap n{node} l{link} {}",
                     if down { "down" } else { "up" }
                 ));
+            }
+            // `vigil stop` gives up waiting for the leave.
+            for i in 0..self.n as usize {
+                if self.slots[i].stopping.is_some_and(|t| now >= t) {
+                    self.end_process(i, "vigil stop: no confirmation of the leave");
+                }
             }
             // Thaw: everything missed at once, then the timers.
             for i in 0..self.n as usize {
@@ -1035,11 +1259,28 @@ impl World {
 
     /// Apply the scenario's steps in order, then run `run_ms` more.
     pub fn play(&mut self, sc: &Scenario) {
+        self.play_split(sc, None, |_| {});
+    }
+
+    /// [`World::play`], calling `at_split` once `split_ms` (from the start of the
+    /// steps) is reached, before the steps of that instant.
+    pub fn play_split(
+        &mut self,
+        sc: &Scenario,
+        split_ms: Option<u64>,
+        mut at_split: impl FnMut(&World),
+    ) {
         let start = self.now;
+        let mut split = split_ms.map(|ms| start + Duration::from_millis(ms));
         let mut steps = sc.steps.clone();
         steps.sort_by_key(|s| s.at_ms);
         for step in &steps {
             let at = start + Duration::from_millis(step.at_ms);
+            if let Some(t) = split.filter(|t| *t <= at) {
+                self.run_until(t);
+                at_split(self);
+                split = None;
+            }
             self.run_until(at);
             if self.violation().is_some() {
                 return;

@@ -6,7 +6,7 @@ use vigil_sim::{run, run_random, FaultKind, Options, Scenario};
 
 fn sweep(seeds: std::ops::Range<u64>, opts: Options) -> Vec<vigil_sim::Outcome> {
     seeds
-        .map(|s| run_random(s, (3, 9), &FaultKind::ALL, opts))
+        .map(|s| run_random(s, (3, 9), &FaultKind::LEGACY, opts))
         .collect()
 }
 
@@ -77,12 +77,12 @@ fn caught(sabotage: Sabotage, limit: u64) -> Option<(u64, &'static str)> {
             sabotage: Some(sabotage),
             ..Options::default()
         };
-        let out = run_random(s, (3, 9), &FaultKind::ALL, broken);
+        let out = run_random(s, (3, 9), &FaultKind::LEGACY, broken);
         let property = out
             .violation
             .filter(|v| v.property.starts_with('S'))?
             .property;
-        let clean = run_random(s, (3, 9), &FaultKind::ALL, Options::default());
+        let clean = run_random(s, (3, 9), &FaultKind::LEGACY, Options::default());
         assert!(
             clean.violation.is_none(),
             "seed {s} fails without sabotage too"
@@ -191,7 +191,7 @@ fn a_sweep_of_the_attacker_alone_finds_no_violation() {
 /// seeding ignores them.
 #[test]
 fn the_checker_catches_seeding_beside_a_running_view() {
-    let sc = scenario("27-seed-beside-a-running-view.toml");
+    let sc = scenario("28-seed-beside-a-running-view.toml");
     let ok = vigil_sim::run(&sc, Options::default());
     assert!(ok.violation.is_none(), "{:?}", ok.violation);
     let broken = vigil_sim::run(
