@@ -12,11 +12,18 @@ fn main() {
             "round" => cfg.max_round = v.parse().unwrap(),
             "msgs" => cfg.max_messages = v.parse().unwrap(),
             "depth" => cfg.max_depth = v.parse().unwrap(),
-            "cold" => cfg.start_seeded = v != "1",
-            "fix" => cfg.seeding_fix = v == "1",
+            "view" => cfg.start_view = u8::from_str_radix(v, 2).unwrap(),
+            "fix" => {
+                cfg.seeding = match v {
+                    "0" => vigil_model::Seeding::Count,
+                    "1" => vigil_model::Seeding::All,
+                    _ => vigil_model::Seeding::AllSettle,
+                }
+            }
             "selfrep" => cfg.dropped_acceptor_reports_itself = v == "1",
             "loss" => cfg.loss = v == "1",
             "dup" => cfg.duplication = v == "1",
+            "part" => cfg.partitions = v == "1",
             "sab" => {
                 cfg.sabotage = Some(match v {
                     "half" => vigil_model::Sabotage::AnyHalfWins,

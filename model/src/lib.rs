@@ -52,18 +52,20 @@ pub struct Config {
     pub max_depth: usize,
     /// Give up (incomplete) after this many distinct states.
     pub max_states: usize,
+    /// Links may go down and come back (one action per pair; frames and messages
+    /// cross a link only while it is up).
+    pub partitions: bool,
     /// Messages may be lost (an action drops any message in flight).
     pub loss: bool,
     /// Messages may be duplicated (an action delivers a message and keeps it in
     /// flight).
     pub duplication: bool,
-    /// `true`: start from generation 1 holding every node (no lease confirmed yet);
-    /// `false`: every node unseeded.
-    pub start_seeded: bool,
-    /// The seeding rule of docs/membership.md (every member of the group accepts, each
-    /// acceptor checks a quorum of its known views, settle of one lease); `false`:
-    /// decided by `seed` accepts, no check, no settle.
-    pub seeding_fix: bool,
+    /// The run starts with these nodes (bit `i`: node `i`) members of generation 1
+    /// (no lease confirmed yet) and the others unseeded, never members (0: a cold
+    /// start, every node unseeded).
+    pub start_view: u8,
+    /// How a seed value is decided and when it reaches clients.
+    pub seeding: Seeding,
     /// A deliberate protocol break (see [`Sabotage`]).
     pub sabotage: Option<Sabotage>,
     /// An acceptor that accepts a value which drops itself reports, in `Accepted`,
@@ -86,14 +88,33 @@ impl Default for Config {
             max_messages: 4,
             max_depth: 0,
             max_states: 50_000_000,
+            partitions: true,
             loss: true,
             duplication: false,
-            start_seeded: true,
-            seeding_fix: true,
+            start_view: 0b1111,
+            seeding: Seeding::AllSettle,
             sabotage: None,
             dropped_acceptor_reports_itself: true,
         }
     }
+}
+
+/// The seeding rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seeding {
+    /// The old rule: a seed value is decided by `seed` accepts; acceptors check
+    /// nothing but its generation; no settle window.
+    Count,
+    /// The fix as specified in issue 13: decided only when every member of the
+    /// group accepts; an acceptor accepts only if the group holds a quorum of its
+    /// `last_installed` view and of its `last_accepted` value; a seeded view that
+    /// leaves out members of an acceptor's known views reaches clients after a
+    /// settle window of one lease. The checker finds S1 broken by a crash that cuts
+    /// a settle window short (docs/fencing.md, "The model checker").
+    All,
+    /// [`Seeding::All`], and the settle window of one lease applies whenever an
+    /// acceptor knows an earlier view, whoever the seed leaves out.
+    AllSettle,
 }
 
 /// A property that failed, and the actions that lead to it from the initial state.

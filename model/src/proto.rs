@@ -6,7 +6,7 @@
 //! carry a clock and the reachable state space is finite under the bounds of
 //! [`Config`](crate::Config).
 
-use crate::Config;
+use crate::{Config, Seeding};
 use std::fmt;
 use vigil_fence::{has_quorum, Sabotage};
 use vigil_membership::NodeSet;
@@ -280,8 +280,8 @@ pub enum Action {
     Tick,
     /// The node crashes and restarts at once: a new incarnation, volatile state lost.
     Restart(u8),
-    /// `by` confirms `to` (a frame with the confirm flag), or itself.
-    Confirm { by: u8, to: u8 },
+    /// The link between two nodes goes down, or comes back up.
+    Toggle { a: u8, b: u8 },
     /// A member starts a race for the next view with this proposal.
     Race { node: u8, value: ViewV },
     /// An unseeded node starts a seed race for this group.
@@ -297,8 +297,7 @@ impl fmt::Display for Action {
         match self {
             Action::Tick => write!(f, "tick"),
             Action::Restart(n) => write!(f, "node {n} crashes and restarts"),
-            Action::Confirm { by, to } if by == to => write!(f, "node {by} confirms itself"),
-            Action::Confirm { by, to } => write!(f, "node {by} confirms node {to}"),
+            Action::Toggle { a, b } => write!(f, "the link {a}-{b} goes down or up"),
             Action::Race { node, value } => write!(f, "node {node} races for {value}"),
             Action::Seed { node, value } => write!(f, "node {node} seeds {value}"),
             Action::Deliver { msg, keep: false } => write!(f, "deliver {msg}"),
@@ -330,6 +329,8 @@ pub enum Property {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct State {
     nodes: [Node; MAX_NODES],
+    /// Links that are down, one bit per pair (see [`pair`]).
+    cut: u8,
     net: Vec<Msg>,
     crashes: u8,
     /// Every view any node installed (ghost).
@@ -343,36 +344,33 @@ pub struct State {
 pub struct Model<'a> {
     cfg: &'a Config,
     n: usize,
-    all: u8,
 }
 
 impl<'a> Model<'a> {
     pub fn new(cfg: &'a Config) -> Model<'a> {
-        Model {
-            cfg,
-            n: cfg.nodes,
-            all: ((1u16 << cfg.nodes) - 1) as u8,
-        }
+        Model { cfg, n: cfg.nodes }
     }
 
-    /// The initial state: every node unseeded, or (`start_seeded`) every node a
-    /// member of generation 1 with nobody's lease confirmed yet.
+    /// The initial state: the nodes of `start_view` members of generation 1
+    /// (nobody's lease confirmed yet), the others unseeded.
     pub fn initial(&self) -> State {
         let lease = self.cfg.lease;
         let mut s = State {
             nodes: [Node::fresh(0, lease); MAX_NODES],
+            cut: 0,
             net: Vec::new(),
             crashes: 0,
             installs: Vec::new(),
             last_gen: [0; MAX_NODES],
             s3_broken: false,
         };
-        if self.cfg.start_seeded {
-            let v = ViewV::new(1, self.all, [0; MAX_NODES], None, false);
-            for i in 0..self.n {
+        let members = self.cfg.start_view & (((1u16 << self.n) - 1) as u8);
+        if members != 0 {
+            let v = ViewV::new(1, members, [0; MAX_NODES], None, false);
+            for i in (0..self.n).filter(|i| members & bit(*i) != 0) {
                 let nd = &mut s.nodes[i];
                 nd.highest = 1;
-                nd.last_installed = Some((1, self.all));
+                nd.last_installed = Some((1, members));
                 nd.installed = Some(v);
                 nd.client = Some(v);
                 s.last_gen[i] = 1;
@@ -409,7 +407,7 @@ impl<'a> Model<'a> {
             let prev = nd.installed.map_or(0, |v| v.ids);
             return self.prev_quorum(prev, who);
         }
-        if !self.cfg.seeding_fix {
+        if self.cfg.seeding == Seeding::Count {
             return who.count_ones() as usize >= self.cfg.seed;
         }
         let need = if accepting { r.value.ids } else { r.group };
@@ -451,47 +449,39 @@ impl<'a> Model<'a> {
         }
     }
 
+    /// Whether node `i` is a live member of its installed view.
+    fn member(&self, s: &State, i: usize) -> bool {
+        let nd = &s.nodes[i];
+        !nd.fenced && nd.installed.is_some_and(|v| v.contains(i, nd.inc))
+    }
+
     /// Every action enabled in `s`, in a fixed order.
     pub fn actions(&self, s: &State, out: &mut Vec<Action>) {
         let lease = self.cfg.lease;
-        // Time passes only when some timer still runs.
+        // Time passes only when some timer still runs or a lease can be confirmed.
         let timers = s.nodes[..self.n].iter().any(|nd| {
             nd.confirm_age.iter().any(|a| *a < lease)
                 || nd.heard_age.iter().any(|a| *a < lease)
                 || nd.installed_age < lease
                 || nd.client != nd.installed
                 || nd.race.is_some_and(|r| r.lapse > 0)
-        });
+        }) || (0..self.n).any(|i| self.member(s, i));
         if timers {
             out.push(Action::Tick);
+        }
+        if self.cfg.partitions {
+            for a in 0..self.n {
+                for b in a + 1..self.n {
+                    out.push(Action::Toggle {
+                        a: a as u8,
+                        b: b as u8,
+                    });
+                }
+            }
         }
         for i in 0..self.n {
             if s.crashes < self.cfg.max_crashes {
                 out.push(Action::Restart(i as u8));
-            }
-        }
-        for by in 0..self.n {
-            let b = &s.nodes[by];
-            let Some(v) = b.installed else { continue };
-            if b.fenced || b.accepted.is_some() {
-                continue;
-            }
-            for to in 0..self.n {
-                let t = &s.nodes[to];
-                if !v.contains(to, t.inc) || t.fenced {
-                    continue;
-                }
-                if t.confirm_age[by] == 0
-                    && t.confirm_gen[by] == v.gen
-                    && b.heard_age[to] == 0
-                    && t.heard_age[by] == 0
-                {
-                    continue;
-                }
-                out.push(Action::Confirm {
-                    by: by as u8,
-                    to: to as u8,
-                });
             }
         }
         for i in 0..self.n {
@@ -504,65 +494,91 @@ impl<'a> Model<'a> {
                     if v.gen >= self.cfg.max_generation {
                         continue;
                     }
-                    // Candidates: members as the view has them, or a node's current
-                    // incarnation when it is unseeded (a joiner). Every subset that
-                    // holds the racer stands for some reachability report.
+                    // The racer of a side is its lowest reachable member.
+                    let lower = (0..i).any(|m| {
+                        v.ids & bit(m) != 0
+                            && s.linked(i, m)
+                            && self.member(s, m)
+                            && s.nodes[m]
+                                .installed
+                                .is_some_and(|w| w.contains(m, v.incs[m]))
+                    });
+                    if lower {
+                        continue;
+                    }
+                    // Candidates: reachable members as the view has them, and
+                    // reachable unseeded nodes (joiners) as they are now.
                     let mut incs = v.incs;
                     let mut pool = 0u8;
-                    let mut joiner = 0u8;
+                    let mut stale = 0u8;
                     for j in 0..self.n {
                         if j == i {
                             continue;
                         }
                         let o = &s.nodes[j];
-                        if v.ids & bit(j) != 0 {
-                            pool |= bit(j);
+                        if !s.linked(i, j) {
+                            // A report that lags may still show it.
+                            stale |= v.ids & bit(j);
+                            continue;
                         }
-                        if o.installed.is_none() && !o.fenced && !v.contains(j, o.inc) {
+                        if v.contains(j, o.inc) && !o.fenced {
                             pool |= bit(j);
-                            joiner |= bit(j);
+                        } else if o.installed.is_none() && !o.fenced {
+                            pool |= bit(j);
+                            incs[j] = o.inc;
                         }
                     }
-                    for sub in subsets(pool) {
+                    // A change is needed when a member is missing or a joiner waits;
+                    // every subset that holds the racer stands for some reachability
+                    // report (reports lag, and the clique depends on them).
+                    let current = (0..self.n).all(|j| {
+                        v.ids & bit(j) == 0 || pool & bit(j) != 0 && incs[j] == v.incs[j] || j == i
+                    });
+                    let joiners = (0..self.n).any(|j| {
+                        pool & bit(j) != 0 && (v.ids & bit(j) == 0 || incs[j] != v.incs[j])
+                    });
+                    if current && !joiners {
+                        continue;
+                    }
+                    for sub in subsets(pool | stale) {
                         let ids = sub | bit(i);
-                        // A joiner that is also an old member: both choices.
-                        let both = sub & joiner & v.ids;
-                        for pick in subsets(both) {
-                            for j in 0..self.n {
-                                if sub & joiner & bit(j) != 0
-                                    && (v.ids & bit(j) == 0 || pick & bit(j) != 0)
-                                {
-                                    incs[j] = s.nodes[j].inc;
-                                } else {
-                                    incs[j] = v.incs[j];
-                                }
-                            }
-                            let value =
-                                ViewV::new(v.gen + 1, ids, incs, Some(&v), self.lowest_primary());
-                            if value.ids == v.ids && value.incs == v.incs {
-                                continue;
-                            }
-                            out.push(Action::Race {
-                                node: i as u8,
-                                value,
-                            });
+                        let value =
+                            ViewV::new(v.gen + 1, ids, incs, Some(&v), self.lowest_primary());
+                        if value.ids == v.ids && value.incs == v.incs {
+                            continue;
                         }
+                        out.push(Action::Race {
+                            node: i as u8,
+                            value,
+                        });
                     }
                 }
                 None => {
                     if nd.race.is_some() {
                         continue;
                     }
+                    // A reachable running cluster: ask to join, never seed apart.
+                    if (0..self.n).any(|j| j != i && s.linked(i, j) && self.member(s, j)) {
+                        continue;
+                    }
                     let mut pool = 0u8;
                     for j in i + 1..self.n {
                         let o = &s.nodes[j];
-                        if o.installed.is_none() && !o.fenced {
+                        if o.installed.is_none() && !o.fenced && s.linked(i, j) {
                             pool |= bit(j);
                         }
                     }
                     for sub in subsets(pool) {
                         let ids = sub | bit(i);
                         if (ids.count_ones() as usize) < self.cfg.seed {
+                            continue;
+                        }
+                        // The group sees itself whole.
+                        let clique = (0..self.n).all(|a| {
+                            (0..self.n)
+                                .all(|b| ids & bit(a) == 0 || ids & bit(b) == 0 || s.linked(a, b))
+                        });
+                        if !clique {
                             continue;
                         }
                         let highest = (0..self.n)
@@ -623,6 +639,12 @@ impl<'a> Model<'a> {
                         }
                     }
                 }
+                // Heartbeats: every node hears the nodes it is linked to, and
+                // confirms those that are members of its view, unless it accepted
+                // a value for the next generation.
+                for by in 0..self.n {
+                    self.heartbeat(&mut s, by);
+                }
             }
             Action::Restart(i) => {
                 let i = usize::from(i);
@@ -633,13 +655,8 @@ impl<'a> Model<'a> {
                 s.net
                     .retain(|m| !(usize::from(m.to) == i && m.to_inc != inc));
             }
-            Action::Confirm { by, to } => {
-                let (by, to) = (usize::from(by), usize::from(to));
-                let g = s.nodes[by].installed.map_or(0, |v| v.gen);
-                s.nodes[by].heard_age[to] = 0;
-                s.nodes[to].heard_age[by] = 0;
-                s.nodes[to].confirm_age[by] = 0;
-                s.nodes[to].confirm_gen[by] = g;
+            Action::Toggle { a, b } => {
+                s.cut ^= pair(usize::from(a), usize::from(b));
             }
             Action::Race { node, value } => {
                 let i = usize::from(node);
@@ -659,7 +676,10 @@ impl<'a> Model<'a> {
                     }
                 }
                 let to = usize::from(msg.to);
-                if s.nodes[to].inc == msg.to_inc && !s.nodes[to].fenced {
+                if s.nodes[to].inc == msg.to_inc
+                    && !s.nodes[to].fenced
+                    && s.linked(usize::from(msg.from), to)
+                {
                     s.nodes[to].heard_age[usize::from(msg.from)] = 0;
                     self.receive(&mut s, usize::from(msg.from), to, msg.body);
                 }
@@ -700,6 +720,30 @@ impl<'a> Model<'a> {
                 } else {
                     self.send(s, i, j, Body::Prepare { slot, ballot });
                 }
+            }
+        }
+    }
+
+    /// Node `by`'s frames of this instant: every node linked to it hears it, and it
+    /// confirms the members of its installed view it is linked to (itself
+    /// included) unless it accepted a value for the next generation.
+    fn heartbeat(&self, s: &mut State, by: usize) {
+        let b = s.nodes[by];
+        for to in 0..self.n {
+            if to == by || !s.linked(by, to) {
+                continue;
+            }
+            s.nodes[to].heard_age[by] = 0;
+        }
+        let Some(v) = b.installed else { return };
+        if b.fenced || b.accepted.is_some() {
+            return;
+        }
+        for to in 0..self.n {
+            let t = &mut s.nodes[to];
+            if s.cut & pair(by, to) == 0 && v.contains(to, t.inc) && !t.fenced {
+                t.confirm_age[by] = 0;
+                t.confirm_gen[by] = v.gen;
             }
         }
     }
@@ -802,13 +846,16 @@ impl<'a> Model<'a> {
                     if !fresh {
                         return;
                     }
-                    if self.cfg.seeding_fix {
+                    if self.cfg.seeding != Seeding::Count {
                         let known = [nd.last_installed, nd.last_accepted];
                         for (_, ids) in known.iter().flatten() {
                             if !has_quorum(set(*ids), set(value.ids)) {
                                 return;
                             }
                             leaves_out |= ids & !value.ids != 0;
+                            // The view it knows may have dropped members whose
+                            // settle window the crash cut short.
+                            leaves_out |= self.cfg.seeding == Seeding::AllSettle;
                         }
                     }
                 }
@@ -875,7 +922,7 @@ impl<'a> Model<'a> {
                         }
                     }
                     None => {
-                        if self.cfg.seeding_fix && r.leaves_out {
+                        if self.cfg.seeding != Seeding::Count && r.leaves_out {
                             settle = self.cfg.lease;
                         }
                     }
@@ -945,6 +992,8 @@ impl<'a> Model<'a> {
         if let Err(at) = s.installs.binary_search(&view) {
             s.installs.insert(at, view);
         }
+        // A node that installs a view says so at once, confirming its members.
+        self.heartbeat(s, i);
     }
 
     /// The first property `s` violates, with a line that says how.
@@ -1017,6 +1066,24 @@ impl<'a> Model<'a> {
             ));
         }
         None
+    }
+}
+
+/// The bit of the link between `a` and `b` (0 for a node and itself).
+fn pair(a: usize, b: usize) -> u8 {
+    let (a, b) = (a.min(b), a.max(b));
+    const INDEX: [[u8; MAX_NODES]; MAX_NODES] =
+        [[0, 0, 1, 3], [0, 0, 2, 4], [0, 0, 0, 5], [0, 0, 0, 0]];
+    if a == b {
+        0
+    } else {
+        1 << INDEX[a][b]
+    }
+}
+
+impl State {
+    fn linked(&self, a: usize, b: usize) -> bool {
+        self.cut & pair(a, b) == 0
     }
 }
 
