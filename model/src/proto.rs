@@ -6,6 +6,9 @@
 //! carry a clock and the reachable state space is finite under the bounds of
 //! [`Config`](crate::Config).
 
+// Loops run over node IDs, which index several per-node arrays at once.
+#![allow(clippy::needless_range_loop)]
+
 use crate::{Config, Seeding};
 use std::fmt;
 use vigil_fence::{has_quorum, Sabotage};
