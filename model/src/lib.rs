@@ -13,6 +13,7 @@
 //!     nodes: 2,
 //!     max_generation: 2,
 //!     max_crashes: 0,
+//!     max_depth: 0,
 //!     ..vigil_model::Config::default()
 //! });
 //! assert!(report.violation.is_none());
@@ -30,7 +31,7 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 /// What to explore. Every field bounds the state space; the defaults are the CI
-/// check of three nodes.
+/// check of three nodes (`vigil model` with no flags).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Nodes, 1 to [`MAX_NODES`].
@@ -86,8 +87,8 @@ impl Default for Config {
             max_crashes: 2,
             max_round: 1,
             max_messages: 4,
-            max_depth: 0,
-            max_states: 50_000_000,
+            max_depth: 9,
+            max_states: 20_000_000,
             partitions: true,
             loss: true,
             duplication: false,

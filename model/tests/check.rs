@@ -12,8 +12,13 @@ fn three(view: u8) -> Config {
     }
 }
 
+/// A violation of `property` with a shortest trace of `steps` steps (the search is
+/// bounded one step past it).
 fn found(cfg: &Config, property: Property, steps: usize) -> Report {
-    let r = check(cfg);
+    let r = check(&Config {
+        max_depth: steps + 1,
+        ..cfg.clone()
+    });
     let v = r.violation.as_ref().unwrap_or_else(|| {
         panic!(
             "no violation in {} states to depth {}: {cfg:?}",
@@ -38,13 +43,7 @@ fn passes(cfg: &Config, depth: usize) -> Report {
 /// interleaving of up to 9 steps.
 #[test]
 fn three_nodes_hold_s1_to_s5() {
-    let r = passes(
-        &Config {
-            max_depth: 9,
-            ..three(0b111)
-        },
-        9,
-    );
+    let r = passes(&three(0b111), 9);
     assert!(r.states > 1_000_000, "{}", r.states);
 }
 
@@ -157,6 +156,7 @@ fn two_nodes_are_checked_completely() {
         seed: 2,
         max_generation: 2,
         max_crashes: 0,
+        max_depth: 0,
         ..Config::default()
     });
     assert!(r.violation.is_none());
