@@ -14,6 +14,7 @@ mod init;
 mod keys;
 mod lltstat;
 mod manpages;
+mod model;
 mod sim;
 mod watch;
 
@@ -89,6 +90,8 @@ enum Command {
     Drill(drill::DrillArgs),
     /// The deterministic simulator: scenario files, random sweeps, replays, benchmarks.
     Sim(sim::SimArgs),
+    /// Exhaustive check of the view-change protocol model against S1-S5 within bounds.
+    Model(model::ModelArgs),
     /// Testing tool: make a daemon drop traffic to or from chosen peers (needs
     /// cluster.fault_injection = true).
     Fault(fault::FaultArgs),
@@ -212,6 +215,7 @@ fn main() -> ExitCode {
         Command::Key(a) => keys::run(a),
         Command::Drill(a) => drill::run(a),
         Command::Sim(a) => sim::run(a),
+        Command::Model(a) => model::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Fault(a) => fault::run(a),
         Command::GuardedService { args } => return vigil_lab::guarded_service::run(args),
