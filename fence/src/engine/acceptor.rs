@@ -148,33 +148,56 @@ impl Fence {
             }
         });
         self.note_race(now, slot, ballot, Some(value.node_set()));
-        let heard_ago_us = match &self.installed {
-            Some(v) => v
-                .members
-                .iter()
-                .filter(|m| value.member(m.id).is_none() && m.id != self.me)
-                .map(|m| {
-                    let ago = self
-                        .peers
-                        .get(&m.id)
-                        .and_then(|i| i.last_heard)
-                        .map_or(u64::MAX, |t| micros(now.saturating_since(t)));
-                    (m.id, ago)
-                })
-                .collect(),
-            // Seeding: members of the views this node knew that the seed
-            // leaves out may still hold a lease confirmed by this node's
-            // earlier incarnation, up to now: the seed reaches clients only
-            // a lease after this.
-            None if self.cfg.sabotage != Some(Sabotage::SeedWithoutViews) => self
-                .durable
-                .views()
-                .fold(NodeSet::EMPTY, |acc, v| acc.union(v.members))
-                .difference(value.node_set())
-                .iter()
-                .filter(|m| *m != self.me)
-                .map(|m| (m, 0))
-                .collect(),
+        let heard_ago_us: Vec<(NodeId, u64)> = match &self.installed {
+            Some(v) => {
+                let mut heard: Vec<(NodeId, u64)> = v
+                    .members
+                    .iter()
+                    .filter(|m| value.member(m.id).is_none() && m.id != self.me)
+                    .map(|m| {
+                        let ago = self
+                            .peers
+                            .get(&m.id)
+                            .and_then(|i| i.last_heard)
+                            .map_or(u64::MAX, |t| micros(now.saturating_since(t)));
+                        (m.id, ago)
+                    })
+                    .collect();
+                // A value that drops us: our own lease may rest on our own
+                // confirmation (frozen from now on) and on confirmers outside the
+                // accepting quorum, which the racer cannot see. It lapses at the
+                // latest a lease after now: say so (found by the model checker).
+                if v.member(self.me).is_some() && value.member(self.me).is_none() {
+                    heard.push((self.me, 0));
+                }
+                heard
+            }
+            // Seeding after a view: a lease confirmed by this node's earlier
+            // incarnation (for a member the seed leaves out, or for one whose
+            // settle window that incarnation was still running when it stopped)
+            // lapses at the latest a lease after now: the seed reaches clients
+            // only then (the model checker found the second case).
+            None if self.cfg.sabotage != Some(Sabotage::SeedWithoutViews)
+                && self
+                    .durable
+                    .views()
+                    .any(|v| v.generation < value.generation) =>
+            {
+                // The views kept from before this seed (not the value itself,
+                // just recorded as accepted).
+                let mut heard: Vec<(NodeId, u64)> = self
+                    .durable
+                    .views()
+                    .filter(|v| v.generation < value.generation)
+                    .fold(NodeSet::EMPTY, |acc, v| acc.union(v.members))
+                    .difference(value.node_set())
+                    .iter()
+                    .filter(|m| *m != self.me)
+                    .map(|m| (m, 0))
+                    .collect();
+                heard.push((self.me, 0));
+                heard
+            }
             None => Vec::new(),
         };
         self.acceptor.accepted = Some((ballot, value));

@@ -218,7 +218,8 @@ fn a_seed_from_a_group_lacking_a_quorum_of_the_kept_view_is_nacked_and_persists_
     );
     // By hand (`gabconfig -x`) the operator overrides the view: accepted, persisted
     // first; node 1 and 2, left out, may hold a lease confirmed by the node's
-    // earlier incarnation up to now (0 µs ago).
+    // earlier incarnation up to now (0 µs ago), and so may node 3 itself (a
+    // settle window its earlier incarnation was running).
     deliver(
         &mut f,
         ms(20),
@@ -243,7 +244,7 @@ fn a_seed_from_a_group_lacking_a_quorum_of_the_kept_view_is_nacked_and_persists_
                 Msg::Accepted {
                     slot,
                     ballot: ballot(1, 0),
-                    heard_ago_us: vec![(n(1), 0), (n(2), 0)]
+                    heard_ago_us: vec![(n(1), 0), (n(2), 0), (n(3), 0)]
                 }
             ),
         ]
@@ -279,7 +280,7 @@ fn a_seed_from_a_group_holding_a_quorum_of_the_kept_view_is_accepted() {
                 Msg::Accepted {
                     slot,
                     ballot: ballot(1, 2),
-                    heard_ago_us: vec![(n(1), 0)]
+                    heard_ago_us: vec![(n(1), 0), (n(3), 0)]
                 }
             ),
         ]
@@ -308,4 +309,34 @@ fn a_prepare_for_an_older_slot_is_answered_with_the_view_that_decided_it() {
             }
         )]
     );
+}
+
+/// A value that drops the acceptor itself: its own lease may rest on confirmers
+/// outside the accepting quorum, so it reports itself as heard just now and the
+/// settle window covers its lease (the hole the model checker found).
+#[test]
+fn an_acceptor_dropped_by_the_value_reports_itself_for_the_settle_window() {
+    let (mut f, now) = member_one();
+    let slot = Generation(1);
+    let value = View::new(Generation(2), vec![member(0), member(2)], f.installed());
+    deliver(
+        &mut f,
+        now,
+        0,
+        &Msg::Accept {
+            slot,
+            ballot: ballot(5, 0),
+            value,
+            manual: false,
+        },
+    );
+    let out = drain(&mut f);
+    let heard = out.iter().find_map(|o| match o {
+        FenceOutput::Send {
+            msg: Msg::Accepted { heard_ago_us, .. },
+            ..
+        } => Some(heard_ago_us.clone()),
+        _ => None,
+    });
+    assert_eq!(heard, Some(vec![(n(1), 0)]), "{out:?}");
 }
