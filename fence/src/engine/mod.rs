@@ -1,7 +1,7 @@
 //! The fence core: the view change *is* the race.
 //!
 //! Each generation's successor is decided by single-decree Paxos among the members
-//! of the current view, with [`has_quorum`] over that view as the
+//! of the current view, with [`has_quorum`](crate::has_quorum) over that view as the
 //! quorum system. A side's racer is its lowest reachable member; a racer that finds
 //! no quorum within `race_timeout` has lost, and its side fences itself. Seeding is a
 //! Paxos instance of its own among unseeded nodes, decided by `seed` accepts.
