@@ -271,3 +271,29 @@ fn a_graceful_stop_ends_the_process_and_a_manual_seed_seeds_without_a_late_node(
     assert_eq!(w.members(0), vec![0, 2]);
     assert!(w.violation().is_none(), "{:?}", w.violation());
 }
+
+/// Replay seeds that once failed, with every kind of fault, as `vigil sim replay
+/// --seed S --nodes 3..9 --profile P` does.
+fn replays_pass(cases: &[(u64, Profile)]) {
+    for (seed, profile) in cases {
+        let opts = Options {
+            profile: *profile,
+            ..Options::default()
+        };
+        let out = run_random(*seed, (3, 9), &FaultKind::ALL, opts);
+        if let Some(v) = &out.violation {
+            panic!(
+                "{profile} seed {seed}: {v}\nreproduce: vigil sim replay --seed {seed} \
+                 --nodes 3..9 --profile {profile}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_seed_value_naming_a_process_that_died_persisting_it_is_not_decided() {
+    // A late node, and a node whose state-file write fails as it accepts the seed:
+    // the others accepted a value naming its ended process. Re-proposed once it
+    // restarted, that value was decided (S6), or the seed race never ended (L1).
+    replays_pass(&[(211, Profile::Fast), (163, Profile::Fast)]);
+}

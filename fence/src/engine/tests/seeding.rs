@@ -232,3 +232,55 @@ fn a_leaving_member_drops_authority_and_tells_the_members_every_heartbeat() {
     assert!(f.left());
     assert_eq!(f.poll_timeout(), None);
 }
+
+#[test]
+fn a_seed_accepted_earlier_with_a_process_that_ended_is_not_proposed_again() {
+    // Node 0 seeds {0, 1, 2}. Node 1 accepted an earlier seed of generation 1 that
+    // named node 2's earlier process (incarnation 99), which ended persisting it;
+    // node 2 runs again as incarnation 12. Re-proposing that value would decide a
+    // view with a member that no longer runs: node 0 proposes its own group, at a
+    // generation above the one that may have been decided.
+    let mut f = fresh(0, &[0, 1, 2]);
+    let t = ms(10);
+    f.observe([peer(1, 0, t), peer(2, 0, t)]);
+    f.handle_timeout(t);
+    deliver(&mut f, t, 1, &reach(&[0, 1, 2]));
+    deliver(&mut f, t, 2, &reach(&[0, 1, 2]));
+    drain(&mut f);
+    let slot = Generation(0);
+    let old = Member {
+        incarnation: Incarnation(99),
+        ..member(2)
+    };
+    let earlier = View::new(Generation(1), vec![member(0), member(1), old], None);
+    for (from, accepted) in [(1, Some((ballot(1, 1), earlier))), (2, None)] {
+        deliver(
+            &mut f,
+            t,
+            from,
+            &Msg::Promise {
+                slot,
+                ballot: ballot(1, 0),
+                accepted,
+            },
+        );
+    }
+    let accept = Msg::Accept {
+        slot,
+        ballot: ballot(1, 0),
+        value: view(2, &[0, 1, 2]),
+        manual: false,
+    };
+    assert_eq!(
+        without_reach(drain(&mut f)),
+        vec![
+            send(1, accept.clone()),
+            send(2, accept),
+            FenceOutput::Persist(Durable {
+                highest: Generation(2),
+                installed: None,
+                accepted: Some(known(2, &[0, 1, 2])),
+            }),
+        ]
+    );
+}
