@@ -297,3 +297,17 @@ fn a_seed_value_naming_a_process_that_died_persisting_it_is_not_decided() {
     // restarted, that value was decided (S6), or the seed race never ended (L1).
     replays_pass(&[(211, Profile::Fast), (163, Profile::Fast)]);
 }
+
+#[test]
+fn the_fence_core_handles_a_message_with_the_transports_latest_facts() {
+    // Heartbeats alone do not step the fence core; it handled port-b messages with
+    // the peer facts of its last step. Confirmations older than the frames since
+    // echoed let leases of about two heartbeats lapse between renewals, and the
+    // healed cluster never held authority (L1).
+    replays_pass(&[
+        (5, Profile::Random),
+        (405, Profile::Random),
+        (516, Profile::Random),
+        (610, Profile::Random),
+    ]);
+}
