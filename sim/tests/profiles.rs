@@ -311,3 +311,11 @@ fn the_fence_core_handles_a_message_with_the_transports_latest_facts() {
         (610, Profile::Random),
     ]);
 }
+
+#[test]
+fn a_never_seeded_lowest_node_does_not_block_a_restarted_clusters_seed() {
+    // Node 0 started late and never joined; nodes 1 and 2 restarted knowing
+    // generation 1. Node 0 re-proposed its own first value (generation 1), which
+    // they refused at every retry (L1).
+    replays_pass(&[(244, Profile::Random)]);
+}

@@ -284,3 +284,62 @@ fn a_seed_accepted_earlier_with_a_process_that_ended_is_not_proposed_again() {
         ]
     );
 }
+
+#[test]
+fn a_seed_refused_for_its_generation_is_not_proposed_again_below_the_raised_one() {
+    // Node 0 never seeded; nodes 1 and 2 restarted knowing generation 1. Node 0
+    // accepted its own first proposal (generation 1); node 1 refuses it, naming
+    // generation 1, and node 0 raises its proposal to 2. Its own earlier value
+    // comes back in its promise: proposed again, node 1 would refuse it at every
+    // retry, for ever. Node 0 proposes generation 2.
+    let mut f = fresh(0, &[0, 1, 2]);
+    let t = ms(10);
+    f.observe([peer(1, 0, t), peer(2, 0, t)]);
+    f.handle_timeout(t);
+    deliver(&mut f, t, 1, &reach(&[0, 1, 2]));
+    deliver(&mut f, t, 2, &reach(&[0, 1, 2]));
+    let slot = Generation(0);
+    for from in [1, 2] {
+        let promise = Msg::Promise {
+            slot,
+            ballot: ballot(1, 0),
+            accepted: None,
+        };
+        deliver(&mut f, t, from, &promise);
+    }
+    drain(&mut f);
+    assert_eq!(f.status().durable.accepted, Some(known(1, &[0, 1, 2])));
+    let nack = Msg::Nack {
+        slot,
+        promised: Ballot::ZERO,
+        highest: Generation(1),
+    };
+    deliver(&mut f, t, 1, &nack);
+    drain(&mut f);
+    for from in [1, 2] {
+        let promise = Msg::Promise {
+            slot,
+            ballot: ballot(2, 0),
+            accepted: None,
+        };
+        deliver(&mut f, t, from, &promise);
+    }
+    let accept = Msg::Accept {
+        slot,
+        ballot: ballot(2, 0),
+        value: view(2, &[0, 1, 2]),
+        manual: false,
+    };
+    assert_eq!(
+        without_reach(drain(&mut f)),
+        vec![
+            send(1, accept.clone()),
+            send(2, accept),
+            FenceOutput::Persist(Durable {
+                highest: Generation(2),
+                installed: None,
+                accepted: Some(known(2, &[0, 1, 2])),
+            }),
+        ]
+    );
+}
