@@ -319,3 +319,8 @@ fn a_never_seeded_lowest_node_does_not_block_a_restarted_clusters_seed() {
     // they refused at every retry (L1).
     replays_pass(&[(244, Profile::Random)]);
 }
+
+#[test]
+fn a_seed_retry_due_beside_a_running_cluster_is_no_livelock() {
+    replays_pass(&[(3626, Profile::Random)]);
+}

@@ -343,3 +343,30 @@ fn a_seed_refused_for_its_generation_is_not_proposed_again_below_the_raised_one(
         ]
     );
 }
+
+#[test]
+fn a_seed_retry_due_beside_a_running_cluster_does_not_stay_due() {
+    // A seed race refused and lost sets a retry; a seeded peer comes up before it
+    // is due. Once due, the node asks to join and the retry is gone: its next
+    // deadline is the next Join, not the past.
+    let mut f = fresh(0, &[0, 1, 2]);
+    let t = ms(10);
+    f.observe([peer(1, 0, t), peer(2, 0, t)]);
+    f.handle_timeout(t);
+    deliver(&mut f, t, 1, &reach(&[0, 1, 2]));
+    deliver(&mut f, t, 2, &reach(&[0, 1, 2]));
+    let refused = Msg::Nack {
+        slot: Generation(0),
+        promised: Ballot::ZERO,
+        highest: Generation(0),
+    };
+    deliver(&mut f, t, 1, &refused);
+    drain(&mut f);
+    let retry = f.timers().seed_retry.expect("a lost seed race is retried");
+    let later = retry + HB;
+    f.observe([peer(1, 1, later), peer(2, 1, later)]);
+    f.handle_timeout(later);
+    drain(&mut f);
+    assert_eq!(f.timers().seed_retry, None);
+    assert!(f.poll_timeout().is_some_and(|d| d > later));
+}
