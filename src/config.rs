@@ -33,7 +33,8 @@
 //! commented example.
 //!
 //! Rules checked beyond the types: `0 < heartbeat <= heartbeat_lowpri < peer_trouble <
-//! peer_inactive`; `race_timeout > heartbeat`; `2 * heartbeat <= lease <= peer_inactive`;
+//! peer_inactive`; `race_timeout > heartbeat`; `2 * heartbeat <= lease <= peer_inactive`,
+//! with `heartbeat_lowpri` for `heartbeat` when every link is low priority;
 //! `max_drift_ppm <= 100000`; unique node IDs, node names, link names and UDP addresses; every node
 //! gives an address for every link and for no other; the address family matches the
 //! link kind; Ethernet links have an interface; a seed count above half the nodes; a key
@@ -385,8 +386,9 @@ pub enum SelfFence {
 
 /// The `[timers]` table. Every value is given in milliseconds, at most one hour, and
 /// they must satisfy `0 < heartbeat <= heartbeat_lowpri < peer_trouble < peer_inactive`,
-/// `race_timeout > heartbeat` and `2 × heartbeat <= lease <= peer_inactive`.
-/// Serialized as `*_ms` integers.
+/// `race_timeout > heartbeat` and `2 × heartbeat <= lease <= peer_inactive`, where the
+/// lease's `heartbeat` is `heartbeat_lowpri` when every link is low priority (the
+/// interval the links really carry). Serialized as `*_ms` integers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Timers {
     /// `profile`: the named set of defaults the other timers start from:
@@ -417,7 +419,9 @@ pub struct Timers {
     pub race_timeout: Duration,
     /// `lease`: how long a quorum's confirmation keeps a member's authority, on its own
     /// monotonic clock. Default: the value of `peer_trouble` (400 ms with the defaults);
-    /// must be at least `2 × heartbeat` (a lease must survive one lost heartbeat) and at
+    /// must be at least `2 × heartbeat` (a lease must survive one lost heartbeat;
+    /// `heartbeat_lowpri` when every link is low priority, as then it is renewed only
+    /// that often) and at
     /// most `peer_inactive` (it must lapse before survivors can declare the node gone).
     #[serde(rename = "lease_ms", serialize_with = "ser_ms")]
     pub lease: Duration,
@@ -1105,6 +1109,20 @@ impl ClusterConfig {
                 format!("must be 1..=100, got {}", t.link_up_count),
             );
         }
+        // Leases are renewed by the heartbeats the links really carry: every
+        // `heartbeat_lowpri` when every link is low priority (as llt's listening
+        // window, `llt_config`). A lease shorter than two of those lapses between
+        // renewals, and is what S1 found accepted against `heartbeat` alone.
+        let (hb_name, hb) = if self.all_links_low() {
+            (
+                "timers.heartbeat_lowpri, every link being low priority",
+                t.heartbeat_lowpri,
+            )
+        } else {
+            ("timers.heartbeat", t.heartbeat)
+        };
+        // A race's messages go out at once and are resent every `heartbeat`
+        // whatever the links' priority: `race_timeout` is judged by that.
         if t.race_timeout <= t.heartbeat {
             return err(
                 "race_timeout",
@@ -1115,12 +1133,12 @@ impl ClusterConfig {
                 ),
             );
         }
-        let two_heartbeats = t.heartbeat.saturating_mul(2);
+        let two_heartbeats = hb.saturating_mul(2);
         if t.lease < two_heartbeats {
             return err(
                 "lease",
                 format!(
-                    "must be at least 2 × timers.heartbeat ({} ms), got {} ms (it defaults to timers.peer_inactive - timers.heartbeat)",
+                    "must be at least 2 × {hb_name} ({} ms), got {} ms (it defaults to timers.peer_inactive - timers.heartbeat)",
                     ms(two_heartbeats),
                     ms(t.lease)
                 ),
@@ -1166,12 +1184,16 @@ impl ClusterConfig {
             .unwrap_or_else(|| self.cluster.run_dir.join(format!("{}.sock", node.name)))
     }
 
+    /// Every link is low priority: heartbeats go every `heartbeat_lowpri`.
+    fn all_links_low(&self) -> bool {
+        self.links.iter().all(|l| l.priority == LinkPriority::Low)
+    }
+
     /// What the llt core needs. Ethernet links are broadcast links. The listening window
     /// is three heartbeat intervals of the fastest link: `3 * heartbeat`, or
     /// `3 * heartbeat_lowpri` when every link is low-priority.
     pub fn llt_config(&self) -> LltConfig {
-        let all_low = self.links.iter().all(|l| l.priority == LinkPriority::Low);
-        let interval = if all_low {
+        let interval = if self.all_links_low() {
             self.timers.heartbeat_lowpri
         } else {
             self.timers.heartbeat
@@ -2309,6 +2331,37 @@ links = { a = "127.0.0.1:5002" }
             );
         let c = parse(&text).unwrap();
         assert_eq!(c.links[1].ethertype, DEFAULT_ETHERTYPE);
+    }
+
+    #[test]
+    fn with_every_link_low_priority_the_lease_is_judged_by_the_slow_heartbeat() {
+        let low = |timers: &str| {
+            edit(
+                "port = 5001",
+                &format!("port = 5001\npriority = \"low\"\n\n[timers]\n{timers}"),
+            )
+        };
+        // Random seed 809's timers: a lease of 21 ms beside heartbeats every 30 ms.
+        let t = "heartbeat = 8\nheartbeat_lowpri = 30\npeer_trouble = 32\npeer_inactive = 63\n";
+        refused(
+            &low(&format!("{t}race_timeout = 40\nlease = 21\nstall_report = 12")),
+            "timers.lease",
+            "must be at least 2 × timers.heartbeat_lowpri, every link being low priority (60 ms), got 21 ms",
+        );
+        let c = parse(&low(&format!(
+            "{t}race_timeout = 23\nlease = 60\nstall_report = 12"
+        )))
+        .unwrap();
+        assert_eq!(c.timers.lease, Duration::from_millis(60));
+        // One high-priority link carries heartbeats every 8 ms: 21 ms is enough.
+        let mixed = edit(
+            "[[links]]",
+            &format!("[timers]\n{t}race_timeout = 23\nlease = 21\nstall_report = 12\n\n[[links]]"),
+        );
+        assert_eq!(
+            parse(&mixed).unwrap().timers.lease,
+            Duration::from_millis(21)
+        );
     }
 
     #[test]

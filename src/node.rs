@@ -611,6 +611,13 @@ impl Node {
                 moved = true;
                 match o {
                     vigil_llt::Output::Deliver(d) if d.port == Port::FENCE => {
+                        // The handlers read the transport's facts: an acceptor reports
+                        // when it last heard the members a value leaves out, and a
+                        // racer's settle window rests on that. Heartbeats alone do
+                        // not step the core, so without this the report could be
+                        // older than a frame of theirs we have since echoed (a lease
+                        // they hold past the settle window: S1).
+                        self.observe();
                         self.fence.handle_message(now, d.from, &d.body);
                     }
                     vigil_llt::Output::Deliver(d) => self.push(Output::Deliver(d)),

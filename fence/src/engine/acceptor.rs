@@ -113,6 +113,15 @@ impl Fence {
         if !self.eligible(slot) {
             return;
         }
+        if value
+            .member(self.me)
+            .is_some_and(|m| m.incarnation != self.incarnation)
+        {
+            // The value names an earlier process of this node: it must not be
+            // decided with this process's accept.
+            self.nack(from, slot);
+            return;
+        }
         // A seed is accepted only by a node that sees it holds a quorum of
         // every view this node knows (which may still run elsewhere), or
         // when an operator seeds by hand.

@@ -368,12 +368,37 @@ impl Fence {
             return;
         }
         // The value: the highest-ballot one already accepted, else our own.
-        let value = promises
+        let mut value = promises
             .values()
             .flatten()
             .max_by_key(|(b, _)| *b)
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| race.own.clone());
+        if race.slot.0 == 0
+            && (value.generation < race.own.generation
+                || !value
+                    .members
+                    .iter()
+                    .all(|m| race.own.contains(m.id, m.incarnation)))
+        {
+            // A seed accepted earlier that names a process our group does not hold
+            // (a member that has ended or restarted since, as when a node died
+            // persisting it): re-proposing it would decide a view with a member
+            // that no longer runs. One below our generation, which a Nack raised
+            // above an acceptor's highest: that acceptor refuses it, for ever (a
+            // node that never seeded kept its own first proposal, and the
+            // restarted others, which know generation 1, refused it at every
+            // retry). Either may have been decided, so its generation is not
+            // reused; our own group is proposed above it. That is a seed after a
+            // view its acceptors keep (they persisted it before accepting), which
+            // they check as any other (`docs/membership.md`).
+            let generation = value.generation.next().map(|g| g.max(race.own.generation));
+            let Some(generation) = generation else {
+                // Nothing above: this seed race cannot be won.
+                return;
+            };
+            value = View::new(generation, race.own.members.clone(), None);
+        }
         race.phase = Phase::Accept {
             value,
             accepts: BTreeMap::new(),

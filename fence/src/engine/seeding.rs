@@ -24,6 +24,12 @@ pub(super) struct SeedState {
 
 impl Fence {
     pub(super) fn unseeded_step(&mut self, now: Instant) {
+        // Cleared before asking to join too: a retry due while a running cluster is
+        // reachable would otherwise stay due, and the node ask to run at once for
+        // ever (a seed race lost, then a seeded peer up before the retry).
+        if self.seeding.seed_retry.is_some_and(|t| now >= t) {
+            self.seeding.seed_retry = None;
+        }
         let up = self.up_set();
         let seeded: Vec<NodeId> = self
             .peers
@@ -55,9 +61,6 @@ impl Fence {
                 }
             }
             return;
-        }
-        if self.seeding.seed_retry.is_some_and(|t| now >= t) {
-            self.seeding.seed_retry = None;
         }
         if self.racing.race.is_some() || self.seeding.seed_retry.is_some() {
             return;

@@ -340,3 +340,39 @@ fn an_acceptor_dropped_by_the_value_reports_itself_for_the_settle_window() {
     });
     assert_eq!(heard, Some(vec![(n(1), 0)]), "{out:?}");
 }
+
+#[test]
+fn a_seed_naming_an_earlier_process_of_this_node_is_nacked_and_persists_nothing() {
+    // Node 2 restarted after its earlier process (incarnation 99) failed to persist
+    // a seed that named it; the others kept that value and a racer offers it again.
+    let mut f = fresh(2, &[0, 1, 2]);
+    let old = Member {
+        incarnation: Incarnation(99),
+        ..member(2)
+    };
+    let value = View::new(Generation(1), vec![member(0), member(1), old], None);
+    let slot = Generation(0);
+    deliver(
+        &mut f,
+        ms(10),
+        0,
+        &Msg::Accept {
+            slot,
+            ballot: ballot(1, 0),
+            value,
+            manual: false,
+        },
+    );
+    assert_eq!(
+        drain(&mut f),
+        vec![send(
+            0,
+            Msg::Nack {
+                slot,
+                promised: Ballot::ZERO,
+                highest: Generation(0)
+            }
+        )]
+    );
+    assert_eq!(f.status().durable, Durable::default());
+}

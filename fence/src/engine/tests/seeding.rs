@@ -232,3 +232,141 @@ fn a_leaving_member_drops_authority_and_tells_the_members_every_heartbeat() {
     assert!(f.left());
     assert_eq!(f.poll_timeout(), None);
 }
+
+#[test]
+fn a_seed_accepted_earlier_with_a_process_that_ended_is_not_proposed_again() {
+    // Node 0 seeds {0, 1, 2}. Node 1 accepted an earlier seed of generation 1 that
+    // named node 2's earlier process (incarnation 99), which ended persisting it;
+    // node 2 runs again as incarnation 12. Re-proposing that value would decide a
+    // view with a member that no longer runs: node 0 proposes its own group, at a
+    // generation above the one that may have been decided.
+    let mut f = fresh(0, &[0, 1, 2]);
+    let t = ms(10);
+    f.observe([peer(1, 0, t), peer(2, 0, t)]);
+    f.handle_timeout(t);
+    deliver(&mut f, t, 1, &reach(&[0, 1, 2]));
+    deliver(&mut f, t, 2, &reach(&[0, 1, 2]));
+    drain(&mut f);
+    let slot = Generation(0);
+    let old = Member {
+        incarnation: Incarnation(99),
+        ..member(2)
+    };
+    let earlier = View::new(Generation(1), vec![member(0), member(1), old], None);
+    for (from, accepted) in [(1, Some((ballot(1, 1), earlier))), (2, None)] {
+        deliver(
+            &mut f,
+            t,
+            from,
+            &Msg::Promise {
+                slot,
+                ballot: ballot(1, 0),
+                accepted,
+            },
+        );
+    }
+    let accept = Msg::Accept {
+        slot,
+        ballot: ballot(1, 0),
+        value: view(2, &[0, 1, 2]),
+        manual: false,
+    };
+    assert_eq!(
+        without_reach(drain(&mut f)),
+        vec![
+            send(1, accept.clone()),
+            send(2, accept),
+            FenceOutput::Persist(Durable {
+                highest: Generation(2),
+                installed: None,
+                accepted: Some(known(2, &[0, 1, 2])),
+            }),
+        ]
+    );
+}
+
+#[test]
+fn a_seed_refused_for_its_generation_is_not_proposed_again_below_the_raised_one() {
+    // Node 0 never seeded; nodes 1 and 2 restarted knowing generation 1. Node 0
+    // accepted its own first proposal (generation 1); node 1 refuses it, naming
+    // generation 1, and node 0 raises its proposal to 2. Its own earlier value
+    // comes back in its promise: proposed again, node 1 would refuse it at every
+    // retry, for ever. Node 0 proposes generation 2.
+    let mut f = fresh(0, &[0, 1, 2]);
+    let t = ms(10);
+    f.observe([peer(1, 0, t), peer(2, 0, t)]);
+    f.handle_timeout(t);
+    deliver(&mut f, t, 1, &reach(&[0, 1, 2]));
+    deliver(&mut f, t, 2, &reach(&[0, 1, 2]));
+    let slot = Generation(0);
+    for from in [1, 2] {
+        let promise = Msg::Promise {
+            slot,
+            ballot: ballot(1, 0),
+            accepted: None,
+        };
+        deliver(&mut f, t, from, &promise);
+    }
+    drain(&mut f);
+    assert_eq!(f.status().durable.accepted, Some(known(1, &[0, 1, 2])));
+    let nack = Msg::Nack {
+        slot,
+        promised: Ballot::ZERO,
+        highest: Generation(1),
+    };
+    deliver(&mut f, t, 1, &nack);
+    drain(&mut f);
+    for from in [1, 2] {
+        let promise = Msg::Promise {
+            slot,
+            ballot: ballot(2, 0),
+            accepted: None,
+        };
+        deliver(&mut f, t, from, &promise);
+    }
+    let accept = Msg::Accept {
+        slot,
+        ballot: ballot(2, 0),
+        value: view(2, &[0, 1, 2]),
+        manual: false,
+    };
+    assert_eq!(
+        without_reach(drain(&mut f)),
+        vec![
+            send(1, accept.clone()),
+            send(2, accept),
+            FenceOutput::Persist(Durable {
+                highest: Generation(2),
+                installed: None,
+                accepted: Some(known(2, &[0, 1, 2])),
+            }),
+        ]
+    );
+}
+
+#[test]
+fn a_seed_retry_due_beside_a_running_cluster_does_not_stay_due() {
+    // A seed race refused and lost sets a retry; a seeded peer comes up before it
+    // is due. Once due, the node asks to join and the retry is gone: its next
+    // deadline is the next Join, not the past.
+    let mut f = fresh(0, &[0, 1, 2]);
+    let t = ms(10);
+    f.observe([peer(1, 0, t), peer(2, 0, t)]);
+    f.handle_timeout(t);
+    deliver(&mut f, t, 1, &reach(&[0, 1, 2]));
+    deliver(&mut f, t, 2, &reach(&[0, 1, 2]));
+    let refused = Msg::Nack {
+        slot: Generation(0),
+        promised: Ballot::ZERO,
+        highest: Generation(0),
+    };
+    deliver(&mut f, t, 1, &refused);
+    drain(&mut f);
+    let retry = f.timers().seed_retry.expect("a lost seed race is retried");
+    let later = retry + HB;
+    f.observe([peer(1, 1, later), peer(2, 1, later)]);
+    f.handle_timeout(later);
+    drain(&mut f);
+    assert_eq!(f.timers().seed_retry, None);
+    assert!(f.poll_timeout().is_some_and(|d| d > later));
+}
