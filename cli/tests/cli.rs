@@ -13,10 +13,13 @@ fn vigil(args: &[&str]) -> Output {
 
 fn temp(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("vigil-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // GOOD names `cluster.key` beside it: made once, by `vigil keygen`.
+    // GOOD names `cluster.key` beside it: made once, by `vigil keygen`, in a
+    // directory made afresh (an earlier process with the same ID may have left
+    // one, key included, and keygen refuses to overwrite a key).
     static KEY: std::sync::Once = std::sync::Once::new();
     KEY.call_once(|| {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         let out = vigil(&["keygen", dir.join("cluster.key").to_str().unwrap()]);
         assert!(out.status.success(), "{out:?}");
     });
