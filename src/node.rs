@@ -699,14 +699,11 @@ mod tests {
     use std::path::Path;
     use vigil_llt::KeyRingStatus;
 
-    #[test]
-    fn set_frame_keys_replaces_the_ring_and_a_rejoin_keeps_it() {
-        let text = "[cluster]\nname = \"k\"\nid = 1\ninsecure = true\n\
-                    [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5000\n\
-                    [[nodes]]\nid = 0\nname = \"n0\"\nlinks = { a = \"10.0.0.1\" }\n";
+    /// Node 0 (incarnation 7, nothing persisted) of the cluster `text` describes.
+    fn node_zero(text: &str) -> Node {
         let cfg = ClusterConfig::parse(text, Path::new("/etc/vigil/cluster.toml"))
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut node = Node::new(
+        Node::new(
             cfg.llt_config(),
             cfg.fence_config(),
             NodeId(0),
@@ -715,7 +712,15 @@ mod tests {
             1,
             Generation(0),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn set_frame_keys_replaces_the_ring_and_a_rejoin_keeps_it() {
+        let text = "[cluster]\nname = \"k\"\nid = 1\ninsecure = true\n\
+                    [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5000\n\
+                    [[nodes]]\nid = 0\nname = \"n0\"\nlinks = { a = \"10.0.0.1\" }\n";
+        let mut node = node_zero(text);
         assert_eq!(node.status().llt.keys, KeyRingStatus::default());
         let a = FrameKey::from_material(&[1u8; 32]);
         let b = FrameKey::from_material(&[2u8; 32]);
@@ -737,18 +742,7 @@ mod tests {
                     [[nodes]]\nid = 0\nname = \"n0\"\nlinks = { a = \"10.0.0.1\" }\n\
                     [[nodes]]\nid = 1\nname = \"n1\"\nlinks = { a = \"10.0.0.2\" }\n\
                     [[nodes]]\nid = 2\nname = \"n2\"\nlinks = { a = \"10.0.0.3\" }\n";
-        let cfg = ClusterConfig::parse(text, Path::new("/etc/vigil/cluster.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut drained = Node::new(
-            cfg.llt_config(),
-            cfg.fence_config(),
-            NodeId(0),
-            Incarnation(7),
-            Instant::ZERO,
-            1,
-            Generation(0),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let mut drained = node_zero(text);
         let mut kept = drained.clone();
         let mut seen = Vec::new();
         let mut steps = 0;
