@@ -33,8 +33,7 @@
 //! commented example.
 //!
 //! Rules checked beyond the types: `0 < heartbeat <= heartbeat_lowpri < peer_trouble <
-//! peer_inactive`; `race_timeout > heartbeat`; `2 * heartbeat <= lease <= peer_inactive`,
-//! with `heartbeat_lowpri` for `heartbeat` when every link is low priority;
+//! peer_inactive`; `race_timeout > heartbeat`; `3 * heartbeat <= lease <= peer_inactive`;
 //! `max_drift_ppm <= 100000`; unique node IDs, node names, link names and UDP addresses; every node
 //! gives an address for every link and for no other; the address family matches the
 //! link kind; Ethernet links have an interface; a seed count above half the nodes; a key
@@ -386,9 +385,8 @@ pub enum SelfFence {
 
 /// The `[timers]` table. Every value is given in milliseconds, at most one hour, and
 /// they must satisfy `0 < heartbeat <= heartbeat_lowpri < peer_trouble < peer_inactive`,
-/// `race_timeout > heartbeat` and `2 × heartbeat <= lease <= peer_inactive`, where the
-/// lease's `heartbeat` is `heartbeat_lowpri` when every link is low priority (the
-/// interval the links really carry). Serialized as `*_ms` integers.
+/// `race_timeout > heartbeat` and `3 × heartbeat <= lease <= peer_inactive`.
+/// Serialized as `*_ms` integers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Timers {
     /// `profile`: the named set of defaults the other timers start from:
@@ -418,11 +416,10 @@ pub struct Timers {
     #[serde(rename = "race_timeout_ms", serialize_with = "ser_ms")]
     pub race_timeout: Duration,
     /// `lease`: how long a quorum's confirmation keeps a member's authority, on its own
-    /// monotonic clock. Default: the value of `peer_trouble` (400 ms with the defaults);
-    /// must be at least `2 × heartbeat` (a lease must survive one lost heartbeat;
-    /// `heartbeat_lowpri` when every link is low priority, as then it is renewed only
-    /// that often) and at
-    /// most `peer_inactive` (it must lapse before survivors can declare the node gone).
+    /// monotonic clock. Default: `peer_inactive - heartbeat` (500 ms with the defaults);
+    /// must be at least `3 × heartbeat` (a confirmation comes up to a heartbeat after
+    /// the frame it confirms and renewals a heartbeat apart: two heartbeats lapse
+    /// before each renewal once transit and drift count) and at most `peer_inactive` (it must lapse before survivors can declare the node gone).
     #[serde(rename = "lease_ms", serialize_with = "ser_ms")]
     pub lease: Duration,
     /// `stall_report`: the daemon logs every stall of its own loop longer than this
@@ -1109,18 +1106,6 @@ impl ClusterConfig {
                 format!("must be 1..=100, got {}", t.link_up_count),
             );
         }
-        // Leases are renewed by the heartbeats the links really carry: every
-        // `heartbeat_lowpri` when every link is low priority (as llt's listening
-        // window, `llt_config`). A lease shorter than two of those lapses between
-        // renewals, and is what S1 found accepted against `heartbeat` alone.
-        let (hb_name, hb) = if self.all_links_low() {
-            (
-                "timers.heartbeat_lowpri, every link being low priority",
-                t.heartbeat_lowpri,
-            )
-        } else {
-            ("timers.heartbeat", t.heartbeat)
-        };
         // A race's messages go out at once and are resent every `heartbeat`
         // whatever the links' priority: `race_timeout` is judged by that.
         if t.race_timeout <= t.heartbeat {
@@ -1133,13 +1118,19 @@ impl ClusterConfig {
                 ),
             );
         }
-        let two_heartbeats = hb.saturating_mul(2);
-        if t.lease < two_heartbeats {
+        // Leases are renewed by heartbeats, every `heartbeat` (a low-priority link
+        // keeps that pace for a peer no high-priority link reaches). A
+        // confirmation arrives up to a heartbeat after the frame it confirms and the
+        // next comes a heartbeat later, so a lease of two heartbeats lapses before
+        // each renewal once transit and clock drift are counted (random seed 2771);
+        // three leave a heartbeat to spare.
+        let three_heartbeats = t.heartbeat.saturating_mul(3);
+        if t.lease < three_heartbeats {
             return err(
                 "lease",
                 format!(
-                    "must be at least 2 × {hb_name} ({} ms), got {} ms (it defaults to timers.peer_inactive - timers.heartbeat)",
-                    ms(two_heartbeats),
+                    "must be at least 3 × timers.heartbeat ({} ms), got {} ms (it defaults to timers.peer_inactive - timers.heartbeat)",
+                    ms(three_heartbeats),
                     ms(t.lease)
                 ),
             );
@@ -1184,20 +1175,11 @@ impl ClusterConfig {
             .unwrap_or_else(|| self.cluster.run_dir.join(format!("{}.sock", node.name)))
     }
 
-    /// Every link is low priority: heartbeats go every `heartbeat_lowpri`.
-    fn all_links_low(&self) -> bool {
-        self.links.iter().all(|l| l.priority == LinkPriority::Low)
-    }
-
     /// What the llt core needs. Ethernet links are broadcast links. The listening window
-    /// is three heartbeat intervals of the fastest link: `3 * heartbeat`, or
-    /// `3 * heartbeat_lowpri` when every link is low-priority.
+    /// is three heartbeats, `3 * heartbeat` (low-priority links beat at that pace to
+    /// peers no high-priority link reaches, so also when every link is low priority).
     pub fn llt_config(&self) -> LltConfig {
-        let interval = if self.all_links_low() {
-            self.timers.heartbeat_lowpri
-        } else {
-            self.timers.heartbeat
-        };
+        let interval = self.timers.heartbeat;
         LltConfig {
             cluster_id: self.cluster.id,
             nodes: self.nodes.iter().map(|n| n.id).collect(),
@@ -2334,40 +2316,43 @@ links = { a = "127.0.0.1:5002" }
     }
 
     #[test]
-    fn with_every_link_low_priority_the_lease_is_judged_by_the_slow_heartbeat() {
-        let low = |timers: &str| {
+    fn the_lease_needs_three_heartbeats_whatever_the_links_priority() {
+        // Random seed 2771's ratio: a lease of two heartbeats lapsed before each
+        // renewal with 10 % drift.
+        let t = "heartbeat = 8\nheartbeat_lowpri = 30\npeer_trouble = 32\npeer_inactive = 63\nrace_timeout = 23\nstall_report = 12\n";
+        let low = |lease: u32| {
             edit(
                 "port = 5001",
-                &format!("port = 5001\npriority = \"low\"\n\n[timers]\n{timers}"),
+                &format!("port = 5001\npriority = \"low\"\n\n[timers]\n{t}lease = {lease}"),
             )
         };
-        // Random seed 809's timers: a lease of 21 ms beside heartbeats every 30 ms.
-        let t = "heartbeat = 8\nheartbeat_lowpri = 30\npeer_trouble = 32\npeer_inactive = 63\n";
-        refused(
-            &low(&format!("{t}race_timeout = 40\nlease = 21\nstall_report = 12")),
-            "timers.lease",
-            "must be at least 2 × timers.heartbeat_lowpri, every link being low priority (60 ms), got 21 ms",
-        );
-        let c = parse(&low(&format!(
-            "{t}race_timeout = 23\nlease = 60\nstall_report = 12"
-        )))
-        .unwrap();
-        assert_eq!(c.timers.lease, Duration::from_millis(60));
-        // One high-priority link carries heartbeats every 8 ms: 21 ms is enough.
-        let mixed = edit(
-            "[[links]]",
-            &format!("[timers]\n{t}race_timeout = 23\nlease = 21\nstall_report = 12\n\n[[links]]"),
-        );
-        assert_eq!(
-            parse(&mixed).unwrap().timers.lease,
-            Duration::from_millis(21)
-        );
+        let high = |lease: u32| {
+            edit(
+                "[[links]]",
+                &format!("[timers]\n{t}lease = {lease}\n\n[[links]]"),
+            )
+        };
+        for text in [low(23), high(23)] {
+            refused(
+                &text,
+                "timers.lease",
+                "must be at least 3 × timers.heartbeat (24 ms), got 23 ms",
+            );
+        }
+        // Low-priority links beat every `heartbeat` to a peer no high-priority link
+        // reaches, so every link low priority needs nothing more.
+        for text in [low(24), high(24)] {
+            assert_eq!(
+                parse(&text).unwrap().timers.lease,
+                Duration::from_millis(24)
+            );
+        }
     }
 
     #[test]
-    fn all_low_links_listen_three_slow_heartbeats() {
+    fn all_low_links_listen_three_heartbeats() {
         let c = parse(&edit("port = 5001", "port = 5001\npriority = \"low\"")).unwrap();
-        assert_eq!(c.llt_config().listen_window, Duration::from_millis(750));
+        assert_eq!(c.llt_config().listen_window, Duration::from_millis(300));
     }
 
     #[test]
@@ -2606,9 +2591,9 @@ links = { a = "127.0.0.1:5002" }
             "at most",
         );
         refused(
-            &edit("[[links]]", "[timers]\nlease = 199\n\n[[links]]"),
+            &edit("[[links]]", "[timers]\nlease = 299\n\n[[links]]"),
             "timers.lease",
-            "must be at least 2 × timers.heartbeat (200 ms), got 199 ms",
+            "must be at least 3 × timers.heartbeat (300 ms), got 299 ms",
         );
         refused(
             &edit("[[links]]", "[timers]\nlease = 601\n\n[[links]]"),

@@ -238,7 +238,12 @@ struct Peer {
 
 #[derive(Clone, Debug)]
 struct Link {
+    /// The next heartbeat: the next round on a high-priority link; on a
+    /// low-priority one the next beat to the peers it carries for (those without
+    /// an UP high-priority link), due only while there are any.
     next_heartbeat: Instant,
+    /// A low-priority link's next round to every peer, every `heartbeat_lowpri`.
+    next_round: Instant,
     /// Heartbeat rounds sent, to pace broadcast announcements.
     rounds: u64,
     seq: u64,
@@ -340,6 +345,9 @@ pub struct Llt {
     output_overflows: u64,
     duplicates_reported: Vec<Incarnation>,
     gaps: HeartbeatGaps,
+    /// Some peer has no UP high-priority link, so the low-priority links carry its
+    /// heartbeats at the high-priority rate (as of the last timeout step).
+    promoted: bool,
 }
 
 /// How many heartbeat gaps the pacing statistics keep.
@@ -476,6 +484,7 @@ impl Llt {
             .iter()
             .map(|_| Link {
                 next_heartbeat: now + cfg.listen_window,
+                next_round: now + cfg.listen_window,
                 rounds: 0,
                 seq: 0,
                 stats: LinkStats::default(),
@@ -501,6 +510,7 @@ impl Llt {
             output_overflows: 0,
             duplicates_reported: Vec::new(),
             gaps: HeartbeatGaps::default(),
+            promoted: false,
         };
         llt.gaps.link = llt
             .cfg
@@ -640,8 +650,16 @@ impl Llt {
             Phase::Refused | Phase::Silent => return None,
             Phase::Listening { until } => take(until),
             Phase::Running => {
-                for l in &self.links {
-                    take(l.next_heartbeat);
+                for (l, spec) in self.links.iter().zip(&self.cfg.links) {
+                    match spec.priority {
+                        LinkPriority::High => take(l.next_heartbeat),
+                        LinkPriority::Low => {
+                            take(l.next_round);
+                            if self.promoted {
+                                take(l.next_heartbeat);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -693,6 +711,7 @@ impl Llt {
                 self.event(Event::Started);
                 for l in &mut self.links {
                     l.next_heartbeat = now;
+                    l.next_round = now;
                 }
             }
         }
@@ -700,32 +719,77 @@ impl Llt {
         if self.phase != Phase::Running {
             return;
         }
+        self.promoted = self.peers.values().any(|p| !self.has_high_up(p));
         for li in 0..self.links.len() {
-            if now < self.links[li].next_heartbeat {
+            let low = self.cfg.links[li].priority == LinkPriority::Low;
+            // A high-priority link beats to every peer every `heartbeat`. A
+            // low-priority one goes in rounds every `heartbeat_lowpri` to the peers
+            // an UP high-priority link reaches, and beats every `heartbeat` to the
+            // others (it is promoted for them, so their leases and failure
+            // detection keep the high-priority pace).
+            let round = if low {
+                now >= self.links[li].next_round
+            } else {
+                now >= self.links[li].next_heartbeat
+            };
+            let beat = low && self.promoted && now >= self.links[li].next_heartbeat;
+            if !round && !beat {
                 continue;
             }
-            let interval = match self.cfg.links[li].priority {
-                LinkPriority::High => self.cfg.heartbeat,
-                LinkPriority::Low => self.cfg.heartbeat_lowpri,
-            };
-            let peers: Vec<NodeId> = self.peers.keys().copied().collect();
+            let peers: Vec<NodeId> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| {
+                    if !low {
+                        true
+                    } else if self.has_high_up(p) {
+                        round
+                    } else {
+                        beat
+                    }
+                })
+                .map(|(id, _)| *id)
+                .collect();
             for peer in peers {
                 self.send_frame(now, LinkId(li as u8), Some(peer), Kind::Heartbeat, &[]);
-            }
-            self.links[li].rounds = self.links[li].rounds.saturating_add(1);
-            if Some(li) == self.gaps.link {
-                self.gaps.round(now);
-            }
-            if self.cfg.links[li].broadcast && self.links[li].rounds % 2 == 1 {
-                self.send_frame(now, LinkId(li as u8), None, Kind::Heartbeat, &[]);
             }
             // Keep the beat against the clock: the next deadline follows the previous
             // one, and missed beats are skipped rather than sent in a burst.
             let link = &mut self.links[li];
-            while link.next_heartbeat <= now {
-                link.next_heartbeat += interval;
+            if low {
+                while link.next_heartbeat <= now {
+                    link.next_heartbeat += self.cfg.heartbeat;
+                }
+            }
+            if !round {
+                continue;
+            }
+            let (due, interval) = if low {
+                (&mut link.next_round, self.cfg.heartbeat_lowpri)
+            } else {
+                (&mut link.next_heartbeat, self.cfg.heartbeat)
+            };
+            while *due <= now {
+                *due += interval;
+            }
+            link.rounds = link.rounds.saturating_add(1);
+            let rounds = link.rounds;
+            if Some(li) == self.gaps.link {
+                self.gaps.round(now);
+            }
+            if self.cfg.links[li].broadcast && rounds % 2 == 1 {
+                self.send_frame(now, LinkId(li as u8), None, Kind::Heartbeat, &[]);
             }
         }
+    }
+
+    /// Whether one of `p`'s high-priority links is UP.
+    fn has_high_up(&self, p: &Peer) -> bool {
+        self.cfg
+            .links
+            .iter()
+            .zip(&p.links)
+            .any(|(spec, pl)| spec.priority == LinkPriority::High && pl.state == LinkState::Up)
     }
 
     fn expire(&mut self, now: Instant) {

@@ -73,7 +73,10 @@ struct Net {
 
 impl Net {
     fn new(count: u8, key: Option<FrameKey>) -> Net {
-        let cfg = config(count, key);
+        Net::with_config(count, config(count, key))
+    }
+
+    fn with_config(count: u8, cfg: LltConfig) -> Net {
         let nodes = (0..count)
             .map(|i| {
                 let inc = Incarnation(1000 + u64::from(i));
@@ -765,4 +768,69 @@ fn an_undrained_output_queue_drops_nothing_and_counts_the_overflow() {
     assert!(overflows > 1);
     assert_eq!(all.len(), seen.len());
     assert!(all == seen, "the undrained queue lost or reordered outputs");
+}
+
+/// Heartbeats `from` sent to `to` on `link` in `[start, end)`, by the send time the
+/// test network records (frames are recorded in order, one per drain).
+fn beats(
+    times: &[(Instant, usize, usize, u8)],
+    from: usize,
+    to: usize,
+    link: u8,
+    start: Instant,
+    end: Instant,
+) -> usize {
+    times
+        .iter()
+        .filter(|(t, f, d, li)| *f == from && *d == to && *li == link && *t >= start && *t < end)
+        .count()
+}
+
+#[test]
+fn a_low_priority_link_keeps_the_high_pace_for_a_peer_no_high_link_reaches() {
+    let mut cfg = config(2, None);
+    cfg.links[1].priority = LinkPriority::Low;
+    cfg.links[1].broadcast = false;
+    let mut net = Net::with_config(2, cfg);
+    // Record when each frame was sent: `sent` grows as the network drains.
+    let mut times: Vec<(Instant, usize, usize, u8)> = Vec::new();
+    let mut step_to =
+        |net: &mut Net, until: Instant, times: &mut Vec<(Instant, usize, usize, u8)>| {
+            while net.now < until {
+                let next = net.now + ms(10);
+                let before = net.sent.len();
+                net.run_until(next);
+                for (f, t, li, _) in &net.sent[before..] {
+                    times.push((net.now, *f, *t, li.0));
+                }
+            }
+        };
+    step_to(&mut net, at(ms(3000)), &mut times);
+    assert!(all_up(&net));
+    // Both links UP: the low-priority link beats every 250 ms.
+    let slow = beats(&times, 0, 1, 1, at(ms(2000)), at(ms(3000)));
+    assert!(
+        (3..=5).contains(&slow),
+        "{slow} low-priority beats in 1 s beside an UP high link"
+    );
+    // The high-priority link fails: once it is TROUBLE (400 ms), the low one beats
+    // every heartbeat (100 ms) for that peer.
+    net.cut_both(0, 1, 0);
+    step_to(&mut net, at(ms(5000)), &mut times);
+    assert_eq!(net.link_state(0, 1, 0), LinkState::Down);
+    assert_eq!(net.link_state(0, 1, 1), LinkState::Up);
+    let fast = beats(&times, 0, 1, 1, at(ms(4000)), at(ms(5000)));
+    assert!(
+        (9..=11).contains(&fast),
+        "{fast} low-priority beats in 1 s with the high link down"
+    );
+    // The high link comes back (three beats of hysteresis): the slow pace again.
+    net.heal_both(0, 1, 0);
+    step_to(&mut net, at(ms(7000)), &mut times);
+    assert_eq!(net.link_state(0, 1, 0), LinkState::Up);
+    let slow = beats(&times, 0, 1, 1, at(ms(6000)), at(ms(7000)));
+    assert!(
+        (3..=5).contains(&slow),
+        "{slow} low-priority beats in 1 s after the high link returned"
+    );
 }

@@ -371,7 +371,7 @@ fn random_draw(
     let peer_trouble = heartbeat_lowpri + rng.gen_range(1..=4 * h);
     let peer_inactive = peer_trouble + rng.gen_range(1..=6 * h);
     let race_timeout = h + rng.gen_range(1..=4 * h);
-    let lease = rng.gen_range((2 * h).min(peer_inactive)..=peer_inactive);
+    let lease = rng.gen_range((3 * h).min(peer_inactive)..=peer_inactive);
     let stall_report = rng.gen_range(1..lease.max(2));
     let link_count = rng.gen_range(1..=4);
     let links: Vec<LinkDraw> = (0..link_count)

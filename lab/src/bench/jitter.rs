@@ -256,7 +256,7 @@ fn measure(args: &JitterArgs, run: Run, exe: &Path, burners: usize) -> Result<Ve
 /// The cluster config of one run: `n` nodes on 127.0.0.1 with high-priority UDP links
 /// `a` and `b`, every timer scaled from the heartbeat `h` ms so that
 /// `heartbeat <= heartbeat_lowpri < peer_trouble < peer_inactive`,
-/// `race_timeout > heartbeat` and `2 × heartbeat <= lease <= peer_inactive`.
+/// `race_timeout > heartbeat` and `3 × heartbeat <= lease <= peer_inactive`.
 fn config_text(dir: &Path, n: u8, h: u64, run: Run) -> Result<String, String> {
     let spec = ConfigSpec {
         comment: format!("# written by `vigil bench jitter` ({})\n", run.label()),
