@@ -794,17 +794,16 @@ fn a_low_priority_link_keeps_the_high_pace_for_a_peer_no_high_link_reaches() {
     let mut net = Net::with_config(2, cfg);
     // Record when each frame was sent: `sent` grows as the network drains.
     let mut times: Vec<(Instant, usize, usize, u8)> = Vec::new();
-    let mut step_to =
-        |net: &mut Net, until: Instant, times: &mut Vec<(Instant, usize, usize, u8)>| {
-            while net.now < until {
-                let next = net.now + ms(10);
-                let before = net.sent.len();
-                net.run_until(next);
-                for (f, t, li, _) in &net.sent[before..] {
-                    times.push((net.now, *f, *t, li.0));
-                }
+    let step_to = |net: &mut Net, until: Instant, times: &mut Vec<(Instant, usize, usize, u8)>| {
+        while net.now < until {
+            let next = net.now + ms(10);
+            let before = net.sent.len();
+            net.run_until(next);
+            for (f, t, li, _) in &net.sent[before..] {
+                times.push((net.now, *f, *t, li.0));
             }
-        };
+        }
+    };
     step_to(&mut net, at(ms(3000)), &mut times);
     assert!(all_up(&net));
     // Both links UP: the low-priority link beats every 250 ms.
