@@ -441,7 +441,9 @@ fn gabconfig_fenceadm_and_stop_on_a_live_cluster() {
     for i in 0..3 {
         c.start(i);
     }
-    wait_until("one view of [0,1,2] everywhere", || {
+    // Installed everywhere and handed to clients (the token is shown once the
+    // node holds authority on the view: a lease confirmed, a settle window over).
+    wait_until("one view of [0,1,2] everywhere, with authority", || {
         let vs: Vec<_> = (0..3)
             .filter_map(|i| c.json(i, &["gabconfig", "-a"]))
             .collect();
@@ -449,9 +451,10 @@ fn gabconfig_fenceadm_and_stop_on_a_live_cluster() {
             && vs
                 .iter()
                 .all(|v| members(v) == [0, 1, 2] && v["seeded"] == true)
-            && vs
-                .iter()
-                .all(|v| v["ports"][0]["generation"] == vs[0]["ports"][0]["generation"])
+            && vs.iter().all(|v| {
+                v["ports"][0]["generation"] == vs[0]["ports"][0]["generation"]
+                    && v["token"] == vs[0]["ports"][0]["generation"]
+            })
     });
     let g = c.json(0, &["gabconfig", "-a"]).unwrap();
     assert_eq!(g["local"], 0);
