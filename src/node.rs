@@ -4,6 +4,7 @@
 
 use crate::health::{Health, HealthOutput, OnFailure, ProbeEvent, ProbeId, ProbeSpec, ProbeStatus};
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::time::Duration;
 use vigil_fence::{
@@ -164,6 +165,9 @@ pub struct Node {
     unhealthy: Option<String>,
     /// Waiting for the driver to call [`Node::rejoin`].
     rejoining: bool,
+    /// [`Node::poll_timeout`] as last computed: `None` once any input may have
+    /// changed it (every `&mut` method but `poll_output` clears it first).
+    deadline: Cell<Option<Option<Instant>>>,
 }
 
 impl Node {
@@ -208,6 +212,7 @@ impl Node {
             leave_deadline: None,
             unhealthy: None,
             rejoining: false,
+            deadline: Cell::new(None),
         };
         node.pump(now);
         Ok(node)
@@ -229,6 +234,7 @@ impl Node {
         from: Option<LinkAddr>,
         bytes: &[u8],
     ) {
+        self.deadline.set(None);
         if self.wake(now) {
             return;
         }
@@ -238,6 +244,7 @@ impl Node {
 
     /// The deadline from [`Node::poll_timeout`] has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.deadline.set(None);
         if self.wake(now) {
             return;
         }
@@ -262,6 +269,17 @@ impl Node {
 
     /// When the node next needs [`Node::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if let Some(d) = self.deadline.get() {
+            debug_assert_eq!(d, self.next_deadline(), "a stale cached deadline");
+            return d;
+        }
+        let d = self.next_deadline();
+        self.deadline.set(Some(d));
+        d
+    }
+
+    /// [`Node::poll_timeout`] computed afresh from the parts.
+    fn next_deadline(&self) -> Option<Instant> {
         if self.rejoining {
             return None;
         }
@@ -304,7 +322,7 @@ impl Node {
         if since <= report {
             return false;
         }
-        let Some(deadline) = self.poll_timeout() else {
+        let Some(deadline) = self.next_deadline() else {
             return false;
         };
         let late = now.saturating_since(deadline);
@@ -345,6 +363,7 @@ impl Node {
     /// generation seen, the registered ports and the probes. The node joins the
     /// running cluster like a rebooted one.
     pub fn rejoin(&mut self, now: Instant, incarnation: Incarnation, rng_seed: u64) {
+        self.deadline.set(None);
         let me = self.me();
         let persisted = self.fence.status().durable;
         let Ok(llt) = Llt::new(self.llt_cfg.clone(), me, incarnation, now, rng_seed) else {
@@ -367,6 +386,7 @@ impl Node {
     /// Register a health probe (a custom check of an embedding daemon, or one of
     /// the daemon's configured probes); its first run is due at once.
     pub fn add_probe(&mut self, now: Instant, spec: ProbeSpec) -> ProbeId {
+        self.deadline.set(None);
         let id = self.health.add(now, spec);
         self.pump(now);
         id
@@ -374,6 +394,7 @@ impl Node {
 
     /// The answer to [`Output::RunProbe`]: `Err` says why the check failed.
     pub fn probe_result(&mut self, now: Instant, probe: ProbeId, result: Result<(), String>) {
+        self.deadline.set(None);
         if self.wake(now) {
             return;
         }
@@ -420,6 +441,7 @@ impl Node {
 
     /// `gabconfig -x`: seed by hand with whoever is reachable.
     pub fn manual_seed(&mut self, now: Instant) {
+        self.deadline.set(None);
         self.observe();
         self.fence.manual_seed(now);
         self.pump(now);
@@ -427,6 +449,7 @@ impl Node {
 
     /// `vigil stop`: leave the cluster gracefully; [`FenceEvent::Left`] follows.
     pub fn leave(&mut self, now: Instant) {
+        self.deadline.set(None);
         if self.wake(now) {
             return;
         }
@@ -443,6 +466,7 @@ impl Node {
     /// Register on a client port (`c`..=`z`; `a` and `b` are always there). The
     /// port's membership changes through a view change, like a join.
     pub fn register_port(&mut self, now: Instant, port: Port) -> bool {
+        self.deadline.set(None);
         let Some(bit) = port_bit(port) else {
             return false;
         };
@@ -461,6 +485,7 @@ impl Node {
         port: Port,
         body: &[u8],
     ) -> Result<(), SendError> {
+        self.deadline.set(None);
         let r = self.llt.send(now, to, port, body);
         self.pump(now);
         r
@@ -468,6 +493,7 @@ impl Node {
 
     /// Send a port message to every peer that is up.
     pub fn broadcast(&mut self, now: Instant, port: Port, body: &[u8]) -> Result<usize, SendError> {
+        self.deadline.set(None);
         let r = self.llt.broadcast(now, port, body);
         self.pump(now);
         r
@@ -519,6 +545,21 @@ impl Node {
         })
     }
 
+    /// [`Node::current_authority`] without copying its view: the token and whether
+    /// this process is the primary, `None` unless it holds authority at `now`.
+    /// For drivers that ask after every event (the simulator's checker).
+    pub fn current_token(&self, now: Instant) -> Option<(Generation, bool)> {
+        if !self.fence.authority_at(now) {
+            return None;
+        }
+        let view = self.fence.client_view()?;
+        self.fence.lease_until()?;
+        let is_primary = view
+            .primary_member()
+            .is_some_and(|m| m.id == self.me() && m.incarnation == self.incarnation());
+        Some((view.generation, is_primary))
+    }
+
     /// Whether this node fenced itself.
     pub fn fenced(&self) -> bool {
         self.fence.fenced()
@@ -534,6 +575,7 @@ impl Node {
     /// [`rejoin`](Self::rejoin) keeps the new ring. An empty ring turns
     /// authentication off, which a keyed cluster never does: the caller checks.
     pub fn set_frame_keys(&mut self, keys: Vec<FrameKey>) {
+        self.deadline.set(None);
         self.llt_cfg.keys = keys.clone();
         self.llt.set_keys(keys);
     }

@@ -41,7 +41,6 @@ impl fmt::Display for Violation {
 /// Checks the safety properties over every view installed and every authority holder.
 #[derive(Clone, Debug)]
 pub struct Checker {
-    n: u8,
     lease: Duration,
     drift_ppm: u32,
     /// Every decided view: member set and when it was first installed (S2, S4).
@@ -63,24 +62,21 @@ pub struct Checker {
 }
 
 /// A node that holds authority now, by its own clock: what the checker sees of it
-/// (from `Node::current_authority`).
+/// (from `Node::current_token`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Holder {
     pub node: usize,
     /// The holding process.
     pub incarnation: Incarnation,
-    /// Its client view, the one its clients act on.
-    pub view: View,
     /// Whether it is that view's primary.
     pub is_primary: bool,
-    /// Its fencing token.
+    /// Its fencing token: its client view's generation.
     pub token: Generation,
 }
 
 impl Checker {
     pub fn new(n: u8, lease: Duration, drift_ppm: u32) -> Checker {
         Checker {
-            n,
             lease,
             drift_ppm,
             decided: BTreeMap::new(),
@@ -198,29 +194,28 @@ impl Checker {
     /// S1, S4 and S5 over the nodes that hold authority now.
     pub fn check(&mut self, now: Instant, holders: &[Holder]) {
         self.one_primary(now, holders);
-        let holders: Vec<(usize, View)> =
-            holders.iter().map(|h| (h.node, h.view.clone())).collect();
-        let holders = &holders[..];
-        let _ = self.n;
         // S1: one view, or one line of views: the older holder is a member of every
-        // view decided since its own.
-        for (i, vi) in holders {
-            for (j, vj) in holders {
-                if vi.generation >= vj.generation {
+        // view decided since its own. (A holder's token is its client view's
+        // generation.)
+        for hi in holders {
+            for hj in holders {
+                let (i, j) = (hi.node, hj.node);
+                let (gi, gj) = (hi.token, hj.token);
+                if gi >= gj {
                     continue;
                 }
-                let me = NodeId(*i as u8);
+                let me = NodeId(i as u8);
                 let dropped = self
                     .decided
-                    .range(vi.generation..=vj.generation)
+                    .range(gi..=gj)
                     .find(|(_, (set, _))| !set.contains(me))
                     .map(|(g, _)| *g);
                 if let Some(g) = dropped {
                     let detail = format!(
                         "n{i} holds authority on generation {} while n{j} holds {} and generation {} excludes n{i}",
-                        vi.generation.0, vj.generation.0, g.0
+                        gi.0, gj.0, g.0
                     );
-                    self.fail("S1", now, vec![*i, *j], detail);
+                    self.fail("S1", now, vec![i, j], detail);
                 }
             }
         }
@@ -232,13 +227,14 @@ impl Checker {
                 + self.lease * self.drift_ppm / 1_000_000
                 + Duration::from_millis(1);
             let (g, set) = (*g, *set);
-            for (i, v) in holders {
-                if !set.contains(NodeId(*i as u8)) && now > bound {
+            for h in holders {
+                let i = h.node;
+                if !set.contains(NodeId(i as u8)) && now > bound {
                     let detail = format!(
                         "n{i} holds authority on generation {} but generation {} excludes it",
-                        v.generation.0, g.0
+                        h.token.0, g.0
                     );
-                    self.fail("S4", now, vec![*i], detail);
+                    self.fail("S4", now, vec![i], detail);
                 }
             }
         }
@@ -363,7 +359,6 @@ mod tests {
         Holder {
             node,
             incarnation: Incarnation(inc),
-            view: view(g, primary),
             is_primary: node == usize::from(primary),
             token: Generation(g),
         }

@@ -7,7 +7,8 @@ use crate::fault::{Fault, Scenario, Tap};
 use crate::profile::{legacy_config, SimConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
 use vigil::config::ClusterConfig;
 use vigil::health::{OnFailure, ProbeId};
@@ -97,6 +98,24 @@ struct Flight {
     bytes: Vec<u8>,
     /// Put on the wire by the attacker, not by the sender.
     injected: bool,
+}
+
+// Frames in flight are ordered by arrival, then by the order they were sent.
+impl PartialEq for Flight {
+    fn eq(&self, other: &Flight) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl Eq for Flight {}
+impl PartialOrd for Flight {
+    fn partial_cmp(&self, other: &Flight) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Flight {
+    fn cmp(&self, other: &Flight) -> std::cmp::Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
 }
 
 /// A frame the attacker recorded: when, who sent it to whom, and its bytes.
@@ -202,7 +221,8 @@ pub struct World {
     cut: BTreeSet<(usize, usize)>,
     link_down: BTreeSet<(usize, u8)>,
     quality: Vec<LinkQuality>,
-    flights: Vec<Flight>,
+    /// Frames in flight, the next to arrive on top.
+    flights: BinaryHeap<Reverse<Flight>>,
     flight_seq: u64,
     pub checker: Checker,
     trace: Vec<String>,
@@ -235,6 +255,8 @@ pub struct World {
     /// the connectivity (fences for its own health excepted): (time, node, every
     /// largest such clique contained it).
     pub needless_fences: Vec<(Instant, usize, bool)>,
+    /// The checker's list of holders, kept to save an allocation per event.
+    holders: Vec<Holder>,
 }
 
 /// Node `i`'s incarnation after `restarts` starts (rejoins count): always growing.
@@ -309,7 +331,7 @@ impl World {
             cut: BTreeSet::new(),
             link_down: BTreeSet::new(),
             quality: vec![LinkQuality::default(); links],
-            flights: Vec::new(),
+            flights: BinaryHeap::new(),
             flight_seq: 0,
             checker: Checker::new(n, timers.lease, timers.max_drift_ppm)
                 .with_member_grace(member_grace(&timers)),
@@ -328,6 +350,7 @@ impl World {
             probe_action,
             stall_action,
             stale_frames: false,
+            holders: Vec::new(),
             recording: None,
             tape: Vec::new(),
             replays: Vec::new(),
@@ -798,10 +821,10 @@ impl World {
         });
     }
 
-    fn send_frame(&mut self, from: usize, to: usize, link: LinkId, bytes: Vec<u8>) {
+    fn send_frame(&mut self, from: usize, to: usize, link: LinkId, bytes: &[u8]) {
         let sender = (from, self.slots[from].restarts);
         if self.recording.is_some() && !self.link_down.contains(&(from, link.0)) {
-            self.record(Tap::Sender, sender, to, link, &bytes);
+            self.record(Tap::Sender, sender, to, link, bytes);
         }
         if self.cut.contains(&(from, to))
             || self.link_down.contains(&(from, link.0))
@@ -828,15 +851,15 @@ impl World {
                 delay += q.reorder_delay;
             }
             self.flight_seq += 1;
-            self.flights.push(Flight {
+            self.flights.push(Reverse(Flight {
                 due: self.now + delay,
                 seq: self.flight_seq,
                 from: sender,
                 to,
                 link,
-                bytes: bytes.clone(),
+                bytes: bytes.to_vec(),
                 injected: false,
-            });
+            }));
         }
     }
 
@@ -891,15 +914,14 @@ impl World {
                 break;
             }
             match o {
-                Output::Transmit(t) => {
-                    let to: Vec<usize> = match t.to {
-                        Some(p) => vec![p.index()],
-                        None => (0..self.n as usize).filter(|j| *j != i).collect(),
-                    };
-                    for j in to {
-                        self.send_frame(i, j, t.link, t.bytes.clone());
+                Output::Transmit(t) => match t.to {
+                    Some(p) => self.send_frame(i, p.index(), t.link, &t.bytes),
+                    None => {
+                        for j in (0..self.n as usize).filter(|j| *j != i) {
+                            self.send_frame(i, j, t.link, &t.bytes);
+                        }
                     }
-                }
+                },
                 Output::Persist(d) => {
                     if !self.persist(i, d) {
                         self.log(format!("n{i} cannot record generation {}", d.highest.0));
@@ -993,21 +1015,21 @@ impl World {
     }
 
     fn check(&mut self) {
-        let holders: Vec<Holder> = (0..self.n as usize)
-            .filter_map(|i| {
-                let s = &self.slots[i];
-                let n = s.node.as_ref()?;
-                let a = n.current_authority(s.local(self.now))?;
-                Some(Holder {
-                    node: i,
-                    incarnation: n.incarnation(),
-                    view: a.view,
-                    is_primary: a.is_primary,
-                    token: a.token,
-                })
+        let mut holders = std::mem::take(&mut self.holders);
+        holders.clear();
+        holders.extend((0..self.n as usize).filter_map(|i| {
+            let s = &self.slots[i];
+            let n = s.node.as_ref()?;
+            let (token, is_primary) = n.current_token(s.local(self.now))?;
+            Some(Holder {
+                node: i,
+                incarnation: n.incarnation(),
+                is_primary,
+                token,
             })
-            .collect();
+        }));
         self.checker.check(self.now, &holders);
+        self.holders = holders;
     }
 
     /// Hand a frame to node `to`'s process (at its local time `local`), noting that
@@ -1046,7 +1068,7 @@ impl World {
                 self.drain(i);
             }
             self.check();
-            let mut next: Option<Instant> = self.flights.iter().map(|f| f.due).min();
+            let mut next: Option<Instant> = self.flights.peek().map(|f| f.0.due);
             let mut take = |t: Instant| next = Some(next.map_or(t, |x: Instant| x.min(t)));
             for (t, ..) in &self.flaps {
                 take(*t);
@@ -1154,15 +1176,11 @@ impl World {
                 self.drain(i);
             }
             let mut due: Vec<Flight> = Vec::new();
-            let mut keep: Vec<Flight> = Vec::new();
-            for f in std::mem::take(&mut self.flights) {
-                if f.due <= now {
+            while self.flights.peek().is_some_and(|f| f.0.due <= now) {
+                if let Some(Reverse(f)) = self.flights.pop() {
                     due.push(f);
-                } else {
-                    keep.push(f);
                 }
             }
-            self.flights = keep;
             // Replayed frames due, at their receivers (whose link must be up).
             for r in &mut self.replays {
                 while let Some(at) = r.due().filter(|t| *t <= now) {
