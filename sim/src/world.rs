@@ -821,10 +821,10 @@ impl World {
         });
     }
 
-    fn send_frame(&mut self, from: usize, to: usize, link: LinkId, bytes: &[u8]) {
+    fn send_frame(&mut self, from: usize, to: usize, link: LinkId, mut bytes: Vec<u8>) {
         let sender = (from, self.slots[from].restarts);
         if self.recording.is_some() && !self.link_down.contains(&(from, link.0)) {
-            self.record(Tap::Sender, sender, to, link, bytes);
+            self.record(Tap::Sender, sender, to, link, &bytes);
         }
         if self.cut.contains(&(from, to))
             || self.link_down.contains(&(from, link.0))
@@ -842,7 +842,7 @@ impl World {
         } else {
             1
         };
-        for _ in 0..copies {
+        for copy in 0..copies {
             let mut delay = Duration::from_micros(100) + q.delay;
             if !q.jitter.is_zero() {
                 delay += q.jitter.mul_f64(self.rng.gen_range(0.0..1.0));
@@ -857,7 +857,11 @@ impl World {
                 from: sender,
                 to,
                 link,
-                bytes: bytes.to_vec(),
+                bytes: if copy + 1 < copies {
+                    bytes.clone()
+                } else {
+                    std::mem::take(&mut bytes)
+                },
                 injected: false,
             }));
         }
@@ -915,10 +919,10 @@ impl World {
             }
             match o {
                 Output::Transmit(t) => match t.to {
-                    Some(p) => self.send_frame(i, p.index(), t.link, &t.bytes),
+                    Some(p) => self.send_frame(i, p.index(), t.link, t.bytes),
                     None => {
                         for j in (0..self.n as usize).filter(|j| *j != i) {
-                            self.send_frame(i, j, t.link, &t.bytes);
+                            self.send_frame(i, j, t.link, t.bytes.clone());
                         }
                     }
                 },
