@@ -604,25 +604,21 @@ impl Node {
 
     /// Hand the fence core the transport's facts about every peer.
     fn observe(&mut self) {
-        let peers: Vec<(NodeId, PeerInfo)> = self
-            .llt
-            .peer_ids()
-            .filter_map(|id| {
-                self.llt.peer_summary(id).map(|s| {
-                    (
-                        id,
-                        PeerInfo {
-                            up: s.up,
-                            incarnation: s.incarnation,
-                            generation: s.generation,
-                            last_heard: s.last_heard,
-                            confirmed: s.confirmed,
-                        },
-                    )
-                })
+        let llt = &self.llt;
+        self.fence.observe(llt.peer_ids().filter_map(|id| {
+            llt.peer_summary(id).map(|s| {
+                (
+                    id,
+                    PeerInfo {
+                        up: s.up,
+                        incarnation: s.incarnation,
+                        generation: s.generation,
+                        last_heard: s.last_heard,
+                        confirmed: s.confirmed,
+                    },
+                )
             })
-            .collect();
-        self.fence.observe(peers);
+        }));
     }
 
     fn push(&mut self, o: Output) {
