@@ -168,6 +168,9 @@ pub struct Node {
     /// [`Node::poll_timeout`] as last computed: `None` once any input may have
     /// changed it (every `&mut` method but `poll_output` clears it first).
     deadline: Cell<Option<Option<Instant>>>,
+    /// The fence core was handed an input since the transport last took its
+    /// advertised generation and confirm set (see [`Node::fence_mut`]).
+    fence_dirty: bool,
 }
 
 impl Node {
@@ -213,6 +216,7 @@ impl Node {
             unhealthy: None,
             rejoining: false,
             deadline: Cell::new(None),
+            fence_dirty: true,
         };
         node.pump(now);
         Ok(node)
@@ -257,7 +261,8 @@ impl Node {
                 self.push(Output::Health(HealthEvent::LeaveTimedOut {
                     probe: probe.clone(),
                 }));
-                self.fence.fence_now(now, FenceReason::Unhealthy { probe });
+                self.fence_mut()
+                    .fence_now(now, FenceReason::Unhealthy { probe });
             }
         }
         self.llt.handle_timeout(now);
@@ -338,12 +343,13 @@ impl Node {
             worst: self.stalls.worst,
         }));
         self.llt.excuse(late);
-        self.fence.excuse(late);
+        self.fence_mut().excuse(late);
         if late > self.fence_cfg.lease && self.fence.in_view() {
             match self.fence_cfg.stall_action {
                 StallAction::Fence => {
                     let stall_ms = u64::try_from(late.as_millis()).unwrap_or(u64::MAX);
-                    self.fence.fence_now(now, FenceReason::Stalled { stall_ms });
+                    self.fence_mut()
+                        .fence_now(now, FenceReason::Stalled { stall_ms });
                     self.pump(now);
                     return true;
                 }
@@ -372,13 +378,17 @@ impl Node {
         };
         self.llt = llt;
         self.fence = Fence::new(self.fence_cfg.clone(), me, incarnation, now, persisted);
+        self.fence_dirty = true;
         self.peer_print = 0;
         self.fresh = true;
         self.confirming = NodeSet::EMPTY;
         self.last_input = now;
         self.rejoining = false;
         if self.ports != 0 {
-            self.fence.set_ports(now, self.ports);
+            {
+                let ports = self.ports;
+                self.fence_mut().set_ports(now, ports);
+            }
         }
         self.pump(now);
     }
@@ -423,7 +433,7 @@ impl Node {
                         self.fence
                             .fence_now(now, FenceReason::Unhealthy { probe: name });
                     } else {
-                        self.fence.leave(now);
+                        self.fence_mut().leave(now);
                         // Detection of the leave, a race and its retries.
                         let bound = self.fence_cfg.race_timeout.saturating_mul(3)
                             + self.fence_cfg.peer_inactive;
@@ -443,7 +453,7 @@ impl Node {
     pub fn manual_seed(&mut self, now: Instant) {
         self.deadline.set(None);
         self.observe();
-        self.fence.manual_seed(now);
+        self.fence_mut().manual_seed(now);
         self.pump(now);
     }
 
@@ -454,7 +464,7 @@ impl Node {
             return;
         }
         self.observe();
-        self.fence.leave(now);
+        self.fence_mut().leave(now);
         self.pump(now);
     }
 
@@ -472,7 +482,10 @@ impl Node {
         };
         self.ports |= bit;
         self.observe();
-        self.fence.set_ports(now, self.ports);
+        {
+            let ports = self.ports;
+            self.fence_mut().set_ports(now, ports);
+        }
         self.pump(now);
         true
     }
@@ -604,6 +617,7 @@ impl Node {
 
     /// Hand the fence core the transport's facts about every peer.
     fn observe(&mut self) {
+        self.fence_dirty = true;
         let llt = &self.llt;
         self.fence.observe(llt.peer_ids().filter_map(|id| {
             llt.peer_summary(id).map(|s| {
@@ -619,6 +633,13 @@ impl Node {
                 )
             })
         }));
+    }
+
+    /// The fence core, for an input: the transport's advertised generation and
+    /// confirm set are brought up to date at the end of the next pump round.
+    fn fence_mut(&mut self) -> &mut Fence {
+        self.fence_dirty = true;
+        &mut self.fence
     }
 
     fn push(&mut self, o: Output) {
@@ -656,7 +677,7 @@ impl Node {
                         // older than a frame of theirs we have since echoed (a lease
                         // they hold past the settle window: S1).
                         self.observe();
-                        self.fence.handle_message(now, d.from, &d.body);
+                        self.fence_mut().handle_message(now, d.from, &d.body);
                     }
                     vigil_llt::Output::Deliver(d) => self.push(Output::Deliver(d)),
                     vigil_llt::Output::Transmit(t) => self.push(Output::Transmit(t)),
@@ -684,7 +705,7 @@ impl Node {
                 self.peer_print = print;
                 self.fresh = false;
                 self.observe();
-                self.fence.handle_timeout(now);
+                self.fence_mut().handle_timeout(now);
             }
             while let Some(f) = self.fence.poll_output() {
                 moved = true;
@@ -714,14 +735,19 @@ impl Node {
                     }
                 }
             }
-            self.llt.set_generation(self.fence.advertised_generation());
-            let confirm: NodeSet = self.fence.confirm_set();
-            if confirm != self.confirming {
-                let ids: Vec<NodeId> = self.llt.peer_ids().collect();
-                for id in ids {
-                    self.llt.set_confirm(id, confirm.contains(id));
+            // Both follow from the fence core's state alone: only an input to it
+            // can change them.
+            if self.fence_dirty {
+                self.fence_dirty = false;
+                self.llt.set_generation(self.fence.advertised_generation());
+                let confirm: NodeSet = self.fence.confirm_set();
+                if confirm != self.confirming {
+                    let ids: Vec<NodeId> = self.llt.peer_ids().collect();
+                    for id in ids {
+                        self.llt.set_confirm(id, confirm.contains(id));
+                    }
+                    self.confirming = confirm;
                 }
-                self.confirming = confirm;
             }
             if !moved {
                 break;

@@ -1,6 +1,7 @@
 //! The llt state machine.
 
 use crate::config::{LinkPriority, LltConfig};
+use crate::deadlines::PeerDeadlines;
 use crate::stats::{DropReason, LinkStats, PeerLinkStats};
 use crate::types::{Generation, Incarnation, Instant, LinkAddr, LinkId, NodeId, Port, MAX_LINKS};
 use crate::wire::{self, DecodeError, FrameKey, Header, KeyId, Kind};
@@ -234,6 +235,8 @@ struct Peer {
     confirm: bool,
     /// The latest of our frames the peer confirmed, and its generation then.
     confirmed: Option<(Instant, Generation)>,
+    /// This peer's share of [`Llt::peers_fingerprint`], as last tallied.
+    term: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -348,6 +351,14 @@ pub struct Llt {
     /// Some peer has no UP high-priority link, so the low-priority links carry its
     /// heartbeats at the high-priority rate (as of the last timeout step).
     promoted: bool,
+    /// Every peer's next TROUBLE, DOWN or jeopardy deadline, kept up to date as
+    /// peers change (see [`Llt::tally`]), so that a frame costs the same whatever
+    /// the number of peers.
+    deadlines: PeerDeadlines,
+    /// [`Llt::peers_fingerprint`]: the XOR of every peer's `term`.
+    print: u64,
+    /// The peer the frame being handled came from, to tally afterwards.
+    touched: Option<NodeId>,
 }
 
 /// How many heartbeat gaps the pacing statistics keep.
@@ -423,6 +434,46 @@ pub struct GapSummary {
     pub max_us: u64,
 }
 
+/// A peer's share of the fingerprint: its ID, up state, incarnation and advertised
+/// generation, mixed (splitmix64) so that the XOR over peers tells facts apart.
+fn peer_term(id: NodeId, p: &Peer) -> u64 {
+    let mut h = u64::from(id.0) | u64::from(p.up) << 8;
+    for v in [p.incarnation.map_or(0, |i| i.0), p.generation.0] {
+        h = mix(h ^ mix(v));
+    }
+    mix(h)
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// When the core must next look at peer `p`: a link going TROUBLE or DOWN, or the
+/// peer entering jeopardy once its other links had their chance.
+fn peer_deadline(cfg: &LltConfig, p: &Peer) -> Option<Instant> {
+    let mut next: Option<Instant> = None;
+    let mut take = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+    if let (false, Some(since)) = (p.jeopardy, p.up_since) {
+        let alive = p.links.iter().filter(|l| l.state.is_alive()).count();
+        if alive == 1 && p.links.len() >= 2 {
+            take(since + cfg.peer_inactive);
+        }
+    }
+    for pl in &p.links {
+        let Some(last) = pl.last_heard else { continue };
+        let last = last + pl.excused;
+        match pl.state {
+            LinkState::Up => take(last + cfg.peer_trouble),
+            LinkState::Trouble => take(last + cfg.peer_inactive),
+            LinkState::Down => {}
+        }
+    }
+    next
+}
+
 impl Llt {
     /// A core for node `me`, started at `now`. It listens for `listen_window` before it
     /// sends anything. The core draws no randomness today; `rng_seed` keeps the common
@@ -475,6 +526,7 @@ impl Llt {
                     data_seen: ReplayWindow::default(),
                     confirm: false,
                     confirmed: None,
+                    term: 0,
                 };
                 (*n, peer)
             })
@@ -511,7 +563,11 @@ impl Llt {
             duplicates_reported: Vec::new(),
             gaps: HeartbeatGaps::default(),
             promoted: false,
+            deadlines: PeerDeadlines::default(),
+            print: 0,
+            touched: None,
         };
+        llt.tally_all();
         llt.gaps.link = llt
             .cfg
             .links
@@ -595,20 +651,37 @@ impl Llt {
     }
 
     /// A fingerprint of every peer's up state, incarnation and advertised
-    /// generation: what the layers above decide on. Cheap; no allocation.
+    /// generation: what the layers above decide on. Equal facts give equal
+    /// fingerprints. Kept as peers change: reading it costs nothing.
     pub fn peers_fingerprint(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (id, p) in &self.peers {
-            for v in [
-                u64::from(id.0),
-                u64::from(p.up),
-                p.incarnation.map_or(0, |i| i.0),
-                p.generation.0,
-            ] {
-                h = (h ^ v).wrapping_mul(0x100_0000_01b3);
-            }
+        debug_assert_eq!(
+            self.print,
+            self.peers
+                .iter()
+                .fold(0, |h, (id, p)| h ^ peer_term(*id, p)),
+            "a stale peer fingerprint"
+        );
+        self.print
+    }
+
+    /// Bring `id`'s share of the fingerprint and its deadline up to date: called
+    /// after anything that may have changed the peer.
+    fn tally(&mut self, id: NodeId) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let term = peer_term(id, p);
+        self.print ^= p.term ^ term;
+        p.term = term;
+        let deadline = peer_deadline(&self.cfg, p);
+        self.deadlines.set(id, deadline);
+    }
+
+    fn tally_all(&mut self) {
+        let ids: Vec<NodeId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.tally(id);
         }
-        h
     }
 
     /// The configured peers, in ID order.
@@ -663,23 +736,16 @@ impl Llt {
                 }
             }
         }
-        for p in self.peers.values() {
-            if let (false, Some(since)) = (p.jeopardy, p.up_since) {
-                let alive = p.links.iter().filter(|l| l.state.is_alive()).count();
-                let deadline = since + self.cfg.peer_inactive;
-                if alive == 1 && p.links.len() >= 2 {
-                    take(deadline);
-                }
-            }
-            for pl in &p.links {
-                let Some(last) = pl.last_heard else { continue };
-                let last = last + pl.excused;
-                match pl.state {
-                    LinkState::Up => take(last + self.cfg.peer_trouble),
-                    LinkState::Trouble => take(last + self.cfg.peer_inactive),
-                    LinkState::Down => {}
-                }
-            }
+        debug_assert_eq!(
+            self.deadlines.earliest(),
+            self.peers
+                .values()
+                .filter_map(|p| peer_deadline(&self.cfg, p))
+                .min(),
+            "a stale peer deadline"
+        );
+        if let Some(t) = self.deadlines.earliest() {
+            take(t);
         }
         next
     }
@@ -696,6 +762,7 @@ impl Llt {
                 }
             }
         }
+        self.tally_all();
     }
 
     /// Heartbeat pacing so far: gaps between consecutive rounds.
@@ -819,6 +886,7 @@ impl Llt {
                 self.event(e);
             }
             self.update_peer(id, now);
+            self.tally(id);
         }
     }
 
@@ -888,6 +956,14 @@ impl Llt {
         from: Option<LinkAddr>,
         bytes: &[u8],
     ) {
+        self.receive(now, link, from, bytes);
+        if let Some(id) = self.touched.take() {
+            self.tally(id);
+        }
+    }
+
+    /// [`Llt::handle_frame`]: notes in `touched` the peer it may change.
+    fn receive(&mut self, now: Instant, link: LinkId, from: Option<LinkAddr>, bytes: &[u8]) {
         let li = link.index();
         let Some(l) = self.links.get_mut(li) else {
             return;
@@ -946,6 +1022,7 @@ impl Llt {
             }
             return;
         }
+        self.touched = Some(h.src);
         let Some(peer) = self.peers.get_mut(&h.src) else {
             return self.drop_frame(link, DropReason::UnknownNode);
         };

@@ -45,6 +45,7 @@
 
 pub mod config;
 mod core;
+mod deadlines;
 pub mod stats;
 pub mod types;
 pub mod wire;

@@ -16,6 +16,7 @@ use crate::types::{
     Durable, FenceConfig, FenceEvent, FenceReason, FenceStatus, KnownView, NodeState, RaceVerdict,
     Sabotage,
 };
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use vigil_llt::types::{Generation, Incarnation, Instant, NodeId};
@@ -113,6 +114,9 @@ pub struct Fence {
     persisted: Durable,
     bad_messages: u64,
     now: Instant,
+    /// [`Fence::poll_timeout`] as last computed: `None` once an input may have
+    /// changed it (every `&mut` method but `poll_output` clears it first).
+    deadline: Cell<Option<Option<Instant>>>,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -157,6 +161,7 @@ impl Fence {
             persisted: durable,
             bad_messages: 0,
             now,
+            deadline: Cell::new(None),
         }
     }
 
@@ -338,6 +343,7 @@ impl Fence {
 
     /// The transport's view of every peer, before a step.
     pub fn observe(&mut self, peers: impl IntoIterator<Item = (NodeId, PeerInfo)>) {
+        self.deadline.set(None);
         for (id, info) in peers {
             if id != self.me {
                 self.peers.insert(id, info);
@@ -347,6 +353,7 @@ impl Fence {
 
     /// `gabconfig -x`: seed with whoever is reachable.
     pub fn manual_seed(&mut self, now: Instant) {
+        self.deadline.set(None);
         if self.installed.is_none() && self.fenced.is_none() {
             self.seeding.manual_seed = true;
             self.seeding.seed_retry = None;
@@ -357,6 +364,7 @@ impl Fence {
     /// Fence at once for a reason found outside the race (a failed health probe, a
     /// stall longer than the lease). Nothing happens if already fenced or left.
     pub fn fence_now(&mut self, now: Instant, reason: FenceReason) {
+        self.deadline.set(None);
         self.now = self.now.max(now);
         if self.fenced.is_some() || self.left {
             return;
@@ -369,6 +377,7 @@ impl Fence {
     /// timer counts time during which this node could not hear anyone. Leases are
     /// not moved: they lapse on the node's own clock.
     pub fn excuse(&mut self, stall: Duration) {
+        self.deadline.set(None);
         if let Some(r) = &mut self.racing.race {
             r.deadline += stall;
         }
@@ -387,6 +396,7 @@ impl Fence {
 
     /// `vigil stop`: leave the cluster gracefully.
     pub fn leave(&mut self, now: Instant) {
+        self.deadline.set(None);
         if self.fenced.is_some() || self.left {
             return;
         }
@@ -404,6 +414,7 @@ impl Fence {
 
     /// Register the local node on the ports in `mask` (bit 0 = `a`).
     pub fn set_ports(&mut self, now: Instant, mask: PortMask) {
+        self.deadline.set(None);
         self.ports = mask;
         self.reach.last_reach = None;
         self.step(now);
@@ -411,6 +422,7 @@ impl Fence {
 
     /// A message from `from` on port `b`.
     pub fn handle_message(&mut self, now: Instant, from: NodeId, bytes: &[u8]) {
+        self.deadline.set(None);
         match Msg::decode(bytes) {
             Ok(msg) => {
                 self.loopback.push_back((from, msg));
@@ -422,12 +434,19 @@ impl Fence {
 
     /// Timers: race retransmits and deadlines, settle, leases, reports.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.deadline.set(None);
         self.step(now);
     }
 
     /// When the core next needs [`Fence::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers().next()
+        if let Some(d) = self.deadline.get() {
+            debug_assert_eq!(d, self.timers().next(), "a stale cached deadline");
+            return d;
+        }
+        let d = self.timers().next();
+        self.deadline.set(Some(d));
+        d
     }
 
     // ----- the step ------------------------------------------------------------
