@@ -772,3 +772,57 @@ fn an_inspection_command_whose_reader_goes_away_ends_quietly() {
         "stderr: {err}"
     );
 }
+
+#[test]
+fn bench_host_measures_for_a_second_and_prints_its_report_as_json() {
+    let out = vigil(&["bench", "host", "--seconds", "1", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(v["seconds"], 1);
+    assert!(v["measured_s"].as_f64().is_some_and(|s| s > 0.0), "{v}");
+    let threads = v["threads"].as_array().expect("threads");
+    let names: Vec<&str> = threads
+        .iter()
+        .filter_map(|t| t["thread"].as_str())
+        .collect();
+    assert_eq!(names, ["realtime", "normal"]);
+    for t in threads {
+        // Figures only: no bound on how late, which a busy machine could break.
+        assert!(t["wakeups"].as_u64().is_some_and(|n| n > 0), "{t}");
+        for k in ["p50_us", "p99_us", "p999_us", "worst_us"] {
+            assert!(t[k].is_u64(), "{k}: {t}");
+        }
+        assert!(t["worst_at_s"].is_f64() && t["policy"].is_string() && t["realtime"].is_boolean());
+        // Where real-time priority was refused, the report says why.
+        if t["thread"] == "realtime" && t["realtime"] == false {
+            assert!(t["warning"].is_string(), "{t}");
+        }
+    }
+    let verdicts = v["recommendation"]["verdicts"]
+        .as_array()
+        .expect("verdicts");
+    let profiles: Vec<&str> = verdicts
+        .iter()
+        .filter_map(|p| p["profile"].as_str())
+        .collect();
+    assert_eq!(profiles, ["fast", "default"]);
+    for p in verdicts {
+        assert!(p["ok"].is_boolean() && p["margin_us"].is_i64() && p["tolerates_us"].is_u64());
+    }
+    assert!(v["recommendation"].get("use_profile").is_some(), "{v}");
+}
+
+#[test]
+fn bench_host_refuses_seconds_out_of_range_as_a_bad_command_line() {
+    for bad in ["0", "3601", "x"] {
+        let out = vigil(&["bench", "host", "--seconds", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--seconds") && err.contains("--help"),
+            "{bad}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{bad}: nothing measured");
+    }
+}
