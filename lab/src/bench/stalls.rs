@@ -399,6 +399,57 @@ impl Recommendation {
     }
 }
 
+/// What `vigil config check FILE --host-report REPORT` says about the timers `t` of a
+/// config whose daemon runs real-time when `realtime`, given the `threads` of a
+/// saved [`super::host::HostReport`]: `Ok(line)` when they tolerate its worst stall,
+/// `Err(warning)` when they do not (or only with `daemon.realtime`, which is off).
+/// Advice only: the caller warns and still accepts the config.
+pub fn check_timers(
+    threads: &[ThreadStalls],
+    t: &Timers,
+    realtime: bool,
+) -> Result<String, String> {
+    let named = NamedTimers {
+        name: "this config".into(),
+        timers: t.clone(),
+    };
+    let r = recommend(threads, &[named]);
+    let Some(v) = r.verdicts.first() else {
+        return Err("the host report judged nothing".into());
+    };
+    let tol = ms_text(signed(v.tolerates_us, 0));
+    let worst = ms_text(signed(v.worst_us, 0));
+    if threads.iter().all(|t| t.wakeups == 0) {
+        return Err("the host report has no wake-ups measured".into());
+    }
+    if !v.ok {
+        return Err(format!(
+            "the timers tolerate stalls up to {tol} ms (min(peer_inactive - heartbeat, \
+             lease - 2 × heartbeat)), but the host report saw a stall of {worst} ms: \
+             expect false accusations or lapsed leases on this host"
+        ));
+    }
+    if v.needs_realtime && !realtime {
+        let normal = threads
+            .iter()
+            .filter(|t| !t.realtime)
+            .map(|t| t.worst_us)
+            .max()
+            .unwrap_or(0);
+        return Err(format!(
+            "the timers tolerate stalls up to {tol} ms, which the host report's real-time \
+             thread stayed within but its normal thread did not ({} ms): set \
+             daemon.realtime = \"fifo\"",
+            ms_text(signed(normal, 0))
+        ));
+    }
+    Ok(format!(
+        "the timers tolerate stalls up to {tol} ms; the host report's worst was {worst} ms \
+         (margin {} ms)",
+        ms_text(v.margin_us)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -647,6 +698,82 @@ mod tests {
         ];
         for (us, text) in table {
             assert_eq!(ms_text(us), text);
+        }
+    }
+
+    #[test]
+    fn a_config_is_checked_against_a_host_report() {
+        let fast = Timers::profile(vigil::config::TimerProfile::Fast);
+        let default = Timers::default();
+        let quiet = vec![
+            thread("realtime", true, 150, 400),
+            thread("normal", false, 900, 2_000),
+        ];
+        let busy = vec![
+            thread("realtime", true, 100, 300),
+            thread("normal", false, 9_000, 35_000),
+        ];
+        let frozen = vec![
+            thread("realtime", true, 150, 80_000),
+            thread("normal", false, 900, 80_000),
+        ];
+        // (what, threads, timers, realtime, ok, words in the line)
+        type Case<'a> = (&'a str, &'a [ThreadStalls], &'a Timers, bool, bool, &'a str);
+        let cases: [Case; 6] = [
+            (
+                "quiet, fast",
+                &quiet,
+                &fast,
+                false,
+                true,
+                "worst was 2.0 ms (margin 18.0 ms)",
+            ),
+            (
+                "busy, fast, realtime",
+                &busy,
+                &fast,
+                true,
+                true,
+                "worst was 0.3 ms",
+            ),
+            (
+                "busy, fast, not realtime",
+                &busy,
+                &fast,
+                false,
+                false,
+                "set daemon.realtime",
+            ),
+            (
+                "busy, default",
+                &busy,
+                &default,
+                false,
+                true,
+                "margin 265.0 ms",
+            ),
+            (
+                "frozen, fast",
+                &frozen,
+                &fast,
+                true,
+                false,
+                "a stall of 80.0 ms",
+            ),
+            (
+                "nothing measured",
+                &[],
+                &default,
+                false,
+                false,
+                "no wake-ups",
+            ),
+        ];
+        for (what, threads, t, rt, ok, words) in cases {
+            let got = check_timers(threads, t, rt);
+            assert_eq!(got.is_ok(), ok, "{what}: {got:?}");
+            let line = got.unwrap_or_else(|e| e);
+            assert!(line.contains(words), "{what}: {line}");
         }
     }
 }
