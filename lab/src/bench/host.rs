@@ -14,7 +14,7 @@
 //! the measurement could not run (or was interrupted).
 
 use super::common::{self, catch_signals, stopped};
-use super::stalls::{recommend, Histogram, NamedTimers, Recommendation, ThreadStalls};
+use super::stalls::{recommend, steal_ticks, Histogram, NamedTimers, Recommendation, ThreadStalls};
 use crate::Exit;
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,10 @@ pub struct HostReport {
     /// When the measurement began, seconds since the Unix epoch (to find a stall's
     /// time of day: add `worst_at_s`).
     pub started_unix_s: u64,
+    /// CPU time the hypervisor stole from this VM during the measurement, summed
+    /// over every CPU, ms (`/proc/stat`); `None` where the kernel does not count it.
+    #[serde(default)]
+    pub steal_ms: Option<u64>,
     /// One entry per measuring thread: the real-time one first.
     pub threads: Vec<ThreadStalls>,
     /// The verdict on the shipped profiles.
@@ -72,6 +76,7 @@ pub fn run(args: HostArgs) -> Exit {
     let started_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let steal0 = steal_ms_now();
     let t0 = Instant::now();
     let until = t0 + Duration::from_secs(args.seconds);
     let spawn = |name: &'static str, rt: bool| {
@@ -101,6 +106,7 @@ pub fn run(args: HostArgs) -> Exit {
             }
         }
     }
+    let steal_ms = steal0.zip(steal_ms_now()).map(|(a, b)| b.saturating_sub(a));
     let recommendation = recommend(&threads, &NamedTimers::shipped());
     let report = HostReport {
         seconds: args.seconds,
@@ -108,6 +114,7 @@ pub fn run(args: HostArgs) -> Exit {
         interval_us: u64::try_from(INTERVAL.as_micros()).unwrap_or(u64::MAX),
         cores,
         started_unix_s,
+        steal_ms,
         threads,
         recommendation,
     };
@@ -167,9 +174,30 @@ pub fn text(r: &HostReport) -> String {
         "\nmeasured {:.1} s; lateness of each {} µs sleep; \"worst at\" is seconds after the start",
         r.measured_s, r.interval_us
     );
+    if let Some(steal) = r.steal_ms {
+        // The share of the CPU time of every core that the hypervisor took.
+        #[allow(clippy::cast_precision_loss)]
+        let share = 100.0 * steal as f64 / (1000.0 * r.measured_s * r.cores.max(1) as f64);
+        let _ = writeln!(
+            out,
+            "hypervisor steal: {steal} ms of CPU time over {} cores ({share:.1} %)",
+            r.cores
+        );
+    }
     out.push('\n');
     out.push_str(&r.recommendation.text());
     out
+}
+
+/// The CPU time stolen by the hypervisor so far, ms; `None` where it is not counted.
+fn steal_ms_now() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks = steal_ticks(&text)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|&hz| hz > 0)?;
+    Some(ticks.saturating_mul(1000) / hz)
 }
 
 /// One thread's measurement: real-time first if `rt`, then sleep to absolute deadlines
@@ -294,12 +322,17 @@ mod tests {
             interval_us: 1000,
             cores: 2,
             started_unix_s: 0,
+            steal_ms: Some(150),
             threads,
             recommendation,
         };
         let t = text(&r);
         assert!(t.contains("realtime  other (fifo refused: EP"), "{t}");
         assert!(t.contains("80000") && t.contains("12.3s"), "{t}");
+        assert!(
+            t.contains("hypervisor steal: 150 ms of CPU time over 2 cores (7.5 %)"),
+            "{t}"
+        );
         assert!(
             t.contains("note: the realtime thread ran as a normal one"),
             "{t}"

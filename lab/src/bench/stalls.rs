@@ -450,6 +450,14 @@ pub fn check_timers(
     ))
 }
 
+/// The CPU time the hypervisor stole from this VM, summed over every CPU, in clock
+/// ticks (`USER_HZ`): the eighth number of the `cpu` line of `/proc/stat`. `None` when
+/// the text has no such line or field (a kernel without steal accounting).
+pub fn steal_ticks(proc_stat: &str) -> Option<u64> {
+    let line = proc_stat.lines().find(|l| l.starts_with("cpu "))?;
+    line.split_whitespace().nth(8)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -774,6 +782,22 @@ mod tests {
             assert_eq!(got.is_ok(), ok, "{what}: {got:?}");
             let line = got.unwrap_or_else(|e| e);
             assert!(line.contains(words), "{what}: {line}");
+        }
+    }
+
+    #[test]
+    fn steal_is_the_eighth_figure_of_the_cpu_line() {
+        let stat = "cpu  4223483 1107364 471678 952431 13359 0 5521 38077 0 0\n\
+                    cpu0 1 2 3 4 5 6 7 8 9 10\nintr 5\n";
+        assert_eq!(steal_ticks(stat), Some(38077));
+        let table = [
+            "",
+            "cpu  1 2 3 4 5 6 7\n",
+            "cpu0 1 2 3 4 5 6 7 8\n",
+            "cpu  1 2 3 4 5 6 7 x\n",
+        ];
+        for t in table {
+            assert_eq!(steal_ticks(t), None, "{t:?}");
         }
     }
 }
