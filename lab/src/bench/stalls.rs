@@ -355,12 +355,12 @@ impl ProfileVerdict {
         let tol = ms_text(signed(self.tolerates_us, 0));
         if self.ok {
             let rt = if self.needs_realtime {
-                " with daemon.realtime = \"fifo\" (the normal thread's stalls exceed it)"
+                " only with daemon.realtime = \"fifo\" (the normal thread stalled longer):"
             } else {
-                ""
+                " with"
             };
             format!(
-                "{}: OK{rt} with margin {} ms (p99.9: {} ms), tolerates {tol} ms",
+                "{}: OK{rt} margin {} ms (p99.9: {} ms), tolerates {tol} ms",
                 self.profile,
                 ms_text(self.margin_us),
                 ms_text(self.p999_margin_us)
@@ -384,7 +384,18 @@ impl Recommendation {
             out.push('\n');
         }
         match &self.use_profile {
-            Some(p) => out.push_str(&format!("use: {p}\n")),
+            Some(p) => {
+                let rt = self
+                    .verdicts
+                    .iter()
+                    .any(|v| &v.profile == p && v.needs_realtime);
+                let rt = if rt {
+                    ", with daemon.realtime = \"fifo\""
+                } else {
+                    ""
+                };
+                out.push_str(&format!("use: {p}{rt}\n"));
+            }
             None => {
                 let worst = self.verdicts.iter().map(|v| v.worst_us).max().unwrap_or(0);
                 out.push_str(&format!(
@@ -665,6 +676,27 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("use: fast\n"), "{text}");
+
+        let busy = recommend(
+            &[
+                thread("realtime", true, 600, 8_300),
+                thread("normal", false, 1_300, 75_700),
+            ],
+            &NamedTimers::shipped(),
+        );
+        let text = busy.text();
+        assert!(
+            text.contains(
+                "fast: OK only with daemon.realtime = \"fifo\" (the normal thread stalled \
+                 longer): margin 11.7 ms (p99.9: 19.4 ms), tolerates 20.0 ms"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("default: OK with margin 224.3 ms"), "{text}");
+        assert!(
+            text.ends_with("use: fast, with daemon.realtime = \"fifo\"\n"),
+            "{text}"
+        );
 
         let frozen = recommend(
             &[thread("normal", false, 900, 80_000)],
