@@ -27,6 +27,7 @@ pub const INTERVAL: Duration = Duration::from_millis(1);
 /// The real-time priority of the real-time thread (the usual `daemon.rt_priority`).
 pub const RT_PRIORITY: u8 = 50;
 
+/// The options of `vigil bench host`.
 #[derive(Args, Debug)]
 pub struct HostArgs {
     /// How long to measure, in seconds (1..=3600); run it at a busy time.
@@ -62,6 +63,9 @@ pub struct HostReport {
     pub recommendation: Recommendation,
 }
 
+/// `vigil bench host`: measure, print the table (or `--json`) and the verdicts.
+/// [`Exit::Ok`] when it measured, whatever the figures; [`Exit::Failure`] when a
+/// measuring thread could not run or a stop signal cut it short.
 pub fn run(args: HostArgs) -> Exit {
     catch_signals();
     let cores = common::cores();
