@@ -3,7 +3,7 @@
 
 use crate::exit;
 use clap::{Args, Subcommand};
-use vigil_lab::bench::{common, corosync, cost, failover, jitter, soak};
+use vigil_lab::bench::{common, corosync, cost, failover, host, jitter, soak};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -28,6 +28,9 @@ enum BenchCommand {
     Failover(failover::FailoverArgs),
     /// Kill and isolate one node of five, vigil and Corosync 3 in the same run.
     Compare(failover::CompareArgs),
+    /// How long this host stops running threads (real-time and normal), and which
+    /// timer profile (default, fast) it can carry.
+    Host(host::HostArgs),
     /// Spin on one core forever (the CPU burner `bench jitter` and `bench soak` start;
     /// not for users).
     #[command(hide = true)]
@@ -42,6 +45,7 @@ pub fn run(args: BenchArgs) -> u8 {
         BenchCommand::Soak(a) => soak::run(a),
         BenchCommand::Failover(a) => failover::failover(a),
         BenchCommand::Compare(a) => failover::compare(a),
+        BenchCommand::Host(a) => host::run(a),
         BenchCommand::Burn => common::burn(),
     })
 }

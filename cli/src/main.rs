@@ -122,6 +122,10 @@ enum ConfigCommand {
     Check {
         /// The cluster configuration (TOML).
         file: PathBuf,
+        /// A report of `vigil bench host --json`: warn (without refusing the config)
+        /// when its timers do not tolerate the worst stall it measured.
+        #[arg(long, value_name = "REPORT")]
+        host_report: Option<PathBuf>,
     },
     /// Translate a Veritas LLT/GAB configuration (llttab, llthosts, gabtab) into a
     /// vigil config; lists whatever has no vigil equivalent.
@@ -203,8 +207,8 @@ fn main() -> ExitCode {
         Command::Fenceadm(a) => fenceadm::run(a),
         Command::Stop(a) => stop(&a),
         Command::Config {
-            command: ConfigCommand::Check { file },
-        } => config_check(&file),
+            command: ConfigCommand::Check { file, host_report },
+        } => config_check(&file, host_report.as_deref()),
         Command::Config {
             command: ConfigCommand::Import(a),
         } => import::run(&a),
@@ -278,7 +282,7 @@ fn gone(socket: &std::path::Path) -> bool {
     !socket.exists() || std::os::unix::net::UnixStream::connect(socket).is_err()
 }
 
-fn config_check(file: &std::path::Path) -> u8 {
+fn config_check(file: &std::path::Path, host_report: Option<&std::path::Path>) -> u8 {
     // `load` checks the file itself (a regular file, its size, UTF-8) and stops at
     // the first problem; on a readable file that does not load, `check` then lists
     // every problem, each with its line and column.
@@ -322,13 +326,58 @@ fn config_check(file: &std::path::Path) -> u8 {
             for w in cfg.warnings() {
                 eprintln!("warning: {w}");
             }
-            exit::OK
+            match host_report.map(|r| check_host_report(r, &cfg)) {
+                None => exit::OK,
+                Some(Ok(())) => exit::OK,
+                Some(Err(e)) => {
+                    eprintln!("{e}");
+                    exit::FAILURE
+                }
+            }
         }
         Err(e) => {
             eprintln!("{e}");
             exit::FAILURE
         }
     }
+}
+
+/// `vigil config check --host-report REPORT`: the config's timers against the worst
+/// stall of a saved `vigil bench host --json` report. A report that cannot be read is
+/// an error; timers that do not fit are a warning only.
+fn check_host_report(
+    report: &std::path::Path,
+    cfg: &vigil::config::ClusterConfig,
+) -> Result<(), String> {
+    use std::io::Read as _;
+    use vigil_lab::bench::{host::HostReport, stalls};
+    // A report is a few kilobytes; refuse a device or a runaway file rather than read it.
+    const MAX_REPORT: u64 = 16 << 20;
+    let at = |e: std::io::Error| format!("{}: {e}", report.display());
+    let file = std::fs::File::open(report).map_err(at)?;
+    let meta = file.metadata().map_err(at)?;
+    if !meta.is_file() || meta.len() > MAX_REPORT {
+        return Err(format!(
+            "{}: not a report of `vigil bench host --json` (not a regular file of at most 16 MiB)",
+            report.display()
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_REPORT)
+        .read_to_string(&mut text)
+        .map_err(at)?;
+    let r: HostReport = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}: not a report of `vigil bench host --json`: {e}",
+            report.display()
+        )
+    })?;
+    let realtime = cfg.daemon.realtime != vigil::config::Realtime::Off;
+    match stalls::check_timers(&r.threads, &cfg.timers, realtime) {
+        Ok(line) => println!("{}: {line}", report.display()),
+        Err(w) => eprintln!("warning: {}: {w}", report.display()),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

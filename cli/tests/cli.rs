@@ -772,3 +772,119 @@ fn an_inspection_command_whose_reader_goes_away_ends_quietly() {
         "stderr: {err}"
     );
 }
+
+#[test]
+fn bench_host_measures_for_a_second_and_prints_its_report_as_json() {
+    let out = vigil(&["bench", "host", "--seconds", "1", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(v["seconds"], 1);
+    assert!(v["measured_s"].as_f64().is_some_and(|s| s > 0.0), "{v}");
+    // Hypervisor steal: a figure, or null where the kernel does not count it.
+    assert!(v["steal_ms"].is_u64() || v["steal_ms"].is_null(), "{v}");
+    let threads = v["threads"].as_array().expect("threads");
+    let names: Vec<&str> = threads
+        .iter()
+        .filter_map(|t| t["thread"].as_str())
+        .collect();
+    assert_eq!(names, ["realtime", "normal"]);
+    for t in threads {
+        // Figures only: no bound on how late, which a busy machine could break.
+        assert!(t["wakeups"].as_u64().is_some_and(|n| n > 0), "{t}");
+        for k in ["p50_us", "p99_us", "p999_us", "worst_us"] {
+            assert!(t[k].is_u64(), "{k}: {t}");
+        }
+        assert!(t["worst_at_s"].is_f64() && t["policy"].is_string() && t["realtime"].is_boolean());
+        // Where real-time priority was refused, the report says why.
+        if t["thread"] == "realtime" && t["realtime"] == false {
+            assert!(t["warning"].is_string(), "{t}");
+        }
+    }
+    let verdicts = v["recommendation"]["verdicts"]
+        .as_array()
+        .expect("verdicts");
+    let profiles: Vec<&str> = verdicts
+        .iter()
+        .filter_map(|p| p["profile"].as_str())
+        .collect();
+    assert_eq!(profiles, ["fast", "default"]);
+    for p in verdicts {
+        assert!(p["ok"].is_boolean() && p["margin_us"].is_i64() && p["tolerates_us"].is_u64());
+    }
+    assert!(v["recommendation"].get("use_profile").is_some(), "{v}");
+}
+
+#[test]
+fn bench_host_refuses_seconds_out_of_range_as_a_bad_command_line() {
+    for bad in ["0", "3601", "x"] {
+        let out = vigil(&["bench", "host", "--seconds", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--seconds") && err.contains("--help"),
+            "{bad}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{bad}: nothing measured");
+    }
+}
+
+/// A saved `vigil bench host --json` report whose threads' worst stall was `worst_us`.
+fn host_report(name: &str, worst_us: u64) -> PathBuf {
+    let thread = |t: &str, rt: bool| {
+        serde_json::json!({"thread": t, "policy": if rt { "fifo 50" } else { "other" },
+            "realtime": rt, "wakeups": 60000, "p50_us": 50, "p99_us": 200, "p999_us": 900,
+            "worst_us": worst_us, "worst_at_s": 12.5,
+            "buckets": [{"le_us": 63, "count": 59999}, {"le_us": worst_us, "count": 1}]})
+    };
+    let report = serde_json::json!({"seconds": 60, "measured_s": 60.0, "interval_us": 1000,
+        "cores": 2, "started_unix_s": 0,
+        "threads": [thread("realtime", true), thread("normal", false)],
+        "recommendation": {"verdicts": [], "use_profile": null}});
+    temp(name, &report.to_string())
+}
+
+#[test]
+fn config_check_warns_when_the_timers_do_not_tolerate_a_host_reports_stall() {
+    let cfg = temp("good-for-report.toml", GOOD);
+    // GOOD: heartbeat 100, peer_inactive 800, lease 700: tolerates min(700, 500) ms.
+    for (worst_us, fits) in [(80_000, true), (600_000, false)] {
+        let report = host_report(&format!("report-{worst_us}.json"), worst_us);
+        let out = vigil(&[
+            "config",
+            "check",
+            cfg.to_str().unwrap(),
+            "--host-report",
+            report.to_str().unwrap(),
+        ]);
+        // A warning, never a refusal.
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        if fits {
+            assert!(
+                stdout.contains("tolerate stalls up to 500.0 ms"),
+                "{stdout}"
+            );
+            assert!(!stderr.contains("warning"), "{stderr}");
+        } else {
+            assert!(
+                stderr.contains("warning") && stderr.contains("a stall of 600.0 ms"),
+                "{stderr}"
+            );
+        }
+    }
+    // A report that is not one is an error naming the file.
+    let junk = temp("junk-report.json", "{\"seconds\": 1}");
+    let out = vigil(&[
+        "config",
+        "check",
+        cfg.to_str().unwrap(),
+        "--host-report",
+        junk.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("junk-report.json"));
+}

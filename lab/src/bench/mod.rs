@@ -4,5 +4,7 @@ pub mod common;
 pub mod corosync;
 pub mod cost;
 pub mod failover;
+pub mod host;
 pub mod jitter;
 pub mod soak;
+pub mod stalls;
