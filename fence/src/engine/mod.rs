@@ -24,6 +24,7 @@ use vigil_membership::{Ballot, Msg, NodeSet, PortMask, View};
 
 mod acceptor;
 mod lease;
+mod peers;
 mod racer;
 mod reach;
 mod seeding;
@@ -34,6 +35,7 @@ mod tests;
 
 use acceptor::AcceptorState;
 use lease::LeaseState;
+use peers::PeerTable;
 use racer::RaceState;
 use reach::ReachState;
 use seeding::SeedState;
@@ -78,7 +80,7 @@ pub struct Fence {
     me: NodeId,
     incarnation: Incarnation,
     /// The transport's view of every peer, as of the last `observe`.
-    peers: BTreeMap<NodeId, PeerInfo>,
+    peers: PeerTable,
     /// What peers report they reach; our own reports and catch-ups.
     reach: ReachState,
     installed: Option<View>,
@@ -138,7 +140,7 @@ impl Fence {
             cfg,
             me,
             incarnation,
-            peers: BTreeMap::new(),
+            peers: PeerTable::default(),
             reach: ReachState::default(),
             installed: None,
             installed_at: now,

@@ -96,7 +96,7 @@ impl Fence {
             t.seed_retry = self.seeding.seed_retry;
         }
         if let Some(v) = &self.installed {
-            for (p, info) in &self.peers {
+            for (p, info) in self.peers.iter() {
                 if info.up && info.generation < v.generation {
                     let due = self.reach.catchup.get(p).map_or(self.now, |at| *at + hb);
                     if t.catch_up.is_none_or(|(_, earliest)| due < earliest) {
