@@ -5,4 +5,5 @@ pub mod corosync;
 pub mod cost;
 pub mod failover;
 pub mod jitter;
+pub mod roles;
 pub mod soak;
