@@ -20,7 +20,8 @@ pub struct FailoverArgs {
     /// Repetitions per profile and size.
     #[arg(long, default_value_t = 20)]
     pub reps: usize,
-    /// Cluster sizes (each split into a minority and a majority: 1|2, 2|3, 4|5).
+    /// Cluster sizes, 3 to 32 (each split n/2 | n − n/2: 1|2, 2|3, 4|5; an even size
+    /// splits in halves and the half with the lowest ID survives).
     #[arg(long, value_delimiter = ',', default_value = "3,5,9")]
     pub sizes: Vec<u8>,
     /// Timer profiles to measure.
@@ -100,7 +101,11 @@ fn repeat(
         netlab::check_interrupted()?;
         match drill::run_drill(&args, None) {
             Ok(r) if r.pass => times.extend(r.roles),
-            Ok(r) => failed.push(format!("rep {rep}: {}", r.failures.join("; "))),
+            Ok(r) => failed.push(format!(
+                "rep {rep}: {}{}",
+                fence_reasons(&r.times),
+                r.failures.join("; ")
+            )),
             Err(e) if e == "interrupted" => return Err(e),
             Err(e) => failed.push(format!("rep {rep}: {e}")),
         }
@@ -108,6 +113,28 @@ fn repeat(
     }
     eprintln!();
     Ok((times, failed))
+}
+
+/// How many nodes fenced themselves for which reason, e.g. `self-fences: n0-n7
+/// stalled, n8 race_lost; ` (empty when none did).
+fn fence_reasons(times: &[drill::NodeTimes]) -> String {
+    let mut by: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, t) in times.iter().enumerate() {
+        if let Some((reason, _)) = &t.fenced {
+            by.entry(reason.as_str()).or_default().push(i);
+        }
+    }
+    if by.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = by
+        .iter()
+        .map(|(reason, nodes)| {
+            let list: Vec<String> = nodes.iter().map(|i| format!("n{i}")).collect();
+            format!("{} {reason}", list.join(","))
+        })
+        .collect();
+    format!("self-fences: {}; ", parts.join(", "))
 }
 
 fn profile_label(profile: Profile) -> String {
@@ -162,7 +189,8 @@ pub fn failover(args: FailoverArgs) -> Exit {
         }
     }
     println!(
-        "fault to each role ({}): a minority|majority split (1|2, 2|3, 4|5, ...), {} repetitions each",
+        "fault to each role ({}): the low IDs cut from the high ones, n/2 | n - n/2 (odd n: the \
+         majority survives; even n: the half holding the lowest ID), {} repetitions each",
         if netns {
             "network namespaces, nftables"
         } else {
