@@ -23,10 +23,12 @@ enum BenchCommand {
     /// False-positive soak: healthy daemons on one link with every core busy;
     /// counts view changes, peer losses and stalls.
     Soak(soak::SoakArgs),
-    /// Fault to decision of a minority|majority split, repeated, per timer profile
-    /// and cluster size, in network namespaces.
+    /// Fault to each role's decision (new membership, survivors may act, last loser
+    /// fenced) of a minority|majority split, repeated, per timer profile and cluster
+    /// size, in network namespaces.
     Failover(failover::FailoverArgs),
-    /// Kill and isolate one node of five, vigil and Corosync 3 in the same run.
+    /// Kill and isolate one node, vigil and Corosync 3 in the same run, per role, at
+    /// 5, 9 and 16 nodes (--nodes).
     Compare(failover::CompareArgs),
     /// How long this host stops running threads (real-time and normal), and which
     /// timer profile (default, fast) it can carry.

@@ -184,11 +184,57 @@ pub struct DrillResult {
     /// Fault to decision: every survivor holds authority on the new view and every
     /// loser has fenced itself (ms), when the drill has a decision.
     pub decision_ms: Option<f64>,
+    /// The decision taken apart by role (ms after the fault), when the drill has a
+    /// decision.
+    pub roles: Option<RoleTimes>,
+}
+
+/// When each side of a drill's decision was done, in ms after the fault; `None`
+/// where some node of that role never got there (or the role has no node).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RoleTimes {
+    /// Survivors may act: the last survivor holds authority on the new view
+    /// (`view.client`), so its clients may act.
+    pub may_act: Option<f64>,
+    /// Last loser out: the last node outside the new view has fenced itself
+    /// (`node.self_fence`) or left (`node.left`). `None` when the drill has no
+    /// such node (a killed node neither fences nor leaves).
+    pub loser_out: Option<f64>,
+    /// New membership installed: the last survivor installed the new view
+    /// (`view.installed`), what Corosync's `Members[n]` line stands for.
+    pub membership: Option<f64>,
+}
+
+/// [`RoleTimes`] of a drill whose `survivors` must hold the new view and whose
+/// `losers` must fence themselves or leave, from the nodes' timelines. A role is
+/// the latest time among its nodes, and `None` if any of them lacks it.
+pub fn role_times(times: &[NodeTimes], survivors: &[u8], losers: &[u8]) -> RoleTimes {
+    fn last(
+        times: &[NodeTimes],
+        nodes: &[u8],
+        at: impl Fn(&NodeTimes) -> Option<f64>,
+    ) -> Option<f64> {
+        let mut latest: Option<f64> = None;
+        for &i in nodes {
+            let t = at(times.get(usize::from(i))?)?;
+            latest = Some(latest.map_or(t, |l| l.max(t)));
+        }
+        latest
+    }
+    let out = |t: &NodeTimes| match (t.fenced.as_ref().map(|f| f.1), t.left) {
+        (Some(f), Some(l)) => Some(f.min(l)),
+        (f, l) => f.or(l),
+    };
+    RoleTimes {
+        may_act: last(times, survivors, |t| t.authority),
+        loser_out: last(times, losers, out),
+        membership: last(times, survivors, |t| t.view.map(|v| v.1)),
+    }
 }
 
 impl DrillResult {
-    /// The outcome as JSON: `{"drill", "pass", "failures", "decision_ms", "nodes":
-    /// [{"node", "detect_ms", "race_ms", "verdict", "view", "authority_ms",
+    /// The outcome as JSON: `{"drill", "pass", "failures", "decision_ms", "roles":
+    /// {"may_act_ms", "loser_out_ms", "membership_ms"}, "nodes": [{"node", "detect_ms", "race_ms", "verdict", "view", "authority_ms",
     /// "self_fence", "left_ms", "exit"}]}`.
     pub fn to_json(&self) -> Value {
         let nodes: Vec<Value> = self
@@ -209,8 +255,12 @@ impl DrillResult {
                 })
             })
             .collect();
+        let roles = self.roles.map(|r| {
+            serde_json::json!({"may_act_ms": r.may_act, "loser_out_ms": r.loser_out,
+                               "membership_ms": r.membership})
+        });
         serde_json::json!({"drill": self.name, "pass": self.pass, "failures": self.failures,
-                           "decision_ms": self.decision_ms, "nodes": nodes})
+                           "decision_ms": self.decision_ms, "roles": roles, "nodes": nodes})
     }
 }
 
@@ -1124,6 +1174,10 @@ pub fn run_drill(args: &DrillArgs, show: Option<&Show>) -> Result<DrillResult, S
         a.chain(f)
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
     };
+    let roles = (!expect.no_view_change).then(|| {
+        let losers: Vec<u8> = expect.fenced.iter().chain(&expect.left).copied().collect();
+        role_times(&times, &expect.survivors, &losers)
+    });
     if let Some(show) = show {
         println!("\ntimeline (ms after t0; from each daemon's JSON log):");
         print!("{}", timeline(&times));
@@ -1162,6 +1216,14 @@ pub fn run_drill(args: &DrillArgs, show: Option<&Show>) -> Result<DrillResult, S
         if let Some(d) = decision_ms {
             expected += &format!("; fault to decision {d:.0} ms");
         }
+        if let Some(r) = roles {
+            expected += &format!(
+                " (new membership {} ms, survivors may act {} ms, last loser out {} ms)",
+                fmt_ms(r.membership),
+                fmt_ms(r.may_act),
+                fmt_ms(r.loser_out)
+            );
+        }
         for f in &failures {
             println!("  FAIL: {f}");
         }
@@ -1183,6 +1245,7 @@ pub fn run_drill(args: &DrillArgs, show: Option<&Show>) -> Result<DrillResult, S
         failures,
         times,
         decision_ms,
+        roles,
     })
 }
 
@@ -1328,4 +1391,73 @@ fn judge(
         }
     }
     fails
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(view: Option<f64>, authority: Option<f64>, fenced: Option<f64>) -> NodeTimes {
+        NodeTimes {
+            view: view.map(|m| (7, m)),
+            authority,
+            fenced: fenced.map(|m| ("lost_race".to_string(), m)),
+            ..NodeTimes::default()
+        }
+    }
+
+    #[test]
+    fn roles_are_the_last_node_of_each_side() {
+        // n0 isolated and fenced; n1..n3 survive.
+        let times = [
+            node(None, None, Some(810.0)),
+            node(Some(601.0), Some(790.0), None),
+            node(Some(605.5), Some(799.0), None),
+            node(Some(603.0), Some(795.0), None),
+        ];
+        assert_eq!(
+            role_times(&times, &[1, 2, 3], &[0]),
+            RoleTimes {
+                may_act: Some(799.0),
+                loser_out: Some(810.0),
+                membership: Some(605.5),
+            }
+        );
+        // A kill: no loser to wait for.
+        assert_eq!(
+            role_times(&times, &[1, 2, 3], &[]),
+            RoleTimes {
+                may_act: Some(799.0),
+                loser_out: None,
+                membership: Some(605.5),
+            }
+        );
+    }
+
+    #[test]
+    fn a_role_some_node_never_reached_has_no_time() {
+        let times = [
+            node(None, None, None),
+            node(Some(600.0), None, None),
+            node(Some(610.0), Some(700.0), None),
+        ];
+        assert_eq!(
+            role_times(&times, &[1, 2], &[0]),
+            RoleTimes {
+                may_act: None,
+                loser_out: None,
+                membership: Some(610.0),
+            }
+        );
+        // A node the timeline does not have.
+        assert_eq!(role_times(&times, &[9], &[]), RoleTimes::default());
+    }
+
+    #[test]
+    fn a_loser_that_left_counts_from_its_leave() {
+        let mut left = node(None, None, None);
+        left.left = Some(450.0);
+        let times = [left, node(Some(500.0), Some(520.0), None)];
+        assert_eq!(role_times(&times, &[1], &[0]).loser_out, Some(450.0));
+    }
 }

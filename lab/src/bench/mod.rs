@@ -6,5 +6,6 @@ pub mod cost;
 pub mod failover;
 pub mod host;
 pub mod jitter;
+pub mod roles;
 pub mod soak;
 pub mod stalls;
