@@ -36,17 +36,7 @@ fn a_member_answers_prepare_with_a_promise_of_what_it_accepted() {
     );
     // After accepting a value, a higher ballot's promise carries it.
     let value = View::new(Generation(2), vec![member(0), member(1)], f.installed());
-    deliver(
-        &mut f,
-        now,
-        0,
-        &Msg::Accept {
-            slot,
-            ballot: ballot(5, 0),
-            value: value.clone(),
-            manual: false,
-        },
-    );
+    deliver(&mut f, now, 0, &accept(slot, ballot(5, 0), value.clone()));
     drain(&mut f);
     deliver(
         &mut f,
@@ -97,17 +87,7 @@ fn an_accepted_value_is_persisted_before_accepted_is_sent() {
     let (mut f, now) = member_one();
     let slot = Generation(1);
     let value = View::new(Generation(2), vec![member(0), member(1)], f.installed());
-    deliver(
-        &mut f,
-        now,
-        0,
-        &Msg::Accept {
-            slot,
-            ballot: ballot(5, 0),
-            value,
-            manual: false,
-        },
-    );
+    deliver(&mut f, now, 0, &accept(slot, ballot(5, 0), value));
     assert_eq!(
         drain(&mut f),
         vec![
@@ -146,17 +126,7 @@ fn an_accept_below_the_promise_is_nacked_and_persists_nothing() {
     );
     drain(&mut f);
     let value = View::new(Generation(2), vec![member(0), member(1)], f.installed());
-    deliver(
-        &mut f,
-        now,
-        0,
-        &Msg::Accept {
-            slot,
-            ballot: ballot(5, 0),
-            value,
-            manual: false,
-        },
-    );
+    deliver(&mut f, now, 0, &accept(slot, ballot(5, 0), value));
     assert_eq!(
         drain(&mut f),
         vec![send(
@@ -186,17 +156,7 @@ fn a_seed_from_a_group_lacking_a_quorum_of_the_kept_view_is_nacked_and_persists_
     let mut f = restarted_three();
     let seed = view(2, &[0, 3]);
     let slot = Generation(0);
-    deliver(
-        &mut f,
-        ms(10),
-        0,
-        &Msg::Accept {
-            slot,
-            ballot: ballot(1, 0),
-            value: seed.clone(),
-            manual: false,
-        },
-    );
+    deliver(&mut f, ms(10), 0, &accept(slot, ballot(1, 0), seed.clone()));
     assert_eq!(
         drain(&mut f),
         vec![send(
@@ -256,17 +216,7 @@ fn a_seed_from_a_group_holding_a_quorum_of_the_kept_view_is_accepted() {
     let mut f = restarted_three();
     let seed = view(2, &[2, 3]);
     let slot = Generation(0);
-    deliver(
-        &mut f,
-        ms(10),
-        2,
-        &Msg::Accept {
-            slot,
-            ballot: ballot(1, 2),
-            value: seed,
-            manual: false,
-        },
-    );
+    deliver(&mut f, ms(10), 2, &accept(slot, ballot(1, 2), seed));
     assert_eq!(
         drain(&mut f),
         vec![
@@ -319,17 +269,7 @@ fn an_acceptor_dropped_by_the_value_reports_itself_for_the_settle_window() {
     let (mut f, now) = member_one();
     let slot = Generation(1);
     let value = View::new(Generation(2), vec![member(0), member(2)], f.installed());
-    deliver(
-        &mut f,
-        now,
-        0,
-        &Msg::Accept {
-            slot,
-            ballot: ballot(5, 0),
-            value,
-            manual: false,
-        },
-    );
+    deliver(&mut f, now, 0, &accept(slot, ballot(5, 0), value));
     let out = drain(&mut f);
     let heard = out.iter().find_map(|o| match o {
         FenceOutput::Send {
@@ -352,17 +292,7 @@ fn a_seed_naming_an_earlier_process_of_this_node_is_nacked_and_persists_nothing(
     };
     let value = View::new(Generation(1), vec![member(0), member(1), old], None);
     let slot = Generation(0);
-    deliver(
-        &mut f,
-        ms(10),
-        0,
-        &Msg::Accept {
-            slot,
-            ballot: ballot(1, 0),
-            value,
-            manual: false,
-        },
-    );
+    deliver(&mut f, ms(10), 0, &accept(slot, ballot(1, 0), value));
     assert_eq!(
         drain(&mut f),
         vec![send(
@@ -375,4 +305,14 @@ fn a_seed_naming_an_earlier_process_of_this_node_is_nacked_and_persists_nothing(
         )]
     );
     assert_eq!(f.status().durable, Durable::default());
+}
+
+/// An `Accept` for `slot` at `ballot` carrying `value` (not a manual seed).
+fn accept(slot: Generation, ballot: Ballot, value: View) -> Msg {
+    Msg::Accept {
+        slot,
+        ballot,
+        value,
+        manual: false,
+    }
 }
