@@ -833,3 +833,58 @@ fn a_low_priority_link_keeps_the_high_pace_for_a_peer_no_high_link_reaches() {
         "{slow} low-priority beats in 1 s after the high link returned"
     );
 }
+
+#[test]
+fn a_confirmation_never_vouches_for_a_frame_the_confirmer_did_not_count() {
+    // Both links low priority and link b an Ethernet-style broadcast link: the
+    // broadcast goes out on every `heartbeat_lowpri` round, between the promoted
+    // unicast beats, and echoes nobody's incarnation, so it is not counted as heard.
+    // A peer's confirmation (what the lease rests on) must never name a frame later
+    // than the last one it counted (what the racer's settle window rests on).
+    let mut cfg = config(2, None);
+    for spec in &mut cfg.links {
+        spec.priority = LinkPriority::Low;
+    }
+    cfg.heartbeat_lowpri = ms(130);
+    let mut net = Net::with_config(2, cfg.clone());
+    // Node 1 starts 45 ms later, so its frames do not arrive in the same instant as
+    // node 0's (which would hide a confirmation running ahead of what was counted).
+    net.nodes[1] = Llt::new(cfg, n(1), Incarnation(1001), at(ms(45)), 1).unwrap();
+    for i in 0..2u8 {
+        net.nodes[usize::from(i)].set_confirm(n(1 - i), true);
+    }
+    let mut checked = 0;
+    let mut t = at(ms(1000));
+    while t < at(ms(6000)) {
+        net.run_until(t);
+        for i in 0..2u8 {
+            let me = usize::from(i);
+            let peer = usize::from(1 - i);
+            let Some((confirmed, _)) = net.nodes[me]
+                .peer_summary(n(1 - i))
+                .and_then(|s| s.confirmed)
+            else {
+                continue;
+            };
+            let heard = net.nodes[peer]
+                .peer_summary(n(i))
+                .and_then(|s| s.last_heard)
+                .expect("the peer heard us: it confirmed a frame");
+            // The last counted frame was sent DELAY before it arrived.
+            assert!(
+                confirmed + DELAY <= heard,
+                "node {i} holds a confirmation of its frame sent at {confirmed:?}, but node {} \
+                 last counted a frame of it that arrived at {heard:?}",
+                1 - i
+            );
+            checked += 1;
+        }
+        t += ms(1);
+    }
+    assert!(checked > 5000, "only {checked} checks");
+    assert!(all_up(&net));
+    assert!(
+        net.drops(0, 1, DropReason::NoEcho) > 10,
+        "no broadcast was sent"
+    );
+}
