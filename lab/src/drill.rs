@@ -117,9 +117,16 @@ pub struct DrillArgs {
     /// The drill to run.
     #[arg(value_enum, default_value = "split-3-2")]
     pub name: DrillName,
-    /// How many nodes to start (default: 5; 4 for even-split, 2 for two-node).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(2..=32))]
+    /// How many nodes to start, 2 to 64 (default: 5; 4 for even-split, 2 for
+    /// two-node).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(2..=64))]
     pub nodes: Option<u8>,
+    /// split-3-2 and even-split: how many of the lowest IDs are cut from the rest
+    /// (default: half, rounded down). The larger side survives; on a tie, the side
+    /// holding the lowest ID. `--nodes 64 --split 31` splits 31|33 with the lowest
+    /// ID on the losing side.
+    #[arg(long, value_name = "K")]
+    pub split: Option<u8>,
     /// Timer profile: default (heartbeat 100 ms, detection in 600 ms) or fast
     /// (heartbeat 10 ms, detection in 50 ms).
     #[arg(long, value_enum, default_value = "default")]
@@ -137,6 +144,19 @@ pub struct DrillArgs {
     /// Print the outcome as one JSON document instead (times in ms after the fault).
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where a split drill cuts `n` nodes: the lowest `split` IDs (default half,
+/// rounded down) against the rest; both sides must keep a node.
+fn split_point(n: u8, split: Option<u8>) -> Result<u8, String> {
+    match split {
+        None => Ok(n / 2),
+        Some(k) if k >= 1 && k < n => Ok(k),
+        Some(k) => Err(format!(
+            "--split {k}: must leave a node on each side (1 to {})",
+            n - 1
+        )),
+    }
 }
 
 /// What a drill must end with.
@@ -765,6 +785,13 @@ pub fn run_drill(args: &DrillArgs, show: Option<&Show>) -> Result<DrillResult, S
     if n < 3 && !matches!(name, DrillName::TwoNode) {
         return Err(format!("{} needs at least 3 nodes", name.name()));
     }
+    if args.split.is_some() && !matches!(name, DrillName::Split32 | DrillName::EvenSplit) {
+        return Err(format!(
+            "--split is for split-3-2 and even-split, not {}",
+            name.name()
+        ));
+    }
+    split_point(n, args.split)?;
     if args.netns && !netlab::is_root() {
         return Err("--netns needs root (network namespaces, nftables, mount namespaces); run the loopback drill without it".into());
     }
@@ -823,6 +850,8 @@ pub fn run_drill(args: &DrillArgs, show: Option<&Show>) -> Result<DrillResult, S
         c.start(i)?;
     }
     let started = Instant::now();
+    // Sixty-four daemons on two cores take a while to start and find each other.
+    let form_within = Duration::from_secs(20 + u64::from(n) / 2);
     let g0 = loop {
         netlab::check_interrupted()?;
         if let Some(g) = all_up(&c) {
@@ -840,9 +869,10 @@ pub fn run_drill(args: &DrillArgs, show: Option<&Show>) -> Result<DrillResult, S
                 c.log(i as u8).display()
             ));
         }
-        if started.elapsed() > Duration::from_secs(20) {
+        if started.elapsed() > form_within {
             return Err(format!(
-                "the cluster did not form within 20 s; logs in {}",
+                "the cluster did not form within {} s; logs in {}",
+                form_within.as_secs(),
                 dir.display()
             ));
         }
@@ -869,12 +899,13 @@ pub fn run_drill(args: &DrillArgs, show: Option<&Show>) -> Result<DrillResult, S
     let t0 = Instant::now();
     let (what, expect) = match name {
         DrillName::Split32 | DrillName::EvenSplit | DrillName::TwoNode => {
-            // The low IDs against the high ones: for an odd count the low side is
-            // the minority; for an even split it holds the lowest ID and wins.
-            let cut = n / 2;
+            // The low IDs against the high ones: by default the low side is the
+            // minority for an odd count, and holds the lowest ID of an even split
+            // (and wins).
+            let cut = split_point(n, args.split)?;
             let (low, high): (Vec<u8>, Vec<u8>) = ((0..cut).collect(), (cut..n).collect());
             let how = c.cut(&[low.clone(), high.clone()])?;
-            let (survivors, fenced) = if n % 2 == 1 {
+            let (survivors, fenced) = if low.len() < high.len() {
                 (high.clone(), low.clone())
             } else {
                 (low.clone(), high.clone())

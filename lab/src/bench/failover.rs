@@ -20,7 +20,7 @@ pub struct FailoverArgs {
     /// Repetitions per profile and size.
     #[arg(long, default_value_t = 20)]
     pub reps: usize,
-    /// Cluster sizes, 3 to 32 (each split n/2 | n − n/2: 1|2, 2|3, 4|5; an even size
+    /// Cluster sizes, 3 to 64 (each split n/2 | n − n/2: 1|2, 2|3, 4|5; an even size
     /// splits in halves and the half with the lowest ID survives).
     #[arg(long, value_delimiter = ',', default_value = "3,5,9")]
     pub sizes: Vec<u8>,
@@ -90,6 +90,7 @@ fn repeat(
         name,
         nodes: Some(nodes),
         profile,
+        split: None,
         netns,
         keep: false,
         brief: true,
@@ -158,8 +159,8 @@ pub fn failover(args: FailoverArgs) -> Exit {
         eprintln!("vigil bench failover: namespaces need root; use --loopback to run without");
         return Exit::Failure;
     }
-    if let Some(&n) = args.sizes.iter().find(|&&n| !(3..=32).contains(&n)) {
-        eprintln!("vigil bench failover: size {n}: sizes are 3 to 32");
+    if let Some(&n) = args.sizes.iter().find(|&&n| !(3..=64).contains(&n)) {
+        eprintln!("vigil bench failover: size {n}: sizes are 3 to 64");
         return Exit::Usage;
     }
     let mut rows = Vec::new();
