@@ -1272,6 +1272,9 @@ impl ClusterConfig {
             stall_report: self.timers.stall_report,
             stall_action: self.daemon.stall_action,
             watchdog: self.watchdog.as_ref().map(|w| w.timeout),
+            // Off for now: turning it on (two heartbeats) changes the engine's
+            // traces, and the 100,000-seed sweeps of every profile ran without it.
+            gather_window: Duration::ZERO,
             sabotage: None,
         }
     }

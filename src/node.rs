@@ -629,6 +629,7 @@ impl Node {
                         generation: s.generation,
                         last_heard: s.last_heard,
                         confirmed: s.confirmed,
+                        quiet: s.quiet,
                     },
                 )
             })

@@ -39,6 +39,11 @@ pub struct FenceConfig {
     /// window.
     #[serde(default)]
     pub watchdog: Option<Duration>,
+    /// How long a racer holds back a needed race while members of the view are
+    /// quiet, so that members that fell silent together leave in one view (zero:
+    /// race at the first DOWN). Spectators wait this much longer for a verdict.
+    #[serde(default)]
+    pub gather_window: Duration,
     /// Testing only, never set from a config file: break the protocol on purpose so
     /// that the simulator's checker can be shown to catch it.
     #[serde(default)]

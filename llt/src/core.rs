@@ -264,6 +264,9 @@ pub struct PeerSummary {
     pub last_heard: Option<Instant>,
     /// The latest of our frames it confirmed hearing (our clock), and its generation.
     pub confirmed: Option<(Instant, Generation)>,
+    /// Up, but silent on every link for `peer_trouble` (no link UP): it may be
+    /// about to go DOWN.
+    pub quiet: bool,
 }
 
 /// Snapshot of one peer on one link.
@@ -436,6 +439,11 @@ pub struct GapSummary {
 
 /// A peer's share of the fingerprint: its ID, up state, incarnation and advertised
 /// generation, mixed (splitmix64) so that the XOR over peers tells facts apart.
+/// Up with no link UP: every link it is alive on has been silent for `peer_trouble`.
+fn is_quiet(p: &Peer) -> bool {
+    p.up && p.links.iter().all(|l| l.state != LinkState::Up)
+}
+
 fn peer_term(id: NodeId, p: &Peer) -> u64 {
     let mut h = u64::from(id.0) | u64::from(p.up) << 8;
     for v in [p.incarnation.map_or(0, |i| i.0), p.generation.0] {
@@ -647,6 +655,7 @@ impl Llt {
             generation: p.generation,
             last_heard: p.links.iter().filter_map(|l| l.last_heard).max(),
             confirmed: p.confirmed,
+            quiet: is_quiet(p),
         })
     }
 

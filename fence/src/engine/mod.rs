@@ -57,6 +57,9 @@ pub struct PeerInfo {
     /// The latest of our frames the peer confirmed hearing (on our clock), and the
     /// generation it advertised when it did.
     pub confirmed: Option<(Instant, Generation)>,
+    /// Up, but silent on every link for `peer_trouble`: likely to go DOWN with the
+    /// peers that already did (a racer waits a little to remove them together).
+    pub quiet: bool,
 }
 
 /// One step's results, drained in order.

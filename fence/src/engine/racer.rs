@@ -81,6 +81,9 @@ pub(super) struct RaceState {
     pub(super) awaited_racer: Option<NodeId>,
     /// Since when a peer has advertised a newer generation than ours.
     pub(super) stale_since: Option<Instant>,
+    /// Since when the racer has held back a needed race while members of the view
+    /// are quiet (see [`Fence::gather_window`]).
+    pub(super) gather_since: Option<Instant>,
     pub(super) last_race: Option<RaceRecord>,
 }
 
@@ -181,7 +184,28 @@ impl Fence {
             self.racing.change_since = None;
             self.racing.awaited_racer = None;
         }
+        // Members that fell silent together (a partition) go DOWN within about a
+        // heartbeat of each other. Racing at the first DOWN would remove them one
+        // view at a time, each new view a lease after the last for clients (the
+        // settle window); the racer waits, at most `gather_window`, while a member
+        // the new view would keep is quiet, and removes every one that went DOWN
+        // meanwhile in one view.
+        let gathering = racer == Some(self.me)
+            && needed
+            && self.racing.race.is_none()
+            && desired
+                .iter()
+                .any(|m| m.id != self.me && self.peers.get(&m.id).is_some_and(|i| i.up && i.quiet));
+        if gathering {
+            let since = *self.racing.gather_since.get_or_insert(now);
+            if now < since + self.gather_window() {
+                return self.spectate(now, &v, racer, reachable, unreachable);
+            }
+        } else {
+            self.racing.gather_since = None;
+        }
         if racer == Some(self.me) && needed && self.racing.race.is_none() {
+            self.racing.gather_since = None;
             let Some(generation) = v.generation.next() else {
                 // At the top of the range: no view can follow this one.
                 return;
@@ -199,10 +223,37 @@ impl Fence {
                 Quorum::Prev(v.node_set()),
             );
         }
+        self.spectate(now, &v, racer, reachable, unreachable);
+    }
+
+    /// How long a racer holds back a needed race while members are quiet
+    /// (`FenceConfig::gather_window`; two heartbeats give the members that fell
+    /// silent with the first one time to be declared DOWN too: their last frames
+    /// came within a heartbeat of each other).
+    pub(super) fn gather_window(&self) -> std::time::Duration {
+        self.cfg.gather_window
+    }
+
+    /// How long a spectator waits for the racer's verdict once a member is out of
+    /// reach: the race, the racer's gather window, and two heartbeats of grace for
+    /// the verdict to arrive.
+    pub(super) fn spectator_wait(&self) -> std::time::Duration {
+        self.cfg.race_timeout + self.gather_window() + self.cfg.heartbeat * 2
+    }
+
+    /// A spectator's side of [`Fence::member_step`]: no verdict within its wait
+    /// fences it (`NoDecision`).
+    fn spectate(
+        &mut self,
+        now: Instant,
+        v: &View,
+        racer: Option<NodeId>,
+        reachable: NodeSet,
+        unreachable: bool,
+    ) {
         if racer != Some(self.me) && self.racing.race.is_none() {
             if let Some(t) = self.racing.change_since {
-                // A grace of two heartbeats lets the racer's own verdict arrive first.
-                let mut wait = self.cfg.race_timeout + self.cfg.heartbeat * 2;
+                let mut wait = self.spectator_wait();
                 // A racer that still hears the members we lost (a one-way fault)
                 // acts on our report of them only once it has held for
                 // peer_inactive: wait that long too, or the majority that would

@@ -13,6 +13,8 @@ pub(crate) struct Timers {
     pub(crate) race_deadline: Option<Instant>,
     /// A spectator that has heard no verdict by then fences (`NoDecision`).
     pub(crate) spectator_wait: Option<Instant>,
+    /// A racer holding back for quiet members races then at the latest.
+    pub(crate) gather_end: Option<Instant>,
     /// A member still seeing a newer generation it never received fences then.
     pub(crate) stale_generation: Option<Instant>,
     /// The settle window ends: the installed view reaches clients.
@@ -38,6 +40,7 @@ impl Timers {
             self.race_retransmit,
             self.race_deadline,
             self.spectator_wait,
+            self.gather_end,
             self.stale_generation,
             self.settle_end,
             self.lease_end,
@@ -67,7 +70,7 @@ impl Fence {
             t.race_deadline = Some(r.deadline);
         }
         t.spectator_wait = self.racing.change_since.map(|since| {
-            let base = since + self.cfg.race_timeout + hb * 2;
+            let base = since + self.spectator_wait();
             // Past it, the spectator is waiting for a racer that still hears the
             // lost members: the longer wait's end.
             if base > self.now {
@@ -76,6 +79,10 @@ impl Fence {
                 base + self.cfg.peer_inactive
             }
         });
+        t.gather_end = self
+            .racing
+            .gather_since
+            .map(|since| since + self.gather_window());
         t.stale_generation = self
             .racing
             .stale_since

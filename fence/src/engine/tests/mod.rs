@@ -84,6 +84,7 @@ pub(super) fn cfg(nodes: &[u8]) -> FenceConfig {
         stall_action: StallAction::Fence,
         watchdog: None,
         sabotage: None,
+        gather_window: HB * 2,
     }
 }
 
@@ -98,6 +99,7 @@ pub(super) fn peer(i: u8, generation: u64, at: Instant) -> (NodeId, PeerInfo) {
             generation: Generation(generation),
             last_heard: Some(at),
             confirmed: Some((at, Generation(generation))),
+            quiet: false,
         },
     )
 }

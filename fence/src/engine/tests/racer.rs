@@ -282,7 +282,7 @@ fn a_lost_race_sends_lost_to_its_side_then_self_fences_and_then_nothing() {
 }
 
 #[test]
-fn a_spectator_that_hears_no_verdict_fences_after_race_timeout_and_two_heartbeats() {
+fn a_spectator_that_hears_no_verdict_fences_after_the_gather_window_the_race_and_two_heartbeats() {
     let net = Net::seeded(&[0, 1, 2]);
     let t = net.now + Duration::from_millis(10);
     let mut f = net.take(1);
@@ -290,7 +290,8 @@ fn a_spectator_that_hears_no_verdict_fences_after_race_timeout_and_two_heartbeat
     f.observe([peer(0, 1, t), down(2)]);
     f.handle_timeout(t);
     drain(&mut f);
-    let end = t + RACE + HB * 2;
+    // The racer may hold back two heartbeats for quiet members, then race.
+    let end = t + HB * 2 + RACE + HB * 2;
     assert_eq!(f.timers().spectator_wait, Some(end));
     f.handle_timeout(before(end));
     assert!(!f.fenced());
@@ -367,4 +368,66 @@ fn an_outbid_racer_prepares_again_above_the_promise_it_was_refused_with() {
             send(3, prepare),
         ]
     );
+}
+
+/// [`peer`], silent on every link for `peer_trouble` (quiet).
+fn quiet(i: u8, at: Instant) -> (NodeId, PeerInfo) {
+    let (id, info) = peer(i, 1, at);
+    (
+        id,
+        PeerInfo {
+            quiet: true,
+            ..info
+        },
+    )
+}
+
+fn started(out: &[FenceOutput]) -> Vec<NodeSet> {
+    out.iter()
+        .filter_map(|o| match o {
+            FenceOutput::Event(FenceEvent::RaceStarted { proposal, .. }) => Some(*proposal),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Node 0 of the seeded view {0..4} at `t`: node 4 went DOWN and node 3, silent
+/// with it, is quiet. No race yet; the racer steps again when its gather window
+/// ends.
+fn racer_gathering() -> (Fence, Instant) {
+    let net = Net::seeded(&[0, 1, 2, 3, 4]);
+    let t = net.now + Duration::from_millis(10);
+    let mut f = net.take(0);
+    f.observe([peer(1, 1, t), peer(2, 1, t), quiet(3, t), down(4)]);
+    f.handle_timeout(t);
+    assert_eq!(started(&drain(&mut f)), vec![]);
+    assert_eq!(f.timers().gather_end, Some(t + HB * 2));
+    (f, t)
+}
+
+#[test]
+fn a_racer_waits_for_quiet_members_and_removes_them_with_the_first_in_one_view() {
+    let (mut f, t) = racer_gathering();
+    // Node 3 goes DOWN within the window: one race removes both.
+    let t3 = t + HB;
+    f.observe([peer(1, 1, t3), peer(2, 1, t3), down(3), down(4)]);
+    f.handle_timeout(t3);
+    assert_eq!(started(&drain(&mut f)), vec![set(&[0, 1, 2])]);
+    assert_eq!(f.timers().gather_end, None);
+}
+
+#[test]
+fn a_racer_waits_for_quiet_members_no_longer_than_its_gather_window() {
+    let (mut f, t) = racer_gathering();
+    f.handle_timeout(before(t + HB * 2));
+    assert_eq!(started(&drain(&mut f)), vec![]);
+    // Node 3 is still quiet (a slow peer, not a failed one): race without only 4.
+    f.handle_timeout(t + HB * 2);
+    assert_eq!(started(&drain(&mut f)), vec![set(&[0, 1, 2, 3])]);
+}
+
+#[test]
+fn a_racer_with_no_quiet_member_races_at_once() {
+    let (_, _, out) = racer_losing_four();
+    assert_eq!(started(&out), vec![set(&[0, 1, 2, 3])]);
 }
