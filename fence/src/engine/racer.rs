@@ -190,12 +190,11 @@ impl Fence {
         // settle window); the racer waits, at most `gather_window`, while a member
         // the new view would keep is quiet, and removes every one that went DOWN
         // meanwhile in one view.
-        let gathering = racer == Some(self.me)
-            && needed
-            && self.racing.race.is_none()
+        let may_race = racer == Some(self.me) && needed && self.racing.race.is_none();
+        let gathering = may_race
             && desired
                 .iter()
-                .any(|m| m.id != self.me && self.peers.get(&m.id).is_some_and(|i| i.up && i.quiet));
+                .any(|m| m.id != self.me && self.peers.get(&m.id).is_some_and(|i| i.quiet));
         if gathering {
             let since = *self.racing.gather_since.get_or_insert(now);
             if now < since + self.gather_window() {
@@ -204,7 +203,7 @@ impl Fence {
         } else {
             self.racing.gather_since = None;
         }
-        if racer == Some(self.me) && needed && self.racing.race.is_none() {
+        if may_race {
             self.racing.gather_since = None;
             let Some(generation) = v.generation.next() else {
                 // At the top of the range: no view can follow this one.
