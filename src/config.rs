@@ -50,7 +50,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vigil_fence::{FenceConfig, StallAction};
+use vigil_fence::{FenceConfig, StallAction, Weights};
 use vigil_llt::config::{LinkPriority, LinkSpec, LltConfig};
 use vigil_llt::types::{ClusterId, LinkId, NodeId, MAX_LINKS, MAX_NODE_ID};
 use vigil_llt::wire::FrameKey;
@@ -545,6 +545,12 @@ pub struct NodeConfig {
     /// `socket`: the control socket's path. Optional; default
     /// `{cluster.run_dir}/{name}.sock` (see [`ClusterConfig::socket_path`]).
     pub socket: Option<PathBuf>,
+    /// `weight`: the node's votes in the quorum rule, `0..=255`, default 1. A side
+    /// survives a partition with more than half of the view's votes (or exactly half
+    /// and the lowest node ID), so a heavier node is preferred: with two nodes
+    /// weighted 1 and 2, the heavier one survives a split. Every node's config must
+    /// give the same weights.
+    pub weight: u8,
     /// `links`: the node's address on every link, indexed by [`LinkId`] (same order as
     /// [`ClusterConfig::links`]). In the file a table keyed by link name that must name
     /// every link and nothing else.
@@ -621,6 +627,7 @@ impl ClusterConfig {
         for (i, node) in self.nodes.iter().enumerate() {
             keep(self.validate_node(i, node));
         }
+        keep(self.validate_weights());
         keep(self.validate_health());
         keep(self.validate_seed());
         errs
@@ -661,6 +668,18 @@ impl ClusterConfig {
     }
 
     /// The number of `[[nodes]]`.
+    /// The nodes' weights: some side must be able to hold votes.
+    fn validate_weights(&self) -> Result<(), ConfigError> {
+        if !self.nodes.is_empty() && self.nodes.iter().all(|n| n.weight == 0) {
+            return Err(ConfigError::new(
+                &self.source,
+                "nodes.weight",
+                "every node has weight 0: give at least one node a vote",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_node_count(&self) -> Result<(), ConfigError> {
         let err =
             |field: String, reason: String| Err(ConfigError::new(&self.source, field, reason));
@@ -1215,6 +1234,11 @@ impl ClusterConfig {
         ring
     }
 
+    /// The votes each node holds in the quorum rule.
+    pub fn weights(&self) -> Weights {
+        Weights::with(self.nodes.iter().map(|n| (n.id, n.weight)))
+    }
+
     /// What is allowed but worth a warning, one line each naming the field:
     /// `vigil config check` prints them.
     pub fn warnings(&self) -> Vec<String> {
@@ -1244,6 +1268,26 @@ impl ClusterConfig {
                 ));
             }
         }
+        if self.nodes.len() == 2 {
+            let weights = self.weights();
+            let (a, b) = (&self.nodes[0], &self.nodes[1]);
+            let (survivor, other) = if weights.of(a.id) > weights.of(b.id)
+                || (weights.of(a.id) == weights.of(b.id) && a.id < b.id)
+            {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            w.push(format!(
+                "{}: nodes: a two-node cluster without a witness: when {} (ID {}) crashes, {} (ID {}) cannot tell the crash from a partition and fences itself too, so the whole cluster goes down with it; a partition keeps only {}. Add a witness on a third machine (`vigil witness`) to survive either node",
+                self.source.display(),
+                survivor.name,
+                survivor.id,
+                other.name,
+                other.id,
+                survivor.name
+            ));
+        }
         w
     }
 
@@ -1272,6 +1316,7 @@ impl ClusterConfig {
             stall_report: self.timers.stall_report,
             stall_action: self.daemon.stall_action,
             watchdog: self.watchdog.as_ref().map(|w| w.timeout),
+            weights: self.weights(),
             // Off for now: turning it on (two heartbeats) changes the engine's
             // traces, and the 100,000-seed sweeps of every profile ran without it.
             gather_window: Duration::ZERO,
@@ -1424,6 +1469,7 @@ struct RawNode {
     id: u8,
     name: String,
     socket: Option<PathBuf>,
+    weight: Option<i64>,
     #[serde(default)]
     links: BTreeMap<String, RawNodeLink>,
 }
@@ -1659,10 +1705,20 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
             let addr = node_link(l, entry).map_err(|why| err(field, why))?;
             addrs.push(addr);
         }
+        let weight = match n.weight {
+            None => 1,
+            Some(w) => u8::try_from(w).map_err(|_| {
+                err(
+                    format!("nodes[{i}].weight"),
+                    format!("must be 0..=255 (votes in the quorum rule), got {w}"),
+                )
+            })?,
+        };
         nodes.push(NodeConfig {
             id: NodeId(n.id),
             name: n.name,
             socket: n.socket.map(resolve),
+            weight,
             links: addrs,
         });
     }
@@ -2884,6 +2940,69 @@ links = { a = "127.0.0.1:5002" }
     }
 
     #[test]
+    fn node_weights_are_read_checked_and_reach_the_fence_core() {
+        let c = parse(&nodes_text(3, None)).unwrap();
+        assert!(c.nodes.iter().all(|n| n.weight == 1));
+        assert!(c.fence_config().weights.is_uniform());
+        let weighted = nodes_text(3, None).replacen("id = 1\nname", "id = 1\nweight = 3\nname", 1);
+        assert!(weighted.contains("weight = 3"), "{weighted}");
+        let c = parse(&weighted).unwrap();
+        assert_eq!(c.nodes[1].weight, 3);
+        let w = c.fence_config().weights;
+        assert_eq!(
+            (w.of(NodeId(0)), w.of(NodeId(1)), w.of(NodeId(2))),
+            (1, 3, 1)
+        );
+        refused(
+            &nodes_text(3, None).replacen("id = 1\nname", "id = 1\nweight = 256\nname", 1),
+            "nodes[1].weight",
+            "must be 0..=255",
+        );
+        refused(
+            &nodes_text(3, None).replacen("id = 2\nname", "id = 2\nweight = -1\nname", 1),
+            "nodes[2].weight",
+            "got -1",
+        );
+        let mut zero = nodes_text(3, None);
+        for i in 0..3 {
+            zero = zero.replacen(
+                &format!("id = {i}\nname"),
+                &format!("id = {i}\nweight = 0\nname"),
+                1,
+            );
+        }
+        refused(&zero, "nodes.weight", "every node has weight 0");
+    }
+
+    #[test]
+    fn a_two_node_cluster_without_a_witness_is_warned_about_what_a_crash_does() {
+        let two_node = |c: &ClusterConfig| -> Vec<String> {
+            c.warnings()
+                .into_iter()
+                .filter(|w| w.contains("two-node cluster without a witness"))
+                .collect()
+        };
+        let w = two_node(&parse(&nodes_text(2, None)).unwrap());
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("when n0 (ID 0) crashes, n1 (ID 1) cannot tell"),
+            "{}",
+            w[0]
+        );
+        assert!(w[0].contains("vigil witness"), "{}", w[0]);
+        // The heavier node is the one whose crash takes the cluster down.
+        let heavy = nodes_text(2, None).replacen("id = 1\nname", "id = 1\nweight = 2\nname", 1);
+        let w = two_node(&parse(&heavy).unwrap());
+        assert!(
+            w[0].contains("when n1 (ID 1) crashes, n0 (ID 0)"),
+            "{}",
+            w[0]
+        );
+        // Three nodes: no such warning.
+        assert!(two_node(&parse(&nodes_text(3, None)).unwrap()).is_empty());
+    }
+
+    #[test]
     fn seed_must_exceed_half() {
         refused(
             &nodes_text(4, Some(2)),
@@ -3245,7 +3364,11 @@ links = { a = "127.0.0.1:5002" }
         assert!(c.cluster.insecure);
         assert!(c.frame_keys().is_empty());
         assert!(c.llt_config().keys.is_empty());
-        let w = c.warnings();
+        let w: Vec<String> = c
+            .warnings()
+            .into_iter()
+            .filter(|w| !w.contains("two-node cluster"))
+            .collect();
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("cluster.insecure"), "{w:?}");
         assert!(
@@ -3310,7 +3433,12 @@ links = { a = "127.0.0.1:5002" }
         assert_eq!(c.cluster.accept_key_files, vec![b_path.clone()]);
         assert_eq!(c.frame_keys(), vec![ka.clone(), kb.clone()]);
         assert_eq!(c.llt_config().keys, vec![ka.clone(), kb.clone()]);
-        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        // Only the two-node warning: nothing about the keys.
+        assert!(
+            c.warnings().iter().all(|w| w.contains("two-node cluster")),
+            "{:?}",
+            c.warnings()
+        );
         // Never serialized: the key file names are, the keys are not.
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(
@@ -3359,7 +3487,11 @@ links = { a = "127.0.0.1:5002" }
         let ka = FrameKey::from_material(&a);
         let kb = FrameKey::from_material(&[0x6Bu8; 32]);
         assert_eq!(ring, vec![ka.id, kb.id], "each key once, key_file's first");
-        let w = c.warnings();
+        let w: Vec<String> = c
+            .warnings()
+            .into_iter()
+            .filter(|w| !w.contains("two-node cluster"))
+            .collect();
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(
             w[0].contains("cluster.accept_key_files[1]: the same key as cluster.key_file"),

@@ -478,6 +478,7 @@ fn a_persisted_generation_at_the_top_of_its_range_is_refused() {
         stall_action: Default::default(),
         watchdog: None,
         gather_window: Duration::ZERO,
+        weights: Default::default(),
         sabotage: None,
     };
     let start = |g: Generation| {

@@ -44,6 +44,10 @@ pub struct FenceConfig {
     /// race at the first DOWN). Spectators wait this much longer for a verdict.
     #[serde(default)]
     pub gather_window: Duration,
+    /// The votes each node (and the witness, at [`crate::WITNESS_ID`]) holds in the
+    /// quorum rule: one each unless configured. Every node must use the same table.
+    #[serde(default)]
+    pub weights: crate::Weights,
     /// Testing only, never set from a config file: break the protocol on purpose so
     /// that the simulator's checker can be shown to catch it.
     #[serde(default)]
@@ -140,9 +144,9 @@ impl Durable {
 
     /// The known views of which `group` holds no quorum: seeding `group` would
     /// override them.
-    pub fn seed_overrides(&self, group: NodeSet) -> Vec<KnownView> {
+    pub fn seed_overrides(&self, weights: &crate::Weights, group: NodeSet) -> Vec<KnownView> {
         self.views()
-            .filter(|v| !crate::has_quorum(v.members, group))
+            .filter(|v| !crate::has_weighted_quorum(weights, v.members, group))
             .collect()
     }
 }

@@ -86,7 +86,7 @@ fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "interface",
             "dscp",
         ],
-        "nodes" => &["id", "name", "socket", "links"],
+        "nodes" => &["id", "name", "socket", "weight", "links"],
         "nodes.links.*" => &["address", "interface"],
         "probes" => &[
             "name",

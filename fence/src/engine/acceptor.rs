@@ -33,7 +33,9 @@ impl Default for AcceptorState {
 impl Fence {
     /// Whether `group` may seed: it holds a quorum of every view this node knows.
     pub(super) fn seed_allowed(&self, group: NodeSet) -> bool {
-        self.durable.seed_overrides(group).is_empty()
+        self.durable
+            .seed_overrides(&self.cfg.weights, group)
+            .is_empty()
     }
 
     pub(super) fn current_slot(&self) -> Generation {

@@ -2,7 +2,7 @@
 //! settle window before a new view reaches clients, and self-fencing.
 
 use super::Fence;
-use crate::has_quorum;
+use crate::has_weighted_quorum;
 use crate::types::{FenceEvent, FenceReason};
 use vigil_llt::types::{Instant, NodeId};
 use vigil_membership::{Ballot, NodeSet, View};
@@ -117,7 +117,7 @@ impl Fence {
         self.lease.lease_until = None;
         for (t, id) in &conf {
             who.insert(*id);
-            if has_quorum(v.node_set(), who) {
+            if has_weighted_quorum(&self.cfg.weights, v.node_set(), who) {
                 self.lease.lease_until = Some(*t + self.cfg.lease);
                 break;
             }

@@ -3,8 +3,8 @@
 //! for its racer's verdict and fences when none comes.
 
 use super::{micros, Fence};
-use crate::has_quorum;
 use crate::types::{FenceEvent, FenceReason, RaceRecord, RaceVerdict, Sabotage};
+use crate::{has_weighted_quorum, Weights};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use vigil_llt::types::{Generation, Instant, NodeId};
@@ -22,10 +22,10 @@ pub(super) enum Quorum {
 }
 
 impl Quorum {
-    pub(super) fn met(self, who: NodeSet, sabotage: Option<Sabotage>) -> bool {
+    pub(super) fn met(self, who: NodeSet, weights: &Weights, sabotage: Option<Sabotage>) -> bool {
         match (self, sabotage) {
             (Quorum::Prev(prev), Some(Sabotage::AnyHalfWins)) => {
-                2 * who.intersection(prev).len() >= prev.len()
+                2 * weights.total(who.intersection(prev)) >= weights.total(prev)
             }
             (Quorum::Prev(prev), Some(Sabotage::FewerAccepts)) => {
                 // One accept short: pretend an extra member accepted.
@@ -34,9 +34,9 @@ impl Quorum {
                 if let Some(m) = missing {
                     more.insert(m);
                 }
-                has_quorum(prev, more)
+                has_weighted_quorum(weights, prev, more)
             }
-            (Quorum::Prev(prev), _) => has_quorum(prev, who),
+            (Quorum::Prev(prev), _) => has_weighted_quorum(weights, prev, who),
             (Quorum::Seed(count), _) => who.len() >= count,
             (Quorum::All(all), _) => all.is_subset(who),
         }
@@ -414,7 +414,7 @@ impl Fence {
         };
         promises.insert(from, accepted);
         let who: NodeSet = promises.keys().copied().collect();
-        if !race.quorum.met(who, self.cfg.sabotage) {
+        if !race.quorum.met(who, &self.cfg.weights, self.cfg.sabotage) {
             return;
         }
         // The value: the highest-ballot one already accepted, else our own.
@@ -479,7 +479,7 @@ impl Fence {
         };
         accepts.insert(from, (now, heard));
         let who: NodeSet = accepts.keys().copied().collect();
-        if !race.quorum.met(who, self.cfg.sabotage) {
+        if !race.quorum.met(who, &self.cfg.weights, self.cfg.sabotage) {
             return;
         }
         let value = value.clone();

@@ -89,7 +89,7 @@ impl Fence {
         if !self.seeding.manual_seed && group.len() < self.cfg.seed {
             return;
         }
-        let overrides = self.durable.seed_overrides(ids);
+        let overrides = self.durable.seed_overrides(&self.cfg.weights, ids);
         let quorum =
             if self.cfg.sabotage == Some(Sabotage::SeedWithoutViews) && !self.seeding.manual_seed {
                 // The rule before views were kept: `seed` accepts, no views checked.

@@ -85,6 +85,7 @@ pub(super) fn cfg(nodes: &[u8]) -> FenceConfig {
         watchdog: None,
         sabotage: None,
         gather_window: HB * 2,
+        weights: crate::Weights::UNIFORM,
     }
 }
 
