@@ -1317,6 +1317,7 @@ impl ClusterConfig {
             stall_action: self.daemon.stall_action,
             watchdog: self.watchdog.as_ref().map(|w| w.timeout),
             weights: self.weights(),
+            witness: false,
             // Off for now: turning it on (two heartbeats) changes the engine's
             // traces, and the 100,000-seed sweeps of every profile ran without it.
             gather_window: Duration::ZERO,

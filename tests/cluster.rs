@@ -479,6 +479,7 @@ fn a_persisted_generation_at_the_top_of_its_range_is_refused() {
         watchdog: None,
         gather_window: Duration::ZERO,
         weights: Default::default(),
+        witness: false,
         sabotage: None,
     };
     let start = |g: Generation| {

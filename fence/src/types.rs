@@ -48,6 +48,15 @@ pub struct FenceConfig {
     /// quorum rule: one each unless configured. Every node must use the same table.
     #[serde(default)]
     pub weights: crate::Weights,
+    /// The cluster has a witness (`vigil witness`), voting as
+    /// [`crate::WITNESS_ID`]: an acceptor of every race and a confirmer of leases
+    /// while it is a member of the view, joined and dropped like a node. It needs
+    /// to reach the racer only: what other members report about it is not asked,
+    /// and a member that cannot reach it waits for no view change. The witness's
+    /// own core has this set too, with `me` = `WITNESS_ID`: it never seeds, races or
+    /// spectates, and holds no authority.
+    #[serde(default)]
+    pub witness: bool,
     /// Testing only, never set from a config file: break the protocol on purpose so
     /// that the simulator's checker can be shown to catch it.
     #[serde(default)]
@@ -91,6 +100,10 @@ pub enum Sabotage {
     /// checks the views it knows, and no settle window follows. A group that
     /// restarted beside a running view can start a second cluster.
     SeedWithoutViews,
+    /// The witness votes for every proposal of a generation: it promises every
+    /// ballot without naming the value it accepted, and accepts whatever it is
+    /// asked, so each side of a partition can decide its own view with it.
+    WitnessVotesTwice,
 }
 
 /// A view as a node remembers it across restarts: its generation and member IDs.

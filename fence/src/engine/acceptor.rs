@@ -38,6 +38,11 @@ impl Fence {
             .is_empty()
     }
 
+    /// [`Sabotage::WitnessVotesTwice`], on the witness.
+    fn witness_votes_twice(&self) -> bool {
+        self.is_witness() && self.cfg.sabotage == Some(Sabotage::WitnessVotesTwice)
+    }
+
     pub(super) fn current_slot(&self) -> Generation {
         self.advertised_generation()
     }
@@ -82,6 +87,17 @@ impl Fence {
             }
         }
         if !self.eligible(slot) {
+            return;
+        }
+        if self.witness_votes_twice() {
+            self.send(
+                from,
+                Msg::Promise {
+                    slot,
+                    ballot,
+                    accepted: None,
+                },
+            );
             return;
         }
         if ballot >= self.acceptor.promised {
@@ -142,11 +158,14 @@ impl Fence {
                 .accepted
                 .as_ref()
                 .is_some_and(|(_, a)| a.generation == value.generation);
-        if ballot < self.acceptor.promised || !fresh_seed {
+        let twice = self.witness_votes_twice();
+        if (ballot < self.acceptor.promised && !twice) || !fresh_seed {
             self.nack(from, slot);
             return;
         }
-        self.promise(ballot);
+        if !twice {
+            self.promise(ballot);
+        }
         let newer = self
             .durable
             .installed

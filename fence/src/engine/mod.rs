@@ -473,6 +473,15 @@ impl Fence {
         if self.fenced.is_some() || self.left {
             return;
         }
+        if self.is_witness() {
+            // An acceptor (handled above, with the views it learns) and a joiner:
+            // it never seeds, races, waits as a spectator or catches others up (its
+            // Decided would carry no settle window).
+            if self.installed.is_none() {
+                self.unseeded_step(now);
+            }
+            return;
+        }
         self.send_reach(now);
         self.send_leave(now);
         self.catch_up(now);
@@ -509,6 +518,22 @@ impl Fence {
             .map(|(id, _)| *id)
             .collect();
         s.insert(self.me);
+        s
+    }
+
+    /// This core is a cluster's witness (`vigil witness`): an acceptor and a
+    /// confirmer only.
+    pub fn is_witness(&self) -> bool {
+        self.cfg.witness && self.me == crate::WITNESS_ID
+    }
+
+    /// `set` without the witness: the nodes, whose reachability a view change is
+    /// about (the witness needs to reach only the racer).
+    fn nodes_of(&self, set: NodeSet) -> NodeSet {
+        let mut s = set;
+        if self.cfg.witness {
+            s.remove(crate::WITNESS_ID);
+        }
         s
     }
 

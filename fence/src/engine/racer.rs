@@ -168,7 +168,9 @@ impl Fence {
         let desired = self.desired(&v);
         let needed = !v.same_members(&desired) && !desired.is_empty();
         // As a spectator, a member we cannot reach is a change we wait for.
-        let unreachable = reachable != v.node_set();
+        // The witness needs to reach the racer only: a member that lost it waits for
+        // no view change (the racer drops it if it lost it too).
+        let unreachable = !self.nodes_of(v.node_set()).is_subset(reachable);
         // The spectator's clock runs only while a member is out of reach, and starts
         // again when the racer it waits for changes (that racer went out of reach
         // itself, or fenced): the next one gets a whole race_timeout. Each restart
@@ -257,7 +259,7 @@ impl Fence {
                 // acts on our report of them only once it has held for
                 // peer_inactive: wait that long too, or the majority that would
                 // have won fences itself waiting.
-                let lost = v.node_set().difference(reachable);
+                let lost = self.nodes_of(v.node_set()).difference(reachable);
                 let racer_hears_them = racer
                     .and_then(|r| self.reach.reports.get(&r))
                     .is_some_and(|rep| !lost.is_empty() && lost.is_subset(rep.up));

@@ -192,9 +192,12 @@ impl Fence {
             if !up.contains(c.id) {
                 continue;
             }
-            let ok = chosen
-                .iter()
-                .all(|o| reach(c.id).contains(o.id) && reach(o.id).contains(c.id));
+            // The witness needs to reach us (the racer) only.
+            let star = |x: NodeId| self.cfg.witness && x == crate::WITNESS_ID;
+            let ok = star(c.id)
+                || chosen.iter().all(|o| {
+                    star(o.id) || (reach(c.id).contains(o.id) && reach(o.id).contains(c.id))
+                });
             if ok {
                 chosen.push(c);
             }

@@ -31,10 +31,13 @@ impl Fence {
             self.seeding.seed_retry = None;
         }
         let up = self.up_set();
+        // A seeded witness is no running cluster to join: only nodes are (the
+        // witness itself asks every seeded node).
+        let witness = self.cfg.witness && !self.is_witness();
         let seeded: Vec<NodeId> = self
             .peers
             .iter()
-            .filter(|(_, i)| i.up && i.generation.0 > 0)
+            .filter(|(id, i)| i.up && i.generation.0 > 0 && !(witness && **id == crate::WITNESS_ID))
             .map(|(id, _)| *id)
             .collect();
         if !seeded.is_empty() {
@@ -62,10 +65,11 @@ impl Fence {
             }
             return;
         }
-        if self.racing.race.is_some() || self.seeding.seed_retry.is_some() {
+        if self.racing.race.is_some() || self.seeding.seed_retry.is_some() || self.is_witness() {
             return;
         }
-        let candidates: Vec<Member> = up
+        let candidates: Vec<Member> = self
+            .nodes_of(up)
             .iter()
             .filter(|p| *p == self.me || self.peers.get(p).is_some_and(|i| i.generation.0 == 0))
             .filter_map(|p| {

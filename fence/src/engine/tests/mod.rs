@@ -20,6 +20,7 @@ mod queue;
 mod racer;
 mod reach;
 mod seeding;
+mod witness;
 
 pub(super) const HB: Duration = Duration::from_millis(100);
 pub(super) const RACE: Duration = Duration::from_millis(1000);
@@ -86,6 +87,7 @@ pub(super) fn cfg(nodes: &[u8]) -> FenceConfig {
         sabotage: None,
         gather_window: HB * 2,
         weights: crate::Weights::UNIFORM,
+        witness: false,
     }
 }
 
@@ -170,15 +172,63 @@ pub(super) struct Net {
     pub(super) nodes: Vec<Fence>,
     pub(super) ids: Vec<u8>,
     pub(super) now: Instant,
+    /// Pairs that cannot hear each other (both ways), lowest ID first.
+    pub(super) cuts: std::collections::BTreeSet<(u8, u8)>,
+    /// Nodes that crashed: never stepped, heard by nobody.
+    pub(super) dead: std::collections::BTreeSet<u8>,
+    /// Every event the nodes queued in rounds, with the node's ID.
+    pub(super) events: Vec<(u8, FenceEvent)>,
 }
 
 impl Net {
     pub(super) fn new(ids: &[u8]) -> Net {
+        Net::of(ids.iter().map(|i| fresh(*i, ids)).collect(), ids)
+    }
+
+    fn of(nodes: Vec<Fence>, ids: &[u8]) -> Net {
         Net {
-            nodes: ids.iter().map(|i| fresh(*i, ids)).collect(),
+            nodes,
             ids: ids.to_vec(),
             now: ms(0),
+            cuts: Default::default(),
+            dead: Default::default(),
+            events: Vec::new(),
         }
+    }
+
+    /// Whether `a` and `b` hear each other.
+    pub(super) fn linked(&self, a: u8, b: u8) -> bool {
+        !self.dead.contains(&a)
+            && !self.dead.contains(&b)
+            && !self.cuts.contains(&(a.min(b), a.max(b)))
+    }
+
+    /// Cut `a` from `b`, both ways.
+    pub(super) fn cut(&mut self, a: u8, b: u8) {
+        self.cuts.insert((a.min(b), a.max(b)));
+    }
+
+    /// The fresh nodes `nodes` (seed = all of them) and their witness, ID 63.
+    pub(super) fn with_witness(nodes: &[u8]) -> Net {
+        let mut c = cfg(nodes);
+        c.witness = true;
+        let mut ids = nodes.to_vec();
+        ids.push(crate::WITNESS_ID.0);
+        let cores = ids
+            .iter()
+            .map(|i| Fence::new(c.clone(), n(*i), inc(*i), ms(0), Durable::default()))
+            .collect();
+        Net::of(cores, &ids)
+    }
+
+    /// The core of `id`.
+    pub(super) fn node(&self, id: u8) -> &Fence {
+        let k = self
+            .ids
+            .iter()
+            .position(|i| *i == id)
+            .expect("a node of the net");
+        &self.nodes[k]
     }
 
     fn index(&self, id: NodeId) -> Option<usize> {
@@ -192,13 +242,23 @@ impl Net {
             .iter()
             .map(|f| f.advertised_generation().0)
             .collect();
+        let ids = self.ids.clone();
+        let links: Vec<Vec<bool>> = ids
+            .iter()
+            .map(|a| ids.iter().map(|b| self.linked(*a, *b)).collect())
+            .collect();
         for (k, f) in self.nodes.iter_mut().enumerate() {
-            let others: Vec<(NodeId, PeerInfo)> = self
-                .ids
+            let others: Vec<(NodeId, PeerInfo)> = ids
                 .iter()
                 .enumerate()
                 .filter(|(j, _)| *j != k)
-                .map(|(j, i)| peer(*i, gens[j], self.now))
+                .map(|(j, i)| {
+                    if links[k][j] {
+                        peer(*i, gens[j], self.now)
+                    } else {
+                        down(*i)
+                    }
+                })
                 .collect();
             f.observe(others);
         }
@@ -211,16 +271,24 @@ impl Net {
         let now = self.now;
         let mut wire: VecDeque<(usize, NodeId, Msg)> = VecDeque::new();
         for k in 0..self.nodes.len() {
-            self.nodes[k].handle_timeout(now);
+            if !self.dead.contains(&self.ids[k]) {
+                self.nodes[k].handle_timeout(now);
+            }
         }
         for _ in 0..10_000 {
             for k in 0..self.nodes.len() {
                 let from = n(self.ids[k]);
                 while let Some(o) = self.nodes[k].poll_output() {
-                    if let FenceOutput::Send { to, msg } = o {
-                        if let Some(j) = self.index(to) {
-                            wire.push_back((j, from, msg));
+                    match o {
+                        FenceOutput::Send { to, msg } => {
+                            if let Some(j) = self.index(to) {
+                                if self.linked(self.ids[k], self.ids[j]) {
+                                    wire.push_back((j, from, msg));
+                                }
+                            }
                         }
+                        FenceOutput::Event(e) => self.events.push((self.ids[k], e)),
+                        FenceOutput::Persist(_) => {}
                     }
                 }
             }
