@@ -47,6 +47,8 @@ pub struct Checker {
     decided: BTreeMap<Generation, (NodeSet, Instant)>,
     /// Per node: the last generation it installed, across restarts (S3).
     last_installed: Vec<Option<Generation>>,
+    /// The slot the witness (node ID 63) runs in, when there is one.
+    witness_slot: Option<usize>,
     /// Every process that ran: (node, incarnation) to when it started and, if it
     /// did, when it ended (a crash, a restart, a rejoin) (S6).
     processes: BTreeMap<(usize, Incarnation), (Instant, Option<Instant>)>,
@@ -83,6 +85,7 @@ impl Checker {
             last_installed: vec![None; n as usize],
             processes: BTreeMap::new(),
             member_grace: Duration::MAX,
+            witness_slot: None,
             primaries: BTreeMap::new(),
             last_primary: None,
             violation: None,
@@ -94,6 +97,12 @@ impl Checker {
     /// are).
     pub fn with_member_grace(mut self, grace: Duration) -> Checker {
         self.member_grace = grace;
+        self
+    }
+
+    /// The witness (node ID 63 in views) runs in slot `slot`.
+    pub fn with_witness_slot(mut self, slot: usize) -> Checker {
+        self.witness_slot = Some(slot);
         self
     }
 
@@ -287,7 +296,10 @@ impl Checker {
     /// decided with a member that only a recording speaks for.
     fn no_phantoms(&mut self, now: Instant, node: usize, view: &View) {
         for m in &view.members {
-            let i = m.id.index();
+            let i = match self.witness_slot {
+                Some(w) if m.id == vigil_fence::WITNESS_ID => w,
+                _ => m.id.index(),
+            };
             let detail = match self.processes.get(&(i, m.incarnation)) {
                 None => format!(
                     "generation {} has n{i} in incarnation {:#x}, which never ran",

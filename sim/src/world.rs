@@ -13,7 +13,9 @@ use std::time::Duration;
 use vigil::config::ClusterConfig;
 use vigil::health::{OnFailure, ProbeId};
 use vigil::node::{Node, Output};
-use vigil_fence::{FenceConfig, FenceEvent, FenceReason, NodeState, Sabotage, StallAction};
+use vigil_fence::{
+    FenceConfig, FenceEvent, FenceReason, NodeState, Sabotage, StallAction, WITNESS_ID,
+};
 use vigil_llt::types::{Generation, Incarnation, Instant, LinkId, NodeId};
 use vigil_llt::LltConfig;
 
@@ -193,6 +195,24 @@ struct Slot {
 }
 
 impl Slot {
+    /// A slot with no process, nothing kept, a true clock.
+    fn blank() -> Slot {
+        Slot {
+            node: None,
+            persisted: vigil_fence::Durable::default(),
+            store_fault: None,
+            stopping: None,
+            restarts: 0,
+            frozen_until: None,
+            backlog: Vec::new(),
+            skew_ppm: 0,
+            clock_base: (Instant::ZERO, Instant::ZERO),
+            probe: ProbeMode::Healthy,
+            drop_backlog: false,
+            taught: BTreeSet::new(),
+        }
+    }
+
     fn local(&self, global: Instant) -> Instant {
         let (g0, l0) = self.clock_base;
         let d = global.as_nanos().saturating_sub(g0.as_nanos()) as i128;
@@ -214,6 +234,11 @@ pub struct World {
     /// The validated config every node is built from, as the daemon builds it.
     config: ClusterConfig,
     n: u8,
+    /// A witness (`vigil witness`) runs in slot `n`, as node ID 63: an llt peer
+    /// of every node whose core only accepts, confirms and joins.
+    witness: bool,
+    /// What the witness is broken by, if anything (the nodes run `sabotage`).
+    witness_sabotage: Option<Sabotage>,
     sabotage: Option<Sabotage>,
     now: Instant,
     rng: StdRng,
@@ -324,6 +349,8 @@ impl World {
             timers,
             config: cfg,
             n,
+            witness: false,
+            witness_sabotage: None,
             sabotage,
             now: Instant::ZERO,
             rng: StdRng::seed_from_u64(rng_seed),
@@ -357,26 +384,58 @@ impl World {
             needless_fences: Vec::new(),
         };
         for _ in 0..n {
-            w.slots.push(Slot {
-                node: None,
-                persisted: vigil_fence::Durable::default(),
-                store_fault: None,
-                stopping: None,
-                restarts: 0,
-                frozen_until: None,
-                backlog: Vec::new(),
-                skew_ppm: 0,
-                clock_base: (Instant::ZERO, Instant::ZERO),
-                probe: ProbeMode::Healthy,
-                drop_backlog: false,
-                taught: BTreeSet::new(),
-            });
+            w.slots.push(Slot::blank());
         }
         w
     }
 
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// A world of `config`'s nodes and a witness in slot `n` (node ID 63), which
+    /// `witness_sabotage` breaks when given. Faults name the witness by its slot.
+    pub fn with_witness(
+        config: &SimConfig,
+        rng_seed: u64,
+        sabotage: Option<Sabotage>,
+        witness_sabotage: Option<Sabotage>,
+    ) -> World {
+        let mut w = World::from_config(config, rng_seed, sabotage);
+        assert!(
+            !w.config.nodes.iter().any(|n| n.id == WITNESS_ID),
+            "a cluster with a witness numbers its nodes 0..=62"
+        );
+        w.witness = true;
+        w.witness_sabotage = witness_sabotage;
+        w.slots.push(Slot::blank());
+        let slots = w.slots.len();
+        w.checker = Checker::new(slots as u8, w.timers.lease, w.timers.max_drift_ppm)
+            .with_member_grace(member_grace(&w.timers))
+            .with_witness_slot(w.n as usize);
+        w
+    }
+
+    /// The witness's slot, when there is one.
+    pub fn witness_slot(&self) -> Option<usize> {
+        self.witness.then_some(self.n as usize)
+    }
+
+    /// The node ID of slot `i`.
+    fn id_of(&self, i: usize) -> NodeId {
+        if self.witness_slot() == Some(i) {
+            WITNESS_ID
+        } else {
+            NodeId(i as u8)
+        }
+    }
+
+    /// The slot of node ID `id`.
+    fn slot_of(&self, id: NodeId) -> usize {
+        match self.witness_slot() {
+            Some(w) if id == WITNESS_ID => w,
+            _ => id.index(),
+        }
     }
 
     pub fn nodes(&self) -> u8 {
@@ -411,6 +470,9 @@ impl World {
     fn llt_config(&self) -> LltConfig {
         let mut c = self.config.llt_config();
         c.sabotage_stale_frames = self.stale_frames;
+        if self.witness {
+            c.nodes.push(WITNESS_ID);
+        }
         c
     }
 
@@ -420,6 +482,7 @@ impl World {
         let mut c = self.config.fence_config();
         c.stall_action = self.stall_action;
         c.sabotage = self.sabotage;
+        c.witness = self.witness;
         c
     }
 
@@ -436,10 +499,16 @@ impl World {
     /// Start (or restart as a new incarnation, state file kept) node `i`.
     pub fn start(&mut self, i: usize) {
         let llt = self.llt_config();
-        let fence = self.fence_config();
+        let mut fence = self.fence_config();
+        let id = self.id_of(i);
+        let is_witness = self.witness_slot() == Some(i);
+        if is_witness {
+            fence.sabotage = self.witness_sabotage;
+        }
         let probes: Vec<_> = self
             .config
-            .probes_for(NodeId(i as u8))
+            .probes_for(id)
+            .filter(|_| !is_witness)
             .map(|p| {
                 let mut spec = p.spec.clone();
                 spec.on_failure = self.probe_action;
@@ -461,15 +530,7 @@ impl World {
         s.probe = ProbeMode::Healthy;
         let local = s.local(now);
         let inc = incarnation(i, s.restarts);
-        match Node::new(
-            llt,
-            fence,
-            NodeId(i as u8),
-            inc,
-            local,
-            i as u64,
-            s.persisted,
-        ) {
+        match Node::new(llt, fence, id, inc, local, i as u64, s.persisted) {
             Ok(mut node) => {
                 for probe in probes {
                     node.add_probe(local, probe);
@@ -919,9 +980,9 @@ impl World {
             }
             match o {
                 Output::Transmit(t) => match t.to {
-                    Some(p) => self.send_frame(i, p.index(), t.link, t.bytes),
+                    Some(p) => self.send_frame(i, self.slot_of(p), t.link, t.bytes),
                     None => {
-                        for j in (0..self.n as usize).filter(|j| *j != i) {
+                        for j in (0..self.slots.len()).filter(|j| *j != i) {
                             self.send_frame(i, j, t.link, t.bytes.clone());
                         }
                     }
@@ -952,7 +1013,15 @@ impl World {
                         _ => {}
                     }
                     let left = matches!(e, FenceEvent::Left { .. });
+                    let witness_out =
+                        self.witness_slot() == Some(i) && matches!(e, FenceEvent::SelfFence { .. });
                     self.events.push((self.now, i, restarts, e));
+                    if witness_out {
+                        // A witness dropped from the view starts again as a new
+                        // incarnation, which joins like a rebooted node.
+                        self.log(format!("n{i} witness starts again"));
+                        self.reincarnate(i);
+                    }
                     if left && self.slots[i].stopping.is_some() {
                         self.end_process(i, "vigil stop: left the cluster");
                     }
@@ -960,10 +1029,10 @@ impl World {
                 Output::Llt(e) => {
                     let up = match &e {
                         vigil::node::LltEvent::PeerUp { peer, incarnation } => {
-                            Some((peer.index(), *incarnation))
+                            Some((self.slot_of(*peer), *incarnation))
                         }
                         vigil::node::LltEvent::PeerRestarted { peer, new, .. } => {
-                            Some((peer.index(), *new))
+                            Some((self.slot_of(*peer), *new))
                         }
                         _ => None,
                     };
@@ -1000,22 +1069,28 @@ impl World {
                 Output::Health(h) => self.log(format!("n{i} {h:?}")),
                 Output::Rejoin { stall } => {
                     self.log(format!("n{i} rejoins after a stall of {stall:?}"));
-                    let now = self.now;
-                    let s = &mut self.slots[i];
-                    self.checker
-                        .process_ended(now, i, incarnation(i, s.restarts));
-                    s.restarts += 1;
-                    s.taught.clear();
-                    let local = s.local(now);
-                    let inc = incarnation(i, s.restarts);
-                    if let Some(node) = s.node.as_mut() {
-                        node.rejoin(local, inc, i as u64 + s.restarts);
-                    }
-                    self.checker.process_started(now, i, inc);
+                    self.reincarnate(i);
                     // Its outputs are drained on the next round.
                 }
             }
         }
+    }
+
+    /// Node `i`'s process starts again in place as a new incarnation, state file
+    /// kept (a rejoin after a stall; a witness dropped from the view).
+    fn reincarnate(&mut self, i: usize) {
+        let now = self.now;
+        let s = &mut self.slots[i];
+        self.checker
+            .process_ended(now, i, incarnation(i, s.restarts));
+        s.restarts += 1;
+        s.taught.clear();
+        let local = s.local(now);
+        let inc = incarnation(i, s.restarts);
+        if let Some(node) = s.node.as_mut() {
+            node.rejoin(local, inc, i as u64 + s.restarts);
+        }
+        self.checker.process_started(now, i, inc);
     }
 
     fn check(&mut self) {
@@ -1068,7 +1143,7 @@ impl World {
                 same = 0;
                 last = self.now;
             }
-            for i in 0..self.n as usize {
+            for i in 0..self.slots.len() {
                 self.drain(i);
             }
             self.check();
@@ -1125,13 +1200,13 @@ impl World {
                 ));
             }
             // `vigil stop` gives up waiting for the leave.
-            for i in 0..self.n as usize {
+            for i in 0..self.slots.len() {
                 if self.slots[i].stopping.is_some_and(|t| now >= t) {
                     self.end_process(i, "vigil stop: no confirmation of the leave");
                 }
             }
             // Thaw: everything missed at once, then the timers.
-            for i in 0..self.n as usize {
+            for i in 0..self.slots.len() {
                 if self.slots[i].frozen_until.is_some_and(|t| now >= t) {
                     self.slots[i].frozen_until = None;
                     self.log(format!("n{i} thaws"));
@@ -1221,7 +1296,7 @@ impl World {
                 self.hand(to, local, &f);
                 self.drain(to);
             }
-            for i in 0..self.n as usize {
+            for i in 0..self.slots.len() {
                 let s = &self.slots[i];
                 if s.frozen_until.is_some_and(|t| now < t) {
                     continue;

@@ -23,6 +23,13 @@ pub(super) struct SeedState {
 }
 
 impl Fence {
+    /// Whether a seeded peer `id` is a running cluster this node may ask to join:
+    /// any node, but not the witness (a seeded witness alone is no cluster; the
+    /// witness itself asks every seeded node).
+    pub(super) fn may_join(&self, id: NodeId) -> bool {
+        !(self.cfg.witness && !self.is_witness() && id == crate::WITNESS_ID)
+    }
+
     pub(super) fn unseeded_step(&mut self, now: Instant) {
         // Cleared before asking to join too: a retry due while a running cluster is
         // reachable would otherwise stay due, and the node ask to run at once for
@@ -31,13 +38,10 @@ impl Fence {
             self.seeding.seed_retry = None;
         }
         let up = self.up_set();
-        // A seeded witness is no running cluster to join: only nodes are (the
-        // witness itself asks every seeded node).
-        let witness = self.cfg.witness && !self.is_witness();
         let seeded: Vec<NodeId> = self
             .peers
             .iter()
-            .filter(|(id, i)| i.up && i.generation.0 > 0 && !(witness && **id == crate::WITNESS_ID))
+            .filter(|(id, i)| i.up && i.generation.0 > 0 && self.may_join(**id))
             .map(|(id, _)| *id)
             .collect();
         if !seeded.is_empty() {

@@ -96,7 +96,10 @@ impl Fence {
             t.leave_retransmit = self.last_leave.map(|at| at + hb);
         }
         if self.installed.is_none() {
-            let seeded_peer = self.peers.values().any(|i| i.up && i.generation.0 > 0);
+            let seeded_peer = self
+                .peers
+                .iter()
+                .any(|(id, i)| i.up && i.generation.0 > 0 && self.may_join(*id));
             if seeded_peer {
                 t.join_retry = Some(self.seeding.last_join.map_or(self.now, |at| at + hb));
             }
@@ -111,6 +114,13 @@ impl Fence {
                     }
                 }
             }
+        }
+        if self.is_witness() {
+            // The witness's step only answers and asks to join (see `Fence::step`).
+            return Timers {
+                join_retry: t.join_retry,
+                ..Timers::default()
+            };
         }
         t
     }
