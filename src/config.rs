@@ -545,7 +545,7 @@ pub struct NodeConfig {
     /// `socket`: the control socket's path. Optional; default
     /// `{cluster.run_dir}/{name}.sock` (see [`ClusterConfig::socket_path`]).
     pub socket: Option<PathBuf>,
-    /// `weight`: the node's votes in the quorum rule, `0..=255`, default 1. A side
+    /// `weight`: the node's votes in the quorum rule, `1..=255`, default 1. A side
     /// survives a partition with more than half of the view's votes (or exactly half
     /// and the lowest node ID), so a heavier node is preferred: with two nodes
     /// weighted 1 and 2, the heavier one survives a split. Every node's config must
@@ -627,7 +627,6 @@ impl ClusterConfig {
         for (i, node) in self.nodes.iter().enumerate() {
             keep(self.validate_node(i, node));
         }
-        keep(self.validate_weights());
         keep(self.validate_health());
         keep(self.validate_seed());
         errs
@@ -668,18 +667,6 @@ impl ClusterConfig {
     }
 
     /// The number of `[[nodes]]`.
-    /// The nodes' weights: some side must be able to hold votes.
-    fn validate_weights(&self) -> Result<(), ConfigError> {
-        if !self.nodes.is_empty() && self.nodes.iter().all(|n| n.weight == 0) {
-            return Err(ConfigError::new(
-                &self.source,
-                "nodes.weight",
-                "every node has weight 0: give at least one node a vote",
-            ));
-        }
-        Ok(())
-    }
-
     fn validate_node_count(&self) -> Result<(), ConfigError> {
         let err =
             |field: String, reason: String| Err(ConfigError::new(&self.source, field, reason));
@@ -1706,12 +1693,15 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
             let addr = node_link(l, entry).map_err(|why| err(field, why))?;
             addrs.push(addr);
         }
+        // No weight 0: the nodes of a view must always be able to seed again
+        // without the witness (which takes no part in seeding), and a group of
+        // every node of a view holds a quorum of it only when each node has a vote.
         let weight = match n.weight {
             None => 1,
-            Some(w) => u8::try_from(w).map_err(|_| {
+            Some(w) => u8::try_from(w).ok().filter(|w| *w > 0).ok_or_else(|| {
                 err(
                     format!("nodes[{i}].weight"),
-                    format!("must be 0..=255 (votes in the quorum rule), got {w}"),
+                    format!("must be 1..=255 (votes in the quorum rule), got {w}"),
                 )
             })?,
         };
@@ -2957,22 +2947,18 @@ links = { a = "127.0.0.1:5002" }
         refused(
             &nodes_text(3, None).replacen("id = 1\nname", "id = 1\nweight = 256\nname", 1),
             "nodes[1].weight",
-            "must be 0..=255",
+            "must be 1..=255",
         );
         refused(
             &nodes_text(3, None).replacen("id = 2\nname", "id = 2\nweight = -1\nname", 1),
             "nodes[2].weight",
             "got -1",
         );
-        let mut zero = nodes_text(3, None);
-        for i in 0..3 {
-            zero = zero.replacen(
-                &format!("id = {i}\nname"),
-                &format!("id = {i}\nweight = 0\nname"),
-                1,
-            );
-        }
-        refused(&zero, "nodes.weight", "every node has weight 0");
+        refused(
+            &nodes_text(3, None).replacen("id = 0\nname", "id = 0\nweight = 0\nname", 1),
+            "nodes[0].weight",
+            "must be 1..=255",
+        );
     }
 
     #[test]

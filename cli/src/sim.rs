@@ -91,6 +91,11 @@ struct RandomArgs {
     /// faults by default; the others also operator actions and store failures.
     #[arg(long, value_name = "PROFILE", default_value = "legacy", value_parser = parse_profile)]
     profile: Profile,
+    /// Run every drill with a witness (`vigil witness`, node ID 63) that crashes,
+    /// restarts and is cut from some nodes, and with each node's weight drawn
+    /// (1 to 3). The sabotage, if any, applies to the witness too.
+    #[arg(long)]
+    witness: bool,
 }
 
 impl RandomArgs {
@@ -105,6 +110,7 @@ impl RandomArgs {
     fn options(&self) -> Options {
         Options {
             profile: self.profile,
+            witness: self.witness,
             ..options(self.sabotage)
         }
     }
@@ -121,6 +127,9 @@ impl RandomArgs {
         }
         if let Some(s) = self.sabotage {
             c.push_str(&format!(" --sabotage {}", s.name()));
+        }
+        if self.witness {
+            c.push_str(" --witness");
         }
         c
     }
@@ -194,6 +203,8 @@ enum SabotageArg {
     /// Every node's llt accepts frames that do not echo its current incarnation (the
     /// freshness check off): recorded frames replayed at a restarted node count.
     StaleFrames,
+    /// The witness votes for every proposal of a generation (with `--witness`).
+    WitnessVotesTwice,
 }
 
 impl SabotageArg {
@@ -205,6 +216,7 @@ impl SabotageArg {
             SabotageArg::LowestPrimary => "lowest-primary",
             SabotageArg::SeedWithoutViews => "seed-without-views",
             SabotageArg::StaleFrames => "stale-frames",
+            SabotageArg::WitnessVotesTwice => "witness-votes-twice",
         }
     }
 
@@ -217,6 +229,7 @@ impl SabotageArg {
             SabotageArg::LowestPrimary => Some(Sabotage::LowestPrimary),
             SabotageArg::SeedWithoutViews => Some(Sabotage::SeedWithoutViews),
             SabotageArg::StaleFrames => None,
+            SabotageArg::WitnessVotesTwice => Some(Sabotage::WitnessVotesTwice),
         }
     }
 }

@@ -53,6 +53,10 @@ pub struct Options {
     /// Keep the trace's tail in [`Outcome::trace`] even when the run passes (for
     /// `vigil sim replay --trace`).
     pub keep_trace: bool,
+    /// Random drills run with a witness (slot `n`, node ID 63) that faults of its
+    /// own crash, restart and cut from some nodes, and draw every node's weight
+    /// (1 to 3). The sabotage, if any, applies to the witness too.
+    pub witness: bool,
 }
 
 fn ms(v: u64) -> Duration {
@@ -837,16 +841,83 @@ fn warm_up(w: &mut World, sc: &Scenario) {
     w.run_until(start + ms(sc.warmup_ms));
 }
 
+/// The slots of a drill's world: its nodes, and its witness when it has one.
+fn slots(w: &World, sc: &Scenario) -> usize {
+    usize::from(sc.nodes) + usize::from(w.witness_slot().is_some())
+}
+
+/// A random drill with a witness: every node's weight drawn (1 to 3),
+/// and faults of the witness's own among the drill's (it crashes and restarts, or
+/// is cut from some nodes), from their own random stream so that the nodes'
+/// faults stay those of the drill without a witness.
+fn witness_drill(seed: u64, sc: &mut Scenario, cfg: &mut SimConfig) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x3177_e55a_3177_e55a);
+    let n = sc.nodes;
+    for node in cfg.cluster.nodes.iter_mut() {
+        node.weight = rng.gen_range(1..=3);
+    }
+    // Before the repair (the last `Heal`; one is added if the drill has none), so
+    // that the repair phase starts from a healed network.
+    let heal = sc
+        .steps
+        .iter()
+        .filter(|s| s.fault == Fault::Heal)
+        .map(|s| s.at_ms)
+        .max();
+    let end = match heal {
+        Some(at) => at.max(2),
+        None => {
+            let at = sc.steps.iter().map(|s| s.at_ms).max().unwrap_or(0) + 2;
+            sc.steps.push(Step {
+                at_ms: at,
+                fault: Fault::Heal,
+            });
+            at
+        }
+    };
+    let witness = n;
+    for _ in 0..rng.gen_range(0..=2) {
+        let at_ms = rng.gen_range(0..end - 1);
+        match rng.gen_range(0..3) {
+            0 => {
+                sc.steps.push(Step {
+                    at_ms,
+                    fault: Fault::Crash { node: witness },
+                });
+                sc.steps.push(Step {
+                    at_ms: rng.gen_range(at_ms..end),
+                    fault: Fault::Restart { node: witness },
+                });
+            }
+            _ => {
+                for b in (0..n).filter(|_| rng.gen_bool(0.5)) {
+                    sc.steps.push(Step {
+                        at_ms,
+                        fault: Fault::Cut { a: witness, b },
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// Run a random drill: its faults; the availability figure at the end of the
 /// fault phase; then the repair phase with L1 checked: every node restarted where
 /// needed, and every node holding authority on one view of all within a bounded
 /// time.
 pub fn run_random(seed: u64, nodes: (u8, u8), kinds: &[FaultKind], opts: Options) -> Outcome {
-    let (sc, cfg) = match random_drill(seed, nodes, kinds, opts.profile) {
+    let (mut sc, mut cfg) = match random_drill(seed, nodes, kinds, opts.profile) {
         Ok(d) => d,
         Err(e) => return refused(format!("random-{seed}"), e),
     };
-    let mut w = World::from_config(&cfg, sc.rng_seed, opts.sabotage);
+    let mut w = if opts.witness {
+        witness_drill(seed, &mut sc, &mut cfg);
+        let mut w = World::with_witness(&cfg, sc.rng_seed, opts.sabotage, opts.sabotage);
+        w.start(usize::from(sc.nodes));
+        w
+    } else {
+        World::from_config(&cfg, sc.rng_seed, opts.sabotage)
+    };
     let timers = w.timers;
     w.probe_action = sc.probe_on_failure;
     w.stall_action = sc.stall_action;
@@ -867,7 +938,7 @@ pub fn run_random(seed: u64, nodes: (u8, u8), kinds: &[FaultKind], opts: Options
     w.play_split(&sc, repair, |w| availability = w.availability());
     let cutoff = repair.map(|at| fault_at + ms(at));
     if w.violation().is_none() {
-        for i in 0..sc.nodes as usize {
+        for i in 0..slots(&w, &sc) {
             if !w.running(i) {
                 w.apply(&Fault::Restart { node: i as u8 });
             }
@@ -877,14 +948,17 @@ pub fn run_random(seed: u64, nodes: (u8, u8), kinds: &[FaultKind], opts: Options
         // (where a race, a lease or a slow link's join outweighs detection).
         let bound = (timers.peer_inactive * 40).max(ms(3200).mul_f64(cfg.scale()));
         let t0 = w.now();
-        let all: Vec<u8> = (0..sc.nodes).collect();
+        let mut all: Vec<u8> = (0..sc.nodes).collect();
+        if w.witness_slot().is_some() {
+            all.push(vigil_fence::WITNESS_ID.0);
+        }
         loop {
             w.run_for(timers.heartbeat * 5);
             if w.violation().is_some() {
                 break;
             }
             // A node that fenced late (a long stall ending) is restarted too.
-            for i in 0..sc.nodes as usize {
+            for i in 0..slots(&w, &sc) {
                 if !w.running(i) {
                     w.apply(&Fault::Restart { node: i as u8 });
                 }

@@ -171,3 +171,33 @@ fn a_witness_that_votes_twice_is_caught_by_the_checker() {
         "the sabotage is caught on every profile"
     );
 }
+
+#[test]
+fn random_drills_with_a_witness_and_weights_hold_every_property() {
+    use vigil_sim::{run_random, FaultKind, Options};
+    let opts = Options {
+        witness: true,
+        ..Options::default()
+    };
+    for seed in 0..150 {
+        let out = run_random(seed, (2, 5), &FaultKind::LEGACY, opts.clone());
+        assert!(out.violation.is_none(), "seed {seed}: {:?}", out.violation);
+    }
+}
+
+#[test]
+fn a_sweep_finds_a_witness_that_votes_twice() {
+    use vigil_sim::{run_random, FaultKind, Options};
+    let opts = Options {
+        witness: true,
+        sabotage: Some(Sabotage::WitnessVotesTwice),
+        ..Options::default()
+    };
+    let found = (0..200u64).find_map(|seed| {
+        run_random(seed, (2, 5), &FaultKind::LEGACY, opts.clone())
+            .violation
+            .filter(|v| v.property.starts_with('S'))
+            .map(|v| (seed, v.property))
+    });
+    assert!(found.is_some(), "200 drills and the double vote went unseen");
+}

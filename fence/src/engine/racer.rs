@@ -128,7 +128,13 @@ impl Fence {
                 });
             }
         }
-        self.clique(&candidates, v.node_set())
+        let chosen = self.clique(&candidates, v.node_set());
+        if self.cfg.witness && chosen.iter().all(|m| m.id == crate::WITNESS_ID) {
+            // A view of the witness alone is no cluster (the last node leaving):
+            // no view is proposed, as when nobody is left.
+            return Vec::new();
+        }
+        chosen
     }
 
     pub(super) fn member_step(&mut self, now: Instant) {

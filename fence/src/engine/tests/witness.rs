@@ -221,3 +221,31 @@ fn a_witness_that_votes_twice_lets_both_sides_decide_a_generation() {
     assert_eq!(g3, vec![set(&[0, W]), set(&[1, W])], "generation 3 twice");
     assert!(holds(&net, 0) && holds(&net, 1), "two authorities");
 }
+
+#[test]
+fn the_last_node_leaving_never_leaves_a_view_of_the_witness_alone() {
+    // Found by the witness sweep (seed 200, 2..5 nodes): node 0, alone with the
+    // witness in {0, W}, left and decided {W}, which no group of nodes could ever
+    // hold a quorum of again, so the cluster could not seed.
+    let mut net = joined();
+    net.dead.insert(1);
+    let until = net.now + RACE * 2 + LEASE * 2;
+    net.run_until(until);
+    assert_eq!(
+        net.node(0).installed().map(|v| v.node_set()),
+        Some(set(&[0, W]))
+    );
+    let now = net.now;
+    let k = net.ids.iter().position(|i| *i == 0).expect("node 0");
+    net.nodes[k].leave(now);
+    let until = net.now + RACE * 2;
+    net.run_until(until);
+    for id in [0, W] {
+        assert!(
+            net.node(id)
+                .installed()
+                .is_none_or(|v| v.node_set() != set(&[W])),
+            "{id} installed a view of the witness alone"
+        );
+    }
+}
