@@ -199,5 +199,8 @@ fn a_sweep_finds_a_witness_that_votes_twice() {
             .filter(|v| v.property.starts_with('S'))
             .map(|v| (seed, v.property))
     });
-    assert!(found.is_some(), "200 drills and the double vote went unseen");
+    assert!(
+        found.is_some(),
+        "200 drills and the double vote went unseen"
+    );
 }
