@@ -180,7 +180,7 @@ fn random_drills_with_a_witness_and_weights_hold_every_property() {
         ..Options::default()
     };
     for seed in 0..150 {
-        let out = run_random(seed, (2, 5), &FaultKind::LEGACY, opts.clone());
+        let out = run_random(seed, (2, 5), &FaultKind::LEGACY, opts);
         assert!(out.violation.is_none(), "seed {seed}: {:?}", out.violation);
     }
 }
@@ -194,7 +194,7 @@ fn a_sweep_finds_a_witness_that_votes_twice() {
         ..Options::default()
     };
     let found = (0..200u64).find_map(|seed| {
-        run_random(seed, (2, 5), &FaultKind::LEGACY, opts.clone())
+        run_random(seed, (2, 5), &FaultKind::LEGACY, opts)
             .violation
             .filter(|v| v.property.starts_with('S'))
             .map(|v| (seed, v.property))
