@@ -1266,7 +1266,7 @@ impl ClusterConfig {
                 (b, a)
             };
             w.push(format!(
-                "{}: nodes: a two-node cluster without a witness: when {} (ID {}) crashes, {} (ID {}) cannot tell the crash from a partition and fences itself too, so the whole cluster goes down with it; a partition keeps only {}. Add a witness on a third machine (`vigil witness`) to survive either node",
+                "{}: nodes: a two-node cluster without a witness: when {} (ID {}) crashes, {} (ID {}) cannot tell the crash from a partition and fences itself too, so the whole cluster goes down with it; a partition keeps only {}. Surviving either node's crash needs a third vote on another machine: a witness (`vigil witness`, not yet in this release; the engine and simulator support it)",
                 self.source.display(),
                 survivor.name,
                 survivor.id,
