@@ -527,6 +527,12 @@ impl Fence {
         self.cfg.witness && self.me == crate::WITNESS_ID
     }
 
+    /// Whether `id` is this cluster's witness (seen from anywhere, the witness's
+    /// own core included).
+    fn is_witness_id(&self, id: NodeId) -> bool {
+        self.cfg.witness && id == crate::WITNESS_ID
+    }
+
     /// `set` without the witness: the nodes, whose reachability a view change is
     /// about (the witness needs to reach only the racer).
     fn nodes_of(&self, set: NodeSet) -> NodeSet {

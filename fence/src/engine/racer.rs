@@ -129,7 +129,7 @@ impl Fence {
             }
         }
         let chosen = self.clique(&candidates, v.node_set());
-        if self.cfg.witness && chosen.iter().all(|m| m.id == crate::WITNESS_ID) {
+        if chosen.iter().all(|m| self.is_witness_id(m.id)) {
             // A view of the witness alone is no cluster (the last node leaving):
             // no view is proposed, as when nobody is left.
             return Vec::new();

@@ -193,10 +193,10 @@ impl Fence {
                 continue;
             }
             // The witness needs to reach us (the racer) only.
-            let star = |x: NodeId| self.cfg.witness && x == crate::WITNESS_ID;
-            let ok = star(c.id)
+            let ok = self.is_witness_id(c.id)
                 || chosen.iter().all(|o| {
-                    star(o.id) || (reach(c.id).contains(o.id) && reach(o.id).contains(c.id))
+                    self.is_witness_id(o.id)
+                        || (reach(c.id).contains(o.id) && reach(o.id).contains(c.id))
                 });
             if ok {
                 chosen.push(c);

@@ -27,7 +27,7 @@ impl Fence {
     /// any node, but not the witness (a seeded witness alone is no cluster; the
     /// witness itself asks every seeded node).
     pub(super) fn may_join(&self, id: NodeId) -> bool {
-        !(self.cfg.witness && !self.is_witness() && id == crate::WITNESS_ID)
+        !self.is_witness_id(id) || self.is_witness()
     }
 
     pub(super) fn unseeded_step(&mut self, now: Instant) {

@@ -223,12 +223,7 @@ impl Net {
 
     /// The core of `id`.
     pub(super) fn node(&self, id: u8) -> &Fence {
-        let k = self
-            .ids
-            .iter()
-            .position(|i| *i == id)
-            .expect("a node of the net");
-        &self.nodes[k]
+        &self.nodes[self.index(n(id)).expect("a node of the net")]
     }
 
     fn index(&self, id: NodeId) -> Option<usize> {

@@ -18,7 +18,7 @@ fn joined() -> Net {
     for id in [0, 1, W] {
         assert_eq!(
             net.node(id).installed(),
-            Some(&view_with(2, &[0, 1, W])),
+            Some(&view(2, &[0, 1, W])),
             "node {id} installed the view with the witness"
         );
     }
@@ -29,12 +29,6 @@ fn joined() -> Net {
         );
     }
     net
-}
-
-/// The view of `ids` at `g` as the harness's cluster builds it (primary 0 when a
-/// member, else the lowest).
-fn view_with(g: u64, ids: &[u8]) -> View {
-    view(g, ids)
 }
 
 fn fenced(net: &Net, id: u8) -> Option<FenceReason> {
@@ -208,7 +202,7 @@ fn a_witness_that_votes_twice_lets_both_sides_decide_a_generation() {
     c.sabotage = Some(crate::Sabotage::WitnessVotesTwice);
     net.nodes[k] = Fence::new(c, n(W), inc(W), ms(0), Durable::default());
     net.run_until(ms(3000));
-    assert_eq!(net.node(0).installed(), Some(&view_with(2, &[0, 1, W])));
+    assert_eq!(net.node(0).installed(), Some(&view(2, &[0, 1, W])));
     net.cut(0, 1);
     let until = net.now + RACE * 3 + LEASE * 2;
     net.run_until(until);
