@@ -1206,6 +1206,7 @@ impl ClusterConfig {
             keys: self.frame_keys(),
             sabotage_stale_frames: false,
             listen_window: interval.saturating_mul(3),
+            witness: None,
         }
     }
 

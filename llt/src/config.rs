@@ -1,6 +1,6 @@
 //! What the llt core needs to know, already validated by the root crate's config loader.
 
-use crate::types::{ClusterId, NodeId};
+use crate::types::{ClusterId, LinkId, NodeId};
 use crate::wire::FrameKey;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -25,6 +25,25 @@ pub struct LinkSpec {
     /// starting with a node ID already in use hears the live owner of that ID.
     #[serde(default)]
     pub broadcast: bool,
+}
+
+/// The link that joins the nodes of a cluster to its witness, and what differs on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessLink {
+    /// The witness's node ID (vigil uses 63); must be in `LltConfig::nodes`.
+    pub id: NodeId,
+    /// The link that carries the frames between the witness and the nodes, and no others.
+    pub link: LinkId,
+    /// The keys of the frames on that link (sent with the first, accepted under any);
+    /// the cluster's `keys` are never used on it, and these never on other links.
+    /// Empty: frames on the witness link carry no MAC (an insecure cluster).
+    pub keys: Vec<FrameKey>,
+    /// Heartbeat interval on the witness link.
+    pub heartbeat: Duration,
+    /// Silence on the witness link before it is TROUBLE.
+    pub peer_trouble: Duration,
+    /// Silence on the witness link before it is DOWN.
+    pub peer_inactive: Duration,
 }
 
 /// The llt core's configuration.
@@ -59,6 +78,10 @@ pub struct LltConfig {
     /// checker can be shown to catch a replay.
     #[serde(default)]
     pub sabotage_stale_frames: bool,
+    /// The cluster's witness, if it has one: a peer reached over one link of its own
+    /// (and that link reaching no other peer), with its own keys and timers.
+    #[serde(default)]
+    pub witness: Option<WitnessLink>,
 }
 
 impl LltConfig {
@@ -77,6 +100,7 @@ impl LltConfig {
             keys: Vec::new(),
             listen_window: Duration::from_millis(300),
             sabotage_stale_frames: false,
+            witness: None,
         }
     }
 }

@@ -230,6 +230,10 @@ struct Peer {
     jeopardy: bool,
     generation: Generation,
     links: Vec<PeerLink>,
+    /// The links that carry frames between this node and the peer, bit `i` for link
+    /// `i`: every link; with a witness, the witness link alone between the witness
+    /// and a node, and every other link between two nodes.
+    carried: LinkMask,
     data_seen: ReplayWindow,
     /// Our frames to this peer carry lease confirmations.
     confirm: bool,
@@ -274,12 +278,21 @@ pub struct PeerSummary {
 pub struct PeerLinkStatus {
     pub link: LinkId,
     pub name: String,
+    /// The link carries frames between this node and the peer (false: a link that
+    /// never does, as a cluster's other links for its witness).
+    #[serde(default = "carried_by_default")]
+    pub carried: bool,
     pub state: LinkState,
     pub last_heard: Option<Instant>,
     pub rtt_us: Option<u64>,
     pub srtt_us: Option<u64>,
     pub addr: Option<LinkAddr>,
     pub stats: PeerLinkStats,
+}
+
+/// Status written before links could be limited to some peers: every link carried.
+fn carried_by_default() -> bool {
+    true
 }
 
 /// Snapshot of one peer.
@@ -362,6 +375,70 @@ pub struct Llt {
     print: u64,
     /// The peer the frame being handled came from, to tally afterwards.
     touched: Option<NodeId>,
+    /// The links heartbeats are scheduled on: those that carry some peer, or that
+    /// carry this node's own ID (its broadcasts, for a twin to hear).
+    active: LinkMask,
+    /// The links that beat at the fast rate and carry data at all times: the
+    /// high-priority links and the witness link.
+    high: LinkMask,
+}
+
+/// A set of links, bit `i` for link `i`.
+type LinkMask = u8;
+const _: () = assert!(MAX_LINKS <= LinkMask::BITS as usize);
+
+fn bit(li: usize) -> LinkMask {
+    1 << li
+}
+
+/// Whether link `li` carries the frames between nodes `a` and `b`: with a witness,
+/// its link carries exactly the frames to and from the witness; without, every
+/// link carries every frame.
+fn link_carries(cfg: &LltConfig, li: usize, a: NodeId, b: NodeId) -> bool {
+    li < cfg.links.len()
+        && cfg
+            .witness
+            .as_ref()
+            .is_none_or(|w| (li == w.link.index()) == (a == w.id || b == w.id))
+}
+
+/// The key ring of the frames on link `li`.
+fn ring(cfg: &LltConfig, li: usize) -> &[FrameKey] {
+    match &cfg.witness {
+        Some(w) if w.link.index() == li => &w.keys,
+        _ => &cfg.keys,
+    }
+}
+
+/// The heartbeat interval and the TROUBLE and DOWN silences on link `li`.
+#[derive(Clone, Copy)]
+struct Timers {
+    heartbeat: Duration,
+    trouble: Duration,
+    inactive: Duration,
+}
+
+fn timers(cfg: &LltConfig, li: usize) -> Timers {
+    match &cfg.witness {
+        Some(w) if w.link.index() == li => Timers {
+            heartbeat: w.heartbeat,
+            trouble: w.peer_trouble,
+            inactive: w.peer_inactive,
+        },
+        _ => Timers {
+            heartbeat: cfg.heartbeat,
+            trouble: cfg.peer_trouble,
+            inactive: cfg.peer_inactive,
+        },
+    }
+}
+
+/// The links of `links` (a peer's) in `mask`, with their indices.
+fn links_in(links: &[PeerLink], mask: LinkMask) -> impl Iterator<Item = (usize, &PeerLink)> {
+    links
+        .iter()
+        .enumerate()
+        .filter(move |(i, _)| mask & bit(*i) != 0)
 }
 
 /// How many heartbeat gaps the pacing statistics keep.
@@ -465,17 +542,20 @@ fn peer_deadline(cfg: &LltConfig, p: &Peer) -> Option<Instant> {
     let mut next: Option<Instant> = None;
     let mut take = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
     if let (false, Some(since)) = (p.jeopardy, p.up_since) {
-        let alive = p.links.iter().filter(|l| l.state.is_alive()).count();
-        if alive == 1 && p.links.len() >= 2 {
+        let alive = links_in(&p.links, p.carried)
+            .filter(|(_, l)| l.state.is_alive())
+            .count();
+        if alive == 1 && p.carried.count_ones() >= 2 {
             take(since + cfg.peer_inactive);
         }
     }
-    for pl in &p.links {
+    for (li, pl) in links_in(&p.links, p.carried) {
         let Some(last) = pl.last_heard else { continue };
         let last = last + pl.excused;
+        let t = timers(cfg, li);
         match pl.state {
-            LinkState::Up => take(last + cfg.peer_trouble),
-            LinkState::Trouble => take(last + cfg.peer_inactive),
+            LinkState::Up => take(last + t.trouble),
+            LinkState::Trouble => take(last + t.inactive),
             LinkState::Down => {}
         }
     }
@@ -518,7 +598,49 @@ impl Llt {
         if incarnation.0 == 0 {
             return Err(ConfigError("incarnation 0 is reserved".into()));
         }
-        let peers = cfg
+        if let Some(w) = &cfg.witness {
+            if w.link.index() >= cfg.links.len() {
+                return Err(ConfigError(format!(
+                    "the witness link {} is not one of the {} links",
+                    w.link,
+                    cfg.links.len()
+                )));
+            }
+            if !cfg.nodes.contains(&w.id) {
+                return Err(ConfigError(format!(
+                    "the witness {} is not in the configuration",
+                    w.id
+                )));
+            }
+            if cfg.links.len() < 2 {
+                return Err(ConfigError(
+                    "a cluster with a witness needs a link besides the witness link".into(),
+                ));
+            }
+            if w.heartbeat.is_zero()
+                || w.peer_trouble <= w.heartbeat
+                || w.peer_inactive <= w.peer_trouble
+            {
+                return Err(ConfigError(
+                    "witness timers must satisfy 0 < heartbeat < peer_trouble < peer_inactive"
+                        .into(),
+                ));
+            }
+        }
+        let carried = |peer: NodeId| -> LinkMask {
+            (0..cfg.links.len())
+                .filter(|li| link_carries(&cfg, *li, me, peer))
+                .fold(0, |m, li| m | bit(li))
+        };
+        let high = (0..cfg.links.len())
+            .filter(|li| {
+                cfg.links[*li].priority == LinkPriority::High
+                    || cfg.witness.as_ref().is_some_and(|w| w.link.index() == *li)
+            })
+            .fold(0, |m, li| m | bit(li));
+        // Our own ID: the links our broadcasts (for a twin) go on.
+        let mut active = carried(me);
+        let peers: BTreeMap<NodeId, Peer> = cfg
             .nodes
             .iter()
             .filter(|n| **n != me)
@@ -531,6 +653,7 @@ impl Llt {
                     jeopardy: false,
                     generation: Generation::default(),
                     links: cfg.links.iter().map(|_| PeerLink::new()).collect(),
+                    carried: carried(*n),
                     data_seen: ReplayWindow::default(),
                     confirm: false,
                     confirmed: None,
@@ -539,6 +662,9 @@ impl Llt {
                 (*n, peer)
             })
             .collect();
+        for p in peers.values() {
+            active |= p.carried;
+        }
         let links = cfg
             .links
             .iter()
@@ -574,13 +700,17 @@ impl Llt {
             deadlines: PeerDeadlines::default(),
             print: 0,
             touched: None,
+            active,
+            high,
         };
         llt.tally_all();
-        llt.gaps.link = llt
-            .cfg
-            .links
-            .iter()
-            .position(|l| l.priority == LinkPriority::High);
+        // The first high-priority link that beats at the cluster's pace: never the
+        // witness link, nor one that carries nothing (a witness's other links).
+        llt.gaps.link = (0..llt.cfg.links.len()).find(|li| {
+            llt.cfg.links[*li].priority == LinkPriority::High
+                && !llt.is_witness_link(*li)
+                && llt.active & bit(*li) != 0
+        });
         if llt.phase == Phase::Running {
             llt.push(Output::Event(Event::Started));
         }
@@ -628,6 +758,28 @@ impl Llt {
     /// which a keyed cluster never does; the caller checks.
     pub fn set_keys(&mut self, keys: Vec<FrameKey>) {
         self.cfg.keys = keys;
+    }
+
+    /// Replace the witness link's key ring, as [`Llt::set_keys`] does the cluster's.
+    /// Does nothing in a cluster without a witness.
+    pub fn set_witness_keys(&mut self, keys: Vec<FrameKey>) {
+        if let Some(w) = &mut self.cfg.witness {
+            w.keys = keys;
+        }
+    }
+
+    /// Whether `link` carries the frames between this node and `peer`: every link
+    /// does, except that with a witness its link carries only the frames to and from
+    /// the witness, and the other links only the frames between nodes.
+    pub fn carries(&self, link: LinkId, peer: NodeId) -> bool {
+        link_carries(&self.cfg, link.index(), self.me, peer)
+    }
+
+    fn is_witness_link(&self, li: usize) -> bool {
+        self.cfg
+            .witness
+            .as_ref()
+            .is_some_and(|w| w.link.index() == li)
     }
 
     /// Past the listening window and not refused or silenced: the node may speak.
@@ -732,14 +884,16 @@ impl Llt {
             Phase::Refused | Phase::Silent => return None,
             Phase::Listening { until } => take(until),
             Phase::Running => {
-                for (l, spec) in self.links.iter().zip(&self.cfg.links) {
-                    match spec.priority {
-                        LinkPriority::High => take(l.next_heartbeat),
-                        LinkPriority::Low => {
-                            take(l.next_round);
-                            if self.promoted {
-                                take(l.next_heartbeat);
-                            }
+                for (li, l) in self.links.iter().enumerate() {
+                    if self.active & bit(li) == 0 {
+                        continue;
+                    }
+                    if self.high & bit(li) != 0 {
+                        take(l.next_heartbeat);
+                    } else {
+                        take(l.next_round);
+                        if self.promoted {
+                            take(l.next_heartbeat);
                         }
                     }
                 }
@@ -795,14 +949,23 @@ impl Llt {
         if self.phase != Phase::Running {
             return;
         }
-        self.promoted = self.peers.values().any(|p| !self.has_high_up(p));
+        // Promoted for a peer a low-priority link carries and no UP high-priority
+        // link reaches (a witness, reached over its link alone, promotes nothing).
+        self.promoted = self
+            .peers
+            .values()
+            .any(|p| p.carried & !self.high != 0 && !self.has_high_up(p));
         for li in 0..self.links.len() {
-            let low = self.cfg.links[li].priority == LinkPriority::Low;
-            // A high-priority link beats to every peer every `heartbeat`. A
-            // low-priority one goes in rounds every `heartbeat_lowpri` to the peers
-            // an UP high-priority link reaches, and beats every `heartbeat` to the
-            // others (it is promoted for them, so their leases and failure
-            // detection keep the high-priority pace).
+            if self.active & bit(li) == 0 {
+                continue;
+            }
+            let low = self.high & bit(li) == 0;
+            // A high-priority link beats to every peer it carries every `heartbeat`
+            // (the witness link every witness `heartbeat`). A low-priority one goes
+            // in rounds every `heartbeat_lowpri` to the peers an UP high-priority
+            // link reaches, and beats every `heartbeat` to the others (it is
+            // promoted for them, so their leases and failure detection keep the
+            // high-priority pace).
             let round = if low {
                 now >= self.links[li].next_round
             } else {
@@ -816,7 +979,9 @@ impl Llt {
                 .peers
                 .iter()
                 .filter(|(_, p)| {
-                    if !low {
+                    if p.carried & bit(li) == 0 {
+                        false
+                    } else if !low {
                         true
                     } else if self.has_high_up(p) {
                         round
@@ -843,7 +1008,7 @@ impl Llt {
             let (due, interval) = if low {
                 (&mut link.next_round, self.cfg.heartbeat_lowpri)
             } else {
-                (&mut link.next_heartbeat, self.cfg.heartbeat)
+                (&mut link.next_heartbeat, timers(&self.cfg, li).heartbeat)
             };
             while *due <= now {
                 *due += interval;
@@ -853,32 +1018,39 @@ impl Llt {
             if Some(li) == self.gaps.link {
                 self.gaps.round(now);
             }
-            if self.cfg.links[li].broadcast && rounds % 2 == 1 {
+            // Broadcasts go where this node's own ID is carried, where its twin
+            // would be: a witness's on the witness link, a node's on the others.
+            if self.cfg.links[li].broadcast
+                && rounds % 2 == 1
+                && link_carries(&self.cfg, li, self.me, self.me)
+            {
                 self.send_frame(now, LinkId(li as u8), None, Kind::Heartbeat, &[]);
             }
         }
     }
 
-    /// Whether one of `p`'s high-priority links is UP.
+    /// Whether one of the high-priority links that carry `p` (its witness link, for
+    /// the witness) is UP.
     fn has_high_up(&self, p: &Peer) -> bool {
-        self.cfg
-            .links
-            .iter()
-            .zip(&p.links)
-            .any(|(spec, pl)| spec.priority == LinkPriority::High && pl.state == LinkState::Up)
+        links_in(&p.links, p.carried & self.high).any(|(_, pl)| pl.state == LinkState::Up)
     }
 
     fn expire(&mut self, now: Instant) {
-        let trouble = self.cfg.peer_trouble;
-        let inactive = self.cfg.peer_inactive;
         let ids: Vec<NodeId> = self.peers.keys().copied().collect();
         for id in ids {
             let mut changes = Vec::new();
             if let Some(p) = self.peers.get_mut(&id) {
+                let carried = p.carried;
                 for (li, pl) in p.links.iter_mut().enumerate() {
+                    if carried & bit(li) == 0 {
+                        continue;
+                    }
                     let Some(last) = pl.last_heard else { continue };
                     let last = last + pl.excused;
                     let link = LinkId(li as u8);
+                    let Timers {
+                        trouble, inactive, ..
+                    } = timers(&self.cfg, li);
                     if pl.state.is_alive() && now >= last + inactive {
                         pl.state = LinkState::Down;
                         pl.run = 0;
@@ -901,21 +1073,23 @@ impl Llt {
 
     /// Recompute peer up/down and jeopardy after its links changed; emit the events.
     ///
-    /// Jeopardy is a peer up over exactly one of two or more links once the others
-    /// had their chance: another link has been UP before, or the peer has been up for
-    /// `peer_inactive`. Links coming up one after the other at start are no jeopardy.
+    /// Jeopardy is a peer up over exactly one of the two or more links that carry it
+    /// once the others had their chance: another link has been UP before, or the
+    /// peer has been up for `peer_inactive`. Links coming up one after the other at
+    /// start are no jeopardy. (A witness, carried by its link alone, never is.)
     fn update_peer(&mut self, id: NodeId, now: Instant) {
-        let nlinks = self.cfg.links.len();
         let grace = self.cfg.peer_inactive;
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
-        let alive: Vec<usize> = (0..nlinks)
-            .filter(|i| p.links[*i].state.is_alive())
+        let nlinks = p.carried.count_ones();
+        let alive: Vec<usize> = links_in(&p.links, p.carried)
+            .filter(|(_, l)| l.state.is_alive())
+            .map(|(i, _)| i)
             .collect();
         let up = !alive.is_empty();
         let others_had_their_chance = alive.len() == 1
-            && ((0..nlinks).any(|i| i != alive[0] && p.links[i].ever_up)
+            && (links_in(&p.links, p.carried).any(|(i, l)| i != alive[0] && l.ever_up)
                 || p.up_since.is_some_and(|t| now >= t + grace));
         let jeopardy = up && nlinks >= 2 && others_had_their_chance;
         let mut events = Vec::new();
@@ -995,11 +1169,13 @@ impl Llt {
         if h.cluster != self.cfg.cluster_id {
             return self.drop_frame(link, DropReason::WrongCluster);
         }
+        // The ring of the link the frame arrived on: the witness link has its own.
+        let keys = ring(&self.cfg, li);
         let authentic = match frame.key_id {
-            None => self.cfg.keys.is_empty(),
-            Some(id) => match self.cfg.keys.iter().find(|k| k.id == id) {
+            None => keys.is_empty(),
+            Some(id) => match keys.iter().find(|k| k.id == id) {
                 Some(key) => wire::verify(&frame, key),
-                None if self.cfg.keys.is_empty() => false,
+                None if keys.is_empty() => false,
                 None => return self.drop_frame(link, DropReason::UnknownKey),
             },
         };
@@ -1007,6 +1183,11 @@ impl Llt {
             return self.drop_frame(link, DropReason::Auth);
         }
         if h.link != link {
+            return self.drop_frame(link, DropReason::WrongLink);
+        }
+        // A link that does not carry the frames between the sender and us: the
+        // witness's frames on a node link, or a node's on the witness link.
+        if !link_carries(&self.cfg, li, self.me, h.src) {
             return self.drop_frame(link, DropReason::WrongLink);
         }
         if h.dst.is_some_and(|d| d != self.me) {
@@ -1138,10 +1319,11 @@ impl Llt {
             LinkState::Down => {
                 // Frames closer together than half a heartbeat (a broadcast and a
                 // unicast of the same round, a duplicate) count once.
-                let in_run = previous.is_some_and(|p| now < p + self.cfg.peer_trouble);
-                let spaced = pl.run_counted.is_none_or(|c| {
-                    now >= c + self.cfg.heartbeat.checked_div(2).unwrap_or_default()
-                });
+                let t = timers(&self.cfg, li);
+                let in_run = previous.is_some_and(|p| now < p + t.trouble);
+                let spaced = pl
+                    .run_counted
+                    .is_none_or(|c| now >= c + t.heartbeat.checked_div(2).unwrap_or_default());
                 if !in_run {
                     pl.run = 1;
                     pl.run_counted = Some(now);
@@ -1203,6 +1385,10 @@ impl Llt {
         payload: &[u8],
     ) {
         let li = link.index();
+        debug_assert!(
+            link_carries(&self.cfg, li, self.me, to.unwrap_or(self.me)),
+            "a frame on a link that does not carry it"
+        );
         let (echo, echo_incarnation, confirm) = match to {
             Some(id) => match self.peers.get(&id) {
                 Some(p) => (p.links[li].echo, p.heard, p.confirm),
@@ -1237,7 +1423,7 @@ impl Llt {
             echo_incarnation: echo_incarnation.unwrap_or(Incarnation(0)),
             confirm,
         };
-        let bytes = wire::encode(&header, payload, self.cfg.keys.first());
+        let bytes = wire::encode(&header, payload, ring(&self.cfg, li).first());
         l.stats.frames_out = l.stats.frames_out.saturating_add(1);
         l.stats.bytes_out = l.stats.bytes_out.saturating_add(bytes.len() as u64);
         match kind {
@@ -1260,21 +1446,22 @@ impl Llt {
         }));
     }
 
-    /// The links a port message to `peer` goes over: every live high-priority link, or,
-    /// when none is up, every live low-priority link.
+    /// The links a port message to `peer` goes over: every live high-priority link that
+    /// carries it, or, when none is up, every live low-priority one (to the witness:
+    /// its link).
     fn data_links(&self, peer: NodeId) -> Vec<LinkId> {
         let Some(p) = self.peers.get(&peer) else {
             return Vec::new();
         };
-        let alive = |prio: LinkPriority| -> Vec<LinkId> {
-            (0..self.cfg.links.len())
-                .filter(|i| self.cfg.links[*i].priority == prio && p.links[*i].state.is_alive())
-                .map(|i| LinkId(i as u8))
+        let alive = |mask: LinkMask| -> Vec<LinkId> {
+            links_in(&p.links, p.carried & mask)
+                .filter(|(_, l)| l.state.is_alive())
+                .map(|(i, _)| LinkId(i as u8))
                 .collect()
         };
-        let high = alive(LinkPriority::High);
+        let high = alive(self.high);
         if high.is_empty() {
-            alive(LinkPriority::Low)
+            alive(!self.high)
         } else {
             high
         }
@@ -1356,6 +1543,7 @@ impl Llt {
                     .map(|(i, pl)| PeerLinkStatus {
                         link: LinkId(i as u8),
                         name: self.cfg.links[i].name.clone(),
+                        carried: p.carried & bit(i) != 0,
                         state: pl.state,
                         last_heard: pl.last_heard,
                         rtt_us: pl.rtt.map(|d| d.as_micros() as u64),

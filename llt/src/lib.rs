@@ -2,6 +2,8 @@
 //!
 //! Every node heartbeats to every peer on every link; a peer is down only when all
 //! of its links are silent, and a peer left with exactly one link is in jeopardy.
+//! A cluster's witness ([`WitnessLink`]) is the exception: one link of its own, with
+//! its own keys and timers, carries every frame to and from it and no other.
 //!
 //! The core, [`Llt`], is a sans-IO state machine: it is handed `now` with every input,
 //! returns what to send and what happened as [`Output`] values, and says when it next
@@ -56,7 +58,7 @@ pub mod wire;
 #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
 pub mod driver;
 
-pub use crate::config::{LinkPriority, LinkSpec, LltConfig};
+pub use crate::config::{LinkPriority, LinkSpec, LltConfig, WitnessLink};
 pub use crate::core::{
     ConfigError, Deliver, Event, GapSummary, KeyRingStatus, LinkState, LinkStatus, Llt, Output,
     PeerLinkStatus, PeerStatus, PeerSummary, SendError, Status, Transmit, GAP_WINDOW,
