@@ -50,8 +50,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vigil_fence::{FenceConfig, StallAction, Weights};
-use vigil_llt::config::{LinkPriority, LinkSpec, LltConfig};
+use vigil_fence::{FenceConfig, StallAction, Weights, WITNESS_ID};
+use vigil_llt::config::{LinkPriority, LinkSpec, LltConfig, WitnessLink};
 use vigil_llt::types::{ClusterId, LinkId, NodeId, MAX_LINKS, MAX_NODE_ID};
 use vigil_llt::wire::FrameKey;
 use vigil_membership::NodeSet;
@@ -76,6 +76,9 @@ pub const MAX_CONFIG_LEN: u64 = 1 << 20;
 pub const KEY_CONTEXT: &str = "vigil llt frame mac v1";
 /// The key file name `vigil config check` and the errors suggest, next to the config.
 pub const DEFAULT_KEY_FILE_NAME: &str = "cluster.key";
+/// The witness's node name, in logs and in `witness_node`.
+pub const WITNESS_NODE_NAME: &str = "witness";
+
 /// Most entries `cluster.accept_key_files` may list (a rotation needs one).
 pub const MAX_ACCEPT_KEYS: usize = 8;
 /// Largest accepted value of any timer, in milliseconds (one hour): anything longer is
@@ -154,6 +157,44 @@ pub struct ClusterConfig {
     pub probes: Vec<ProbeConfig>,
     /// The `[[hooks]]`: commands run when the authority or the primary changes.
     pub hooks: Vec<HookConfig>,
+    /// The `[witness]` table; `None` when absent (no witness).
+    pub witness: Option<WitnessConfig>,
+}
+
+/// The `[witness]` table: a witness (`vigil witness`, on a third machine) adds a
+/// vote to the cluster, so that a two-node cluster survives the crash of either node.
+/// It is node ID [`WITNESS_ID`] (63) in views and races, reached over one link of its
+/// own.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WitnessConfig {
+    /// `link`: the name of the `[[links]]` entry that joins the nodes to the witness
+    /// (`udp` or `udp6`, high priority). Every node gives its address on it as on any
+    /// link; it carries only the frames between the nodes and the witness, and the
+    /// witness's frames go over no other link. Required.
+    pub link: LinkId,
+    /// `address`: the witness's address on that link, `"IP:PORT"` (or `"IP"` with the
+    /// link's `port`). Required.
+    pub address: SocketAddr,
+    /// `key_file`: the key of the frames between the nodes and the witness, a key of
+    /// its own so that the witness's machine never holds the cluster's key; checked
+    /// like `cluster.key_file`. Required on a keyed cluster, refused on an insecure one.
+    pub key_file: Option<PathBuf>,
+    /// The frame-MAC key read from `key_file`. Never serialized.
+    #[serde(skip)]
+    pub key: Option<FrameKey>,
+    /// `heartbeat`: the heartbeat interval on the witness link. Default
+    /// `timers.heartbeat`; at most a third of `timers.lease` (when the other node is
+    /// gone, the witness's confirmations alone carry the survivor's lease).
+    pub heartbeat: Duration,
+    /// `peer_trouble`: silence on the witness link before it is TROUBLE. Default
+    /// twice `timers.peer_trouble`: the witness is usually further away than the
+    /// interconnect.
+    pub peer_trouble: Duration,
+    /// `peer_inactive`: silence before the witness is down. Default twice
+    /// `timers.peer_inactive`; `heartbeat < peer_trouble < peer_inactive`.
+    pub peer_inactive: Duration,
+    /// `weight`: the witness's votes in the quorum rule, `1..=255`, default 1.
+    pub weight: u8,
 }
 
 /// The `[daemon]` table.
@@ -574,6 +615,9 @@ pub enum NodeLinkAddr {
     },
     /// An Ethernet link: the interface the node sends and receives on.
     Ether { interface: String },
+    /// Not on this link: the witness on the links between the nodes (never read
+    /// from a file).
+    Absent,
 }
 
 impl ClusterConfig {
@@ -629,7 +673,131 @@ impl ClusterConfig {
         }
         keep(self.validate_health());
         keep(self.validate_seed());
+        keep(self.validate_witness());
         errs
+    }
+
+    /// `[witness]`: its link, address, key, timers, and no node with its ID.
+    fn validate_witness(&self) -> Result<(), ConfigError> {
+        let Some(w) = &self.witness else {
+            return Ok(());
+        };
+        let err = |field: &str, reason: String| {
+            Err(ConfigError::new(
+                &self.source,
+                format!("witness.{field}"),
+                reason,
+            ))
+        };
+        let Some(link) = self.links.get(w.link.index()) else {
+            return err("link", format!("link {} is not configured", w.link));
+        };
+        if !link.kind.is_udp() {
+            return err(
+                "link",
+                format!(
+                    "link {} is {}: the witness is reached over udp or udp6",
+                    link.name, link.kind
+                ),
+            );
+        }
+        if link.priority != LinkPriority::High {
+            return err(
+                "link",
+                format!(
+                    "link {} is low priority; the witness link's pace comes from [witness] heartbeat: leave its priority unset",
+                    link.name
+                ),
+            );
+        }
+        if self.links.len() < 2 {
+            return err(
+                "link",
+                format!(
+                    "link {} is the only link, but it carries only the frames to and from the witness: the nodes need another link between them",
+                    link.name
+                ),
+            );
+        }
+        if let Err(why) = check_udp_addr(link, w.address) {
+            return err("address", why);
+        }
+        if let Some(n) = self.nodes.iter().find(|n| {
+            n.links
+                .iter()
+                .any(|a| matches!(a, NodeLinkAddr::Udp { addr, .. } if *addr == w.address))
+        }) {
+            return err(
+                "address",
+                format!("{} is also an address of node {}", w.address, n.name),
+            );
+        }
+        if let Some(n) = self.nodes.iter().find(|n| n.id == WITNESS_ID) {
+            return err(
+                "link",
+                format!(
+                    "node {} has ID {WITNESS_ID}, the witness's ID: a cluster with a witness numbers its nodes 0..={}",
+                    n.name,
+                    WITNESS_ID.0 - 1
+                ),
+            );
+        }
+        let keyed = self.cluster.key.is_some() || self.cluster.key_file.is_some();
+        match (&w.key_file, keyed && !self.cluster.insecure) {
+            (None, true) => {
+                return err(
+                    "key_file",
+                    "is required on a keyed cluster: the frames between the nodes and the witness are authenticated with a key of their own (make one with `vigil keygen`; copy it to every node and to the witness)".into(),
+                )
+            }
+            (Some(_), false) => {
+                return err(
+                    "key_file",
+                    "is set but the cluster is insecure (no cluster.key_file): key the cluster first".into(),
+                )
+            }
+            _ => {}
+        }
+        if let (Some(wk), Some(ck)) = (&w.key, &self.cluster.key) {
+            if wk.id == ck.id {
+                return err(
+                    "key_file",
+                    "holds the same key as cluster.key_file: the witness needs a key of its own, so that its machine never holds the cluster's key".into(),
+                );
+            }
+        }
+        let t = &self.timers;
+        if w.heartbeat.is_zero() || w.heartbeat.saturating_mul(3) > t.lease {
+            return err(
+                "heartbeat",
+                format!(
+                    "must be more than 0 and at most a third of timers.lease ({} ms): when the other node is gone the witness's confirmations alone carry the survivor's lease; got {} ms",
+                    t.lease.as_millis(),
+                    w.heartbeat.as_millis()
+                ),
+            );
+        }
+        if w.peer_trouble <= w.heartbeat {
+            return err(
+                "peer_trouble",
+                format!(
+                    "must be more than witness.heartbeat ({} ms), got {} ms",
+                    w.heartbeat.as_millis(),
+                    w.peer_trouble.as_millis()
+                ),
+            );
+        }
+        if w.peer_inactive <= w.peer_trouble {
+            return err(
+                "peer_inactive",
+                format!(
+                    "must be more than witness.peer_trouble ({} ms), got {} ms",
+                    w.peer_trouble.as_millis(),
+                    w.peer_inactive.as_millis()
+                ),
+            );
+        }
+        Ok(())
     }
 
     /// `cluster.name` and `cluster.self_fence_hook`.
@@ -816,8 +984,11 @@ impl ClusterConfig {
         let err =
             |field: String, reason: String| Err(ConfigError::new(&self.source, field, reason));
         let c = &self.cluster;
-        match (&c.key, c.insecure) {
-            (None, false) => {
+        // A witness reads the file without the cluster's keys, which its machine
+        // does not hold: a `key_file` that is set is keyed.
+        let keyed = c.key.is_some() || c.key_file.is_some();
+        match (keyed, c.insecure) {
+            (false, false) => {
                 let path = self.suggested_key_file();
                 let shown = path.display();
                 return err(
@@ -827,7 +998,7 @@ impl ClusterConfig {
                     ),
                 );
             }
-            (Some(_), true) => {
+            (true, true) => {
                 return err(
                     "cluster.insecure".into(),
                     "is true but cluster.key_file is set: remove one of them".into(),
@@ -1188,7 +1359,12 @@ impl ClusterConfig {
         let interval = self.timers.heartbeat;
         LltConfig {
             cluster_id: self.cluster.id,
-            nodes: self.nodes.iter().map(|n| n.id).collect(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| n.id)
+                .chain(self.witness.as_ref().map(|_| WITNESS_ID))
+                .collect(),
             links: self
                 .links
                 .iter()
@@ -1206,8 +1382,65 @@ impl ClusterConfig {
             keys: self.frame_keys(),
             sabotage_stale_frames: false,
             listen_window: interval.saturating_mul(3),
-            witness: None,
+            witness: self.witness.as_ref().map(|w| WitnessLink {
+                id: WITNESS_ID,
+                link: w.link,
+                keys: w.key.iter().cloned().collect(),
+                heartbeat: w.heartbeat,
+                peer_trouble: w.peer_trouble,
+                peer_inactive: w.peer_inactive,
+            }),
         }
+    }
+
+    /// The witness as a node of this cluster: ID [`WITNESS_ID`], named `witness`,
+    /// attached to the witness link only. `None` without a `[witness]`.
+    pub fn witness_node(&self) -> Option<NodeConfig> {
+        let w = self.witness.as_ref()?;
+        Some(NodeConfig {
+            id: WITNESS_ID,
+            name: WITNESS_NODE_NAME.into(),
+            socket: None,
+            weight: w.weight,
+            links: self
+                .links
+                .iter()
+                .map(|l| {
+                    if l.id == w.link {
+                        NodeLinkAddr::Udp {
+                            addr: w.address,
+                            interface: None,
+                        }
+                    } else {
+                        NodeLinkAddr::Absent
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    /// Reads and validates a copy of a cluster's config file as the witness does:
+    /// without the cluster's keys (the witness's machine does not hold them), with the
+    /// witness's key from `key_file` when given, else from `[witness] key_file`. The
+    /// file must have a `[witness]`.
+    pub fn load_for_witness(
+        path: &Path,
+        key_file: Option<PathBuf>,
+    ) -> Result<ClusterConfig, ConfigError> {
+        let refuse = |why: String| ConfigError::new(path, "(file)", why);
+        let (bytes, _) = crate::files::read_bounded(path, true, MAX_CONFIG_LEN).map_err(refuse)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| refuse(format!("cannot read it: not UTF-8 text ({e})")))?;
+        let cfg = load_unvalidated_with(&text, path, &KeyLoad::WitnessOnly { key_file })?;
+        cfg.validate()?;
+        if cfg.witness.is_none() {
+            return Err(ConfigError::new(
+                path,
+                "witness",
+                "is missing: a cluster served by a witness says so in a [witness] table (link, address, key_file)".to_string(),
+            ));
+        }
+        Ok(cfg)
     }
 
     /// The llt key ring: `key_file`'s key first (frames are sent with it), then the
@@ -1224,7 +1457,12 @@ impl ClusterConfig {
 
     /// The votes each node holds in the quorum rule.
     pub fn weights(&self) -> Weights {
-        Weights::with(self.nodes.iter().map(|n| (n.id, n.weight)))
+        Weights::with(
+            self.nodes
+                .iter()
+                .map(|n| (n.id, n.weight))
+                .chain(self.witness.as_ref().map(|w| (WITNESS_ID, w.weight))),
+        )
     }
 
     /// What is allowed but worth a warning, one line each naming the field:
@@ -1256,7 +1494,7 @@ impl ClusterConfig {
                 ));
             }
         }
-        if self.nodes.len() == 2 {
+        if self.nodes.len() == 2 && self.witness.is_none() {
             let weights = self.weights();
             let (a, b) = (&self.nodes[0], &self.nodes[1]);
             let (survivor, other) = if weights.of(a.id) > weights.of(b.id)
@@ -1267,7 +1505,7 @@ impl ClusterConfig {
                 (b, a)
             };
             w.push(format!(
-                "{}: nodes: a two-node cluster without a witness: when {} (ID {}) crashes, {} (ID {}) cannot tell the crash from a partition and fences itself too, so the whole cluster goes down with it; a partition keeps only {}. Surviving either node's crash needs a third vote on another machine: a witness (`vigil witness`, not yet in this release; the engine and simulator support it)",
+                "{}: nodes: a two-node cluster without a witness: when {} (ID {}) crashes, {} (ID {}) cannot tell the crash from a partition and fences itself too, so the whole cluster goes down with it; a partition keeps only {}. Surviving either node's crash needs a third vote: run `vigil witness` on another machine and add a [witness] table here (docs/fencing.md, \"Weights and the witness\")",
                 self.source.display(),
                 survivor.name,
                 survivor.id,
@@ -1305,7 +1543,7 @@ impl ClusterConfig {
             stall_action: self.daemon.stall_action,
             watchdog: self.watchdog.as_ref().map(|w| w.timeout),
             weights: self.weights(),
-            witness: false,
+            witness: self.witness.is_some(),
             // Off for now: turning it on (two heartbeats) changes the engine's
             // traces, and the 100,000-seed sweeps of every profile ran without it.
             gather_window: Duration::ZERO,
@@ -1335,6 +1573,19 @@ struct RawFile {
     probes: Vec<RawProbe>,
     #[serde(default)]
     hooks: Vec<RawHook>,
+    witness: Option<RawWitness>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWitness {
+    link: String,
+    address: String,
+    key_file: Option<PathBuf>,
+    heartbeat: Option<u64>,
+    peer_trouble: Option<u64>,
+    peer_inactive: Option<u64>,
+    weight: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -1501,9 +1752,27 @@ impl<'de> Deserialize<'de> for RawNodeLink {
 
 /// Deserialize and build, without [`ClusterConfig::validate`].
 fn load_unvalidated(text: &str, source: &Path) -> Result<ClusterConfig, ConfigError> {
+    load_unvalidated_with(text, source, &KeyLoad::All)
+}
+
+/// Which key files [`build`] reads.
+enum KeyLoad {
+    /// The cluster's keys and the witness's key: a node.
+    All,
+    /// Only the witness's key, from `key_file` when given (the witness's own copy)
+    /// or else from `[witness] key_file`: `vigil witness`, whose machine never holds
+    /// the cluster's key.
+    WitnessOnly { key_file: Option<PathBuf> },
+}
+
+fn load_unvalidated_with(
+    text: &str,
+    source: &Path,
+    keys: &KeyLoad,
+) -> Result<ClusterConfig, ConfigError> {
     let raw: RawFile = serde_path_to_error::deserialize(toml::Deserializer::new(text))
         .map_err(|e| toml_error(text, source, e))?;
-    build(raw, source)
+    build(raw, source, keys)
 }
 
 fn toml_error(
@@ -1539,7 +1808,8 @@ fn toml_error(
 /// Turns the raw file into a [`ClusterConfig`]: defaults, relative paths, the key, and
 /// the checks that need the raw form (kind-specific keys, link names in node tables,
 /// address syntax). [`ClusterConfig::validate`] does the rest.
-fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
+fn build(raw: RawFile, source: &Path, keys: &KeyLoad) -> Result<ClusterConfig, ConfigError> {
+    let read_cluster_keys = matches!(keys, KeyLoad::All);
     let err = |field: String, reason: String| ConfigError::new(source, field, reason);
     let base = source.parent().unwrap_or(Path::new(""));
     let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
@@ -1572,11 +1842,12 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
     };
 
     let (key_file, key) = match rc.key_file {
-        Some(p) => {
+        Some(p) if read_cluster_keys => {
             let p = resolve(p);
             let key = read_key(&p).map_err(|why| err("cluster.key_file".into(), why))?;
             (Some(p), Some(key))
         }
+        Some(p) => (Some(resolve(p)), None),
         None => (None, None),
     };
     let mut accept_key_files = Vec::new();
@@ -1592,9 +1863,12 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
     }
     for (i, p) in rc.accept_key_files.into_iter().enumerate() {
         let p = resolve(p);
-        let key = read_key(&p).map_err(|why| err(format!("cluster.accept_key_files[{i}]"), why))?;
+        if read_cluster_keys {
+            let key =
+                read_key(&p).map_err(|why| err(format!("cluster.accept_key_files[{i}]"), why))?;
+            accept_keys.push(key);
+        }
         accept_key_files.push(p);
-        accept_keys.push(key);
     }
 
     let t = raw.timers;
@@ -1714,6 +1988,11 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
             links: addrs,
         });
     }
+
+    let witness = raw
+        .witness
+        .map(|w| witness_config(w, &links, &timers, keys, &resolve, source))
+        .transpose()?;
 
     let d = raw.daemon;
     let daemon = DaemonSection {
@@ -1850,6 +2129,76 @@ fn build(raw: RawFile, source: &Path) -> Result<ClusterConfig, ConfigError> {
                 timeout: Duration::from_millis(h.timeout.unwrap_or(DEFAULT_HOOK_TIMEOUT_MS)),
             })
             .collect(),
+        witness,
+    })
+}
+
+/// `[witness]`: the link by name, the address on it, the key, the timers (defaults
+/// from `[timers]`) and the weight. The rules between fields are checked by
+/// [`ClusterConfig::validate`].
+fn witness_config(
+    w: RawWitness,
+    links: &[LinkConfig],
+    timers: &Timers,
+    keys: &KeyLoad,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+    source: &Path,
+) -> Result<WitnessConfig, ConfigError> {
+    let err =
+        |field: &str, reason: String| ConfigError::new(source, format!("witness.{field}"), reason);
+    let Some(link) = links.iter().find(|l| l.name == w.link) else {
+        let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+        return Err(err(
+            "link",
+            format!(
+                "no link named {} (the links are: {}); the witness needs a [[links]] entry of its own",
+                w.link,
+                names.join(", ")
+            ),
+        ));
+    };
+    if !link.kind.is_udp() {
+        return Err(err(
+            "link",
+            format!(
+                "link {} is {}: the witness is reached over udp or udp6",
+                link.name, link.kind
+            ),
+        ));
+    }
+    let address = parse_udp_addr(&w.address, link).map_err(|why| err("address", why))?;
+    let key_file = match keys {
+        KeyLoad::WitnessOnly { key_file: Some(k) } => Some(k.clone()),
+        _ => w.key_file.map(resolve),
+    };
+    let key = key_file
+        .as_deref()
+        .map(read_key)
+        .transpose()
+        .map_err(|why| err("key_file", why))?;
+    let ms = Duration::from_millis;
+    let weight = match w.weight {
+        None => 1,
+        Some(v) => u8::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| {
+            err(
+                "weight",
+                format!("must be 1..=255 (votes in the quorum rule), got {v}"),
+            )
+        })?,
+    };
+    Ok(WitnessConfig {
+        link: link.id,
+        address,
+        key_file,
+        key,
+        heartbeat: w.heartbeat.map_or(timers.heartbeat, ms),
+        peer_trouble: w
+            .peer_trouble
+            .map_or(timers.peer_trouble.saturating_mul(2), ms),
+        peer_inactive: w
+            .peer_inactive
+            .map_or(timers.peer_inactive.saturating_mul(2), ms),
+        weight,
     })
 }
 
@@ -2069,6 +2418,9 @@ fn read_key(path: &Path) -> Result<FrameKey, String> {
 }
 
 mod check;
+pub mod witness;
+#[cfg(test)]
+mod witness_tests;
 
 #[cfg(test)]
 mod tests {
@@ -3539,7 +3891,7 @@ links = { a = "127.0.0.1:5002" }
             .flat_map(|n| n.links.iter())
             .map(|a| match a {
                 NodeLinkAddr::Udp { addr, .. } => addr.port(),
-                NodeLinkAddr::Ether { .. } => 0,
+                NodeLinkAddr::Ether { .. } | NodeLinkAddr::Absent => 0,
             })
             .collect();
         assert!(ports.iter().all(|p| (5101..=5106).contains(p)), "{ports:?}");

@@ -37,7 +37,7 @@ use vigil::config::{
 };
 use vigil::health::{ProbeEvent, ProbeId};
 use vigil::node::{HealthEvent, LltEvent, Node, Output, Transmit};
-use vigil_fence::{FenceEvent, FenceReason, NodeState};
+use vigil_fence::{FenceEvent, FenceReason, NodeState, WITNESS_ID};
 use vigil_llt::driver::{EtherLink, Link, RxFrame, UdpLink};
 use vigil_llt::types::{Incarnation, Instant, LinkAddr, LinkId, NodeId};
 use vigil_llt::KeyId;
@@ -70,7 +70,11 @@ pub(crate) fn start(
     node: &str,
     options: Options,
 ) -> Result<NodeHandle, StartError> {
-    let Some(me) = cfg.node_by_name(node).cloned() else {
+    let me = cfg
+        .node_by_name(node)
+        .cloned()
+        .or_else(|| cfg.witness_node().filter(|w| w.name == node));
+    let Some(me) = me else {
         let names: Vec<&str> = cfg.nodes.iter().map(|n| n.name.as_str()).collect();
         return Err(StartError::Config(format!(
             "{}: no node named {node:?} (nodes: {})",
@@ -286,7 +290,9 @@ struct Running {
     cfg: ClusterConfig,
     me: NodeConfig,
     config_file: PathBuf,
-    links: Vec<Link>,
+    /// The links, by link ID; `None` where this node is not attached (the witness
+    /// on the links between the nodes).
+    links: Vec<Option<Link>>,
     origin: std::time::Instant,
     node: Node,
     last_now: Instant,
@@ -448,6 +454,7 @@ impl Running {
                 })
                 .collect()
         };
+        let witness = self.cfg.witness.as_ref().map(|_| WITNESS_ID);
         let peers = |ids: &[u8]| -> Result<Vec<NodeId>, String> {
             if ids.is_empty() {
                 return Ok(self
@@ -455,6 +462,7 @@ impl Running {
                     .nodes
                     .iter()
                     .map(|n| n.id)
+                    .chain(witness)
                     .filter(|id| *id != self.me.id)
                     .collect());
             }
@@ -463,6 +471,7 @@ impl Running {
                     self.cfg
                         .node(NodeId(*i))
                         .map(|n| n.id)
+                        .or(witness.filter(|w| w.0 == *i))
                         .ok_or_else(|| format!("no node with ID {i}"))
                 })
                 .collect()
@@ -867,16 +876,21 @@ impl Running {
                 return;
             }
         }
-        let Some(link) = self.links.get(tx.link.index()) else {
+        let Some(link) = self.links.get(tx.link.index()).and_then(Option::as_ref) else {
             return;
         };
         let to = match tx.to {
             // One frame to every node: broadcast links only.
             None => None,
+            // The witness: its address on its link.
+            Some(WITNESS_ID) if self.cfg.witness.is_some() => match &self.cfg.witness {
+                Some(w) if w.link == tx.link => Some(LinkAddr::Udp(w.address)),
+                _ => return,
+            },
             Some(to) => match self.cfg.node(to).and_then(|n| n.links.get(tx.link.index())) {
                 Some(NodeLinkAddr::Udp { addr, .. }) => Some(LinkAddr::Udp(*addr)),
                 Some(NodeLinkAddr::Ether { .. }) => tx.addr,
-                None => return,
+                Some(NodeLinkAddr::Absent) | None => return,
             },
         };
         if let Err(e) = link.send(to, &tx.bytes) {
@@ -1190,6 +1204,7 @@ impl Running {
                 .links
                 .iter()
                 .zip(&self.links)
+                .filter_map(|(lc, drv)| Some((lc, drv.as_ref()?)))
                 .map(|(lc, drv)| LinkInfo {
                     id: lc.id.0,
                     name: lc.name.clone(),
@@ -1208,6 +1223,8 @@ impl Running {
                 .cfg
                 .nodes
                 .iter()
+                .cloned()
+                .chain(self.cfg.witness_node())
                 .map(|n| NodeInfo {
                     id: n.id,
                     name: n.name.clone(),
@@ -1217,6 +1234,7 @@ impl Running {
                         .map(|a| match a {
                             NodeLinkAddr::Udp { addr, .. } => addr.to_string(),
                             NodeLinkAddr::Ether { interface } => interface.clone(),
+                            NodeLinkAddr::Absent => "-".to_string(),
                         })
                         .collect(),
                 })
@@ -1237,10 +1255,14 @@ fn open_links(
     cfg: &ClusterConfig,
     me: &NodeConfig,
     rx: &mpsc::Sender<RxFrame>,
-) -> Result<Vec<Link>, String> {
+) -> Result<Vec<Option<Link>>, String> {
     let mut links = Vec::new();
     for lc in &cfg.links {
         let link = match (&me.links[lc.id.index()], lc.kind) {
+            (NodeLinkAddr::Absent, _) => {
+                links.push(None);
+                continue;
+            }
             (NodeLinkAddr::Udp { addr, interface }, LinkKind::Udp | LinkKind::Udp6) => {
                 UdpLink::open(lc.id, *addr, interface.as_deref(), lc.dscp, rx.clone())
                     .map(Link::Udp)
@@ -1261,7 +1283,7 @@ fn open_links(
             };
             format!("link {} ({}): {e}{hint}", lc.name, lc.kind)
         })?;
-        links.push(link);
+        links.push(Some(link));
     }
     Ok(links)
 }
@@ -1686,6 +1708,9 @@ fn open(
                 senders.insert(*addr, n.id);
             }
         }
+    }
+    if let Some(w) = &cfg.witness {
+        senders.insert(w.address, WITNESS_ID);
     }
     let dog = if cfg.watchdog.is_some() {
         Dog::Waiting

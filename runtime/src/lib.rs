@@ -83,6 +83,13 @@ pub mod store;
 pub mod watchdog;
 
 pub use driver::{fresh_incarnation, state_word};
+
+/// The stable name of a self-fence reason (`race_lost`, `no_decision`, `excluded`,
+/// `unhealthy`, `stalled`, as in the `node.self_fence` log line) and the
+/// generation it is about (0 when none).
+pub fn reason_name(reason: &FenceReason) -> (&'static str, u64) {
+    driver::reason_parts(reason)
+}
 pub use store::{GenerationStore, StateFile};
 
 /// The crates below, whole, so that every type this crate's API names (down to
