@@ -8,7 +8,7 @@ use crate::{exit, gabconfig, Target};
 use clap::Args;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use vigil_fence::{NodeState, RaceRecord, RaceVerdict};
+use vigil_fence::{NodeState, RaceRecord, RaceVerdict, WITNESS_ID};
 use vigil_llt::types::{Instant, NodeId};
 use vigil_membership::{NodeSet, View};
 use vigil_runtime::state_word;
@@ -114,6 +114,25 @@ fn race_json(s: &DaemonStatus, r: &RaceRecord) -> Value {
            "slot": r.slot.0, "proposal": r.proposal.iter().map(|n| n.0).collect::<Vec<_>>()})
 }
 
+/// The witness as this node sees it, when the cluster has one: its address, whether
+/// llt hears it, whether it is a member of the view, and the generation of the last
+/// view it installed (its frames advertise it: a witness installs a view only after
+/// voting for it or learning it).
+pub fn witness_json(s: &DaemonStatus) -> Value {
+    let Some(w) = s.nodes.iter().find(|n| n.id == WITNESS_ID) else {
+        return Value::Null;
+    };
+    if s.local == WITNESS_ID {
+        return Value::Null;
+    }
+    let peer = s.node.llt.peers.iter().find(|p| p.id == WITNESS_ID);
+    let address = w.addresses.iter().find(|a| a.as_str() != "-").cloned();
+    json!({"id": WITNESS_ID.0, "address": address,
+           "reachable": peer.is_some_and(|p| p.up),
+           "in_view": members(s).contains(WITNESS_ID),
+           "generation": peer.map(|p| p.generation.0)})
+}
+
 /// The documented `fenceadm -d --json` document.
 pub fn fence_json(s: &DaemonStatus) -> Value {
     let f = &s.node.fence;
@@ -137,6 +156,7 @@ pub fn fence_json(s: &DaemonStatus) -> Value {
            "fenced": f.fenced,
            "nodes": nodes,
            "last_race": f.last_race.as_ref().map(|r| race_json(s, r)),
+           "witness": witness_json(s),
            "health": health_json(s)})
 }
 
@@ -256,6 +276,26 @@ pub fn fence_text(s: &DaemonStatus) -> String {
             n.id.0,
             n.name,
             node_state(s, n.id)
+        );
+    }
+    let w = witness_json(s);
+    if !w.is_null() {
+        let reach = if w["reachable"] == true {
+            "reachable"
+        } else {
+            "UNREACHABLE"
+        };
+        let in_view = if w["in_view"] == true {
+            "a member of the view"
+        } else {
+            "not in the view"
+        };
+        let _ = writeln!(
+            out,
+            "\n Witness: node {} at {}: {reach}, {in_view}, its last view generation {}",
+            WITNESS_ID.0,
+            w["address"].as_str().unwrap_or("?"),
+            w["generation"].as_u64().unwrap_or(0)
         );
     }
     out.push_str("\n Health Probes:\n");

@@ -17,6 +17,7 @@ mod manpages;
 mod model;
 mod sim;
 mod watch;
+mod witness;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -104,6 +105,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The witness daemon: a third vote, on another machine, for the clusters in
+    /// its file (`status`: what it sees of each).
+    Witness(witness::WitnessArgs),
     /// Follow this node's authority: the current state at once, then a line per
     /// change of token, view or primary (--json: one JSON object per line).
     Watch(watch::WatchArgs),
@@ -197,7 +201,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if !matches!(cli.command, Command::Daemon(_)) {
+    if !matches!(cli.command, Command::Daemon(_) | Command::Witness(_)) {
         quiet_on_closed_pipe();
     }
     let code = match cli.command {
@@ -224,6 +228,7 @@ fn main() -> ExitCode {
         Command::Fault(a) => fault::run(a),
         Command::GuardedService { args } => return vigil_lab::guarded_service::run(args),
         Command::Watch(a) => watch::run(a),
+        Command::Witness(a) => witness::run(a),
         Command::Completions(a) => {
             manpages::completions(&a, <Cli as clap::CommandFactory>::command())
         }
