@@ -3,7 +3,7 @@
 
 use crate::exit;
 use clap::{Args, Subcommand};
-use vigil_lab::bench::{common, corosync, cost, failover, host, jitter, soak};
+use vigil_lab::bench::{common, corosync, cost, failover, host, jitter, soak, witness};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -33,6 +33,9 @@ enum BenchCommand {
     /// How long this host stops running threads (real-time and normal), and which
     /// timer profile (default, fast) it can carry.
     Host(host::HostArgs),
+    /// Two nodes and a real `vigil witness`: fault to the survivor's new view per
+    /// case of `vigil drill two-node-witness`, repeated.
+    Witness(witness::WitnessArgs),
     /// Spin on one core forever (the CPU burner `bench jitter` and `bench soak` start;
     /// not for users).
     #[command(hide = true)]
@@ -48,6 +51,7 @@ pub fn run(args: BenchArgs) -> u8 {
         BenchCommand::Failover(a) => failover::failover(a),
         BenchCommand::Compare(a) => failover::compare(a),
         BenchCommand::Host(a) => host::run(a),
+        BenchCommand::Witness(a) => witness::run(a),
         BenchCommand::Burn => common::burn(),
     })
 }

@@ -69,6 +69,10 @@ pub enum DrillName {
     /// `vigil guarded-service` on 3 nodes writes to a store while primary; the
     /// primary is cut off, frozen, killed, made to leave, then every node restarted.
     Guarded,
+    /// Two nodes and a real `vigil witness`: either node crashes, partitions with
+    /// the witness on both sides and on one, the witness down then a partition, the
+    /// witness restarting during a partition.
+    TwoNodeWitness,
 }
 
 impl DrillName {
@@ -91,6 +95,7 @@ impl DrillName {
             DrillName::PairCut => "pair-cut",
             DrillName::ThreeCuts => "three-cuts",
             DrillName::Guarded => "guarded",
+            DrillName::TwoNodeWitness => "two-node-witness",
         }
     }
 
@@ -747,6 +752,9 @@ pub fn run(args: DrillArgs, show: &Show) -> Exit {
     if args.name == DrillName::Guarded {
         return crate::drill_guarded::run(&args);
     }
+    if args.name == DrillName::TwoNodeWitness {
+        return crate::drill_witness::run(&args);
+    }
     if let Err(e) = netlab::catch_interrupts() {
         eprintln!("vigil drill: {e}");
     }
@@ -1042,6 +1050,9 @@ pub fn run_drill(args: &DrillArgs, show: Option<&Show>) -> Result<DrillResult, S
             )
         }
         DrillName::Guarded => return Err("run guarded with `vigil drill guarded`".into()),
+        DrillName::TwoNodeWitness => {
+            return Err("run two-node-witness with `vigil drill two-node-witness`".into())
+        }
         DrillName::ThreeCuts => {
             if n != 5 {
                 return Err("three-cuts runs with 5 nodes".into());

@@ -18,6 +18,7 @@ pub mod bench;
 pub mod capture;
 pub mod drill;
 pub mod drill_guarded;
+pub mod drill_witness;
 pub mod fault;
 /// The embedding example, the very file `cargo run --example guarded_service`
 /// builds: `vigil drill guarded` runs its store, and `vigil guarded-service` its

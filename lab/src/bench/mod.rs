@@ -9,3 +9,4 @@ pub mod jitter;
 pub mod roles;
 pub mod soak;
 pub mod stalls;
+pub mod witness;
