@@ -223,6 +223,7 @@ fn the_deb_installs_a_stripped_binary_its_links_pages_and_unit() {
     }
     for file in [
         "lib/systemd/system/vigil@.service",
+        "lib/systemd/system/vigil-witness.service",
         "usr/lib/tmpfiles.d/vigil.conf",
         "usr/share/man/man8/vigil.8.gz",
         "usr/share/man/man8/vigil-daemon.8.gz",
@@ -232,6 +233,7 @@ fn the_deb_installs_a_stripped_binary_its_links_pages_and_unit() {
         "usr/share/zsh/vendor-completions/_vigil",
         "usr/share/fish/vendor_completions.d/vigil.fish",
         "usr/share/doc/vigil/examples/cluster.toml",
+        "usr/share/doc/vigil/examples/witness.toml",
         "usr/share/doc/vigil/copyright",
     ] {
         assert!(entry(file).starts_with("-rw-r--r-- "), "{}", entry(file));
