@@ -344,9 +344,11 @@ pub fn run(args: &DrillArgs) -> Exit {
 }
 
 fn config_text(dir: &Path, netns: bool, profile: Profile) -> Result<String, String> {
-    let profile = match profile {
-        Profile::Default => "default",
-        Profile::Fast => "fast",
+    // As in the other drills: the fast profile's daemons ask for real-time
+    // scheduling (they warn and run without it when refused).
+    let (profile, daemon) = match profile {
+        Profile::Default => ("default", ""),
+        Profile::Fast => ("fast", "[daemon]\nrealtime = \"fifo\"\n\n"),
     };
     let ports = if netns {
         Vec::new()
@@ -364,7 +366,7 @@ fn config_text(dir: &Path, netns: bool, profile: Profile) -> Result<String, Stri
         "# written by `vigil drill two-node-witness`: a test cluster (fault injection is on)\n\
          [cluster]\nname = \"witness-drill\"\nid = {CLUSTER_ID}\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}\"\n\
          key_file = \"{d}/cluster.key\"\nfault_injection = true\n\n\
-         [timers]\nprofile = \"{profile}\"\n\n\
+         {daemon}[timers]\nprofile = \"{profile}\"\n\n\
          [[links]]\nname = \"a\"\nkind = \"udp\"\nport = 5801\n\n\
          [[links]]\nname = \"b\"\nkind = \"udp\"\nport = 5802\n\n\
          [[links]]\nname = \"w\"\nkind = \"udp\"\nport = 5803\n\n\
