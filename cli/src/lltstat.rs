@@ -222,7 +222,9 @@ pub fn nodes_text_slots(s: &DaemonStatus, links: bool, all_slots: bool) -> Strin
                 );
             }
         } else if let Some(p) = p {
-            for l in &p.links {
+            // Links that never carry this peer (the witness's link to another
+            // node, the interconnect to the witness) are not shown.
+            for l in p.links.iter().filter(|l| l.carried) {
                 let address = l
                     .addr
                     .map(|a| a.to_string())

@@ -221,6 +221,17 @@ fn one_witness_serves_two_clusters_at_once() {
     .unwrap();
     assert_eq!(d["witness"]["reachable"], true, "{d}");
     assert_eq!(d["witness"]["in_view"], true, "{d}");
+    // lltstat -nvv shows the witness on its link only, UP.
+    let nvv = ok(&["lltstat", "-nvv", "--socket", sock.to_str().unwrap()]);
+    let rows: Vec<&str> = nvv
+        .lines()
+        .skip_while(|l| !l.contains("63 witness"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    assert_eq!(rows.len(), 1, "{nvv}");
+    let cols: Vec<&str> = rows[0].split_whitespace().collect();
+    assert_eq!(&cols[..2], ["w", "UP"], "{nvv}");
 
     // Kill n0 of red and n1 of blue (procs: witness, red n0, red n1, blue n0, blue
     // n1): each survivor keeps authority only with the witness's vote.
