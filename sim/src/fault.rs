@@ -44,6 +44,16 @@ pub enum Fault {
         #[serde(default)]
         reorder_ms: f64,
     },
+    /// Every frame from or to `node` takes `delay_ms` longer, plus up to `jitter_ms`
+    /// drawn per frame: a node behind a slower link than the others (a witness on
+    /// another site). `delay_ms` and `jitter_ms` 0 end it; `Heal` does not.
+    SlowNode {
+        node: u8,
+        #[serde(default)]
+        delay_ms: f64,
+        #[serde(default)]
+        jitter_ms: f64,
+    },
     /// The node gets no input and no timers for `for_ms`, then everything it missed
     /// (or, with `drop_backlog`, nothing: the frames that came meanwhile were lost,
     /// as when a socket buffer overflows).

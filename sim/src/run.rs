@@ -847,8 +847,8 @@ fn slots(w: &World, sc: &Scenario) -> usize {
 }
 
 /// A random drill with a witness: every node's weight drawn (1 to 3),
-/// and faults of the witness's own among the drill's (it crashes and restarts, or
-/// is cut from some nodes), from their own random stream so that the nodes'
+/// and faults of the witness's own among the drill's (it crashes and restarts, is
+/// cut from some nodes, or sits behind a slow link), from their own random stream so that the nodes'
 /// faults stay those of the drill without a witness.
 fn witness_drill(seed: u64, sc: &mut Scenario, cfg: &mut SimConfig) {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x3177_e55a_3177_e55a);
@@ -898,6 +898,30 @@ fn witness_drill(seed: u64, sc: &mut Scenario, cfg: &mut SimConfig) {
                 }
             }
         }
+    }
+    // A witness behind a slower link than the interconnect (another site): each
+    // way up to a twelfth of race_timeout, plus as much jitter, so that a race with
+    // it (two round trips: prepare, accept) still fits; until the repair. Drawn last, so that the draws above are
+    // those of the drills before it existed.
+    if rng.gen_bool(1.0 / 3.0) {
+        let bound = cfg.cluster.timers.race_timeout.as_secs_f64() * 1e3 / 12.0;
+        let at_ms = rng.gen_range(0..end - 1);
+        sc.steps.push(Step {
+            at_ms,
+            fault: Fault::SlowNode {
+                node: witness,
+                delay_ms: rng.gen_range(0.0..bound),
+                jitter_ms: rng.gen_range(0.0..bound),
+            },
+        });
+        sc.steps.push(Step {
+            at_ms: end,
+            fault: Fault::SlowNode {
+                node: witness,
+                delay_ms: 0.0,
+                jitter_ms: 0.0,
+            },
+        });
     }
 }
 

@@ -248,6 +248,9 @@ pub struct World {
     quality: Vec<LinkQuality>,
     /// Frames in flight, the next to arrive on top.
     flights: BinaryHeap<Reverse<Flight>>,
+    /// `Fault::SlowNode`: the extra delay and jitter of the frames from or to a
+    /// slot.
+    slow: BTreeMap<usize, (Duration, Duration)>,
     flight_seq: u64,
     pub checker: Checker,
     trace: Vec<String>,
@@ -359,6 +362,7 @@ impl World {
             link_down: BTreeSet::new(),
             quality: vec![LinkQuality::default(); links],
             flights: BinaryHeap::new(),
+            slow: BTreeMap::new(),
             flight_seq: 0,
             checker: Checker::new(n, timers.lease, timers.max_drift_ppm)
                 .with_member_grace(member_grace(&timers)),
@@ -710,6 +714,19 @@ impl World {
                     };
                 }
             }
+            Fault::SlowNode {
+                node,
+                delay_ms,
+                jitter_ms,
+            } => {
+                let ms = |v: &f64| Duration::from_secs_f64(v.max(0.0) / 1e3);
+                let (d, j) = (ms(delay_ms), ms(jitter_ms));
+                if d.is_zero() && j.is_zero() {
+                    self.slow.remove(&(*node as usize));
+                } else {
+                    self.slow.insert(*node as usize, (d, j));
+                }
+            }
             Fault::Stall {
                 node,
                 for_ms,
@@ -910,6 +927,16 @@ impl World {
             }
             if q.reorder > 0.0 && self.rng.gen_bool(q.reorder.clamp(0.0, 1.0)) {
                 delay += q.reorder_delay;
+            }
+            if !self.slow.is_empty() {
+                for end in [from, to] {
+                    if let Some((d, j)) = self.slow.get(&end).copied() {
+                        delay += d;
+                        if !j.is_zero() {
+                            delay += j.mul_f64(self.rng.gen_range(0.0..1.0));
+                        }
+                    }
+                }
             }
             self.flight_seq += 1;
             self.flights.push(Reverse(Flight {

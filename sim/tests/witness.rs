@@ -76,6 +76,60 @@ fn a_partition_goes_to_the_side_that_holds_the_witness() {
     }
 }
 
+/// The witness behind a slow link (a twelfth of race_timeout each way, as much
+/// jitter: a race's two round trips fit): either crash and a one-sided partition
+/// are still decided for the side that holds the witness; a link too slow for a
+/// race costs the survivor, never two sides.
+#[test]
+fn a_witness_on_a_slow_link_still_decides() {
+    for profile in PROFILES {
+        let slow = |c: &mut (World, f64), twelfths: f64| {
+            let race_ms =
+                vigil_sim::sim_config(profile, 2, Some(2), OnFailure::Leave, StallAction::Fence, 1)
+                    .expect("config")
+                    .cluster
+                    .timers
+                    .race_timeout
+                    .as_secs_f64()
+                    * 1e3;
+            c.0.apply(&Fault::SlowNode {
+                node: W,
+                delay_ms: race_ms * twelfths / 12.0,
+                jitter_ms: race_ms / 12.0,
+            });
+            run(c, 300);
+        };
+        for (victim, survivor) in [(0u8, 1usize), (1, 0)] {
+            let mut c = world(profile, None);
+            slow(&mut c, 1.0);
+            c.0.apply(&Fault::Crash { node: victim });
+            run(&mut c, 1000);
+            assert!(
+                c.0.authority(survivor),
+                "{profile}: {survivor} survives {victim}'s crash; members {:?}\n{}",
+                c.0.members(survivor),
+                c.0.trace_tail().join("\n")
+            );
+            assert_eq!(c.0.members(survivor), vec![survivor as u8, 63], "{profile}");
+        }
+        let mut c = world(profile, None);
+        slow(&mut c, 1.0);
+        c.0.apply(&Fault::Partition {
+            sides: vec![vec![0], vec![1, W]],
+        });
+        run(&mut c, 1000);
+        assert!(c.0.authority(1), "{profile}: 1 with the slow witness wins");
+        assert!(!c.0.running(0), "{profile}: 0 fenced");
+        // A witness further away than a race can wait: nobody wins, nobody twice.
+        let mut c = world(profile, None);
+        slow(&mut c, 12.0);
+        c.0.apply(&Fault::Cut { a: 0, b: 1 });
+        run(&mut c, 1500);
+        let winners = [0, 1].into_iter().filter(|i| c.0.authority(*i)).count();
+        assert!(winners <= 1, "{profile}: {winners} winners");
+    }
+}
+
 #[test]
 fn a_partition_with_the_witness_on_both_sides_has_one_winner() {
     for profile in PROFILES {
