@@ -615,11 +615,20 @@ impl Node {
         }
     }
 
-    /// Hand the fence core the transport's facts about every peer.
+    /// Hand the fence core the transport's facts about the peers whose facts may
+    /// have changed since it last saw them (every peer at first): it keeps a copy,
+    /// so a frame costs the same whatever the number of peers.
     fn observe(&mut self) {
         self.fence_dirty = true;
+        let changed = self.llt.take_changed();
+        if changed == 0 {
+            return;
+        }
         let llt = &self.llt;
-        self.fence.observe(llt.peer_ids().filter_map(|id| {
+        let ids = (0u8..64)
+            .filter(move |i| changed & (1u64 << i) != 0)
+            .map(NodeId);
+        self.fence.observe(ids.filter_map(|id| {
             llt.peer_summary(id).map(|s| {
                 (
                     id,

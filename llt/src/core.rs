@@ -375,6 +375,9 @@ pub struct Llt {
     print: u64,
     /// The peer the frame being handled came from, to tally afterwards.
     touched: Option<NodeId>,
+    /// Peers (bit = node ID) whose facts may have changed since the last
+    /// [`Llt::take_changed`]: what the layers above need to read again.
+    changed: u64,
     /// The links heartbeats are scheduled on: those that carry some peer, or that
     /// carry this node's own ID (its broadcasts, for a twin to hear).
     active: LinkMask,
@@ -700,6 +703,7 @@ impl Llt {
             deadlines: PeerDeadlines::default(),
             print: 0,
             touched: None,
+            changed: 0,
             active,
             high,
         };
@@ -834,8 +838,16 @@ impl Llt {
         let term = peer_term(id, p);
         self.print ^= p.term ^ term;
         p.term = term;
+        self.changed |= 1u64.checked_shl(u32::from(id.0)).unwrap_or(0);
         let deadline = peer_deadline(&self.cfg, p);
         self.deadlines.set(id, deadline);
+    }
+
+    /// The peers whose facts ([`Llt::peer_summary`]) may have changed since the last
+    /// call, as a bit set of node IDs (bit `i` = node `i`), and forget them: a layer
+    /// that keeps a copy of the facts reads only those again. At first, every peer.
+    pub fn take_changed(&mut self) -> u64 {
+        std::mem::take(&mut self.changed)
     }
 
     fn tally_all(&mut self) {

@@ -188,18 +188,26 @@ impl Fence {
             .collect();
         ordered.extend(candidates.iter().filter(|m| m.id != self.me).copied());
         let mut chosen: Vec<Member> = Vec::new();
+        // The chosen nodes (the witness aside) and the nodes every one of them
+        // reaches: a candidate joins if it reaches all of the first and is in the
+        // second, which is the pairwise check against every node chosen before it,
+        // one set operation per candidate instead of one per pair.
+        let mut chosen_nodes = NodeSet::EMPTY;
+        let mut reached_by_all = NodeSet::from_bits(u64::MAX);
         for c in ordered {
             if !up.contains(c.id) {
                 continue;
             }
             // The witness needs to reach us (the racer) only.
-            let ok = self.is_witness_id(c.id)
-                || chosen.iter().all(|o| {
-                    self.is_witness_id(o.id)
-                        || (reach(c.id).contains(o.id) && reach(o.id).contains(c.id))
-                });
-            if ok {
+            if self.is_witness_id(c.id) {
                 chosen.push(c);
+                continue;
+            }
+            let r = reach(c.id);
+            if chosen_nodes.is_subset(r) && reached_by_all.contains(c.id) {
+                chosen.push(c);
+                chosen_nodes.insert(c.id);
+                reached_by_all = reached_by_all.intersection(r);
             }
         }
         chosen.sort();
