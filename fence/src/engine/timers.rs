@@ -31,6 +31,9 @@ pub(crate) struct Timers {
     pub(crate) seed_retry: Option<Instant>,
     /// The earliest peer behind our view that is due to be sent it again.
     pub(crate) catch_up: Option<(NodeId, Instant)>,
+    /// A peer's report that a node is missing has held for `peer_inactive` and
+    /// counts from then on (`Report::missing_for_less_than`).
+    pub(crate) report_hold: Option<Instant>,
 }
 
 impl Timers {
@@ -49,6 +52,7 @@ impl Timers {
             self.join_retry,
             self.seed_retry,
             self.catch_up.map(|(_, t)| t),
+            self.report_hold,
         ]
         .into_iter()
         .flatten()
@@ -111,6 +115,19 @@ impl Fence {
                     let due = self.reach.catchup.get(p).map_or(self.now, |at| *at + hb);
                     if t.catch_up.is_none_or(|(_, earliest)| due < earliest) {
                         t.catch_up = Some((*p, due));
+                    }
+                }
+            }
+        }
+        if self.installed.is_some() {
+            let hold = self.cfg.peer_inactive;
+            let now = self.now;
+            for r in self.reach.reports.values() {
+                let claims = std::iter::once(r.first).chain(r.missing.iter().map(|(_, at)| *at));
+                for at in claims {
+                    let due = at + hold;
+                    if due > now && t.report_hold.is_none_or(|e| due < e) {
+                        t.report_hold = Some(due);
                     }
                 }
             }
