@@ -202,31 +202,22 @@ async fn serve_cluster(
     let cluster = format!("{} (ID {})", cfg.cluster.name, cfg.cluster.id.0);
     let mut first = true;
     loop {
-        let store = match StateFile::open(&cfg.cluster.state_dir, &state_name) {
-            Ok(s) => Box::new(s),
-            Err(e) => {
-                let e = format!("cluster {cluster}: {e}");
-                if first {
-                    let _ = ready.send(Err(e)).await;
-                    return false;
-                }
-                error!(event = "witness.failed", ts_us = wall_us(), "{e}");
-                if wait_or_stop(&mut stop, RETRY).await {
-                    return true;
-                }
-                continue;
-            }
-        };
-        let options = Options {
-            config_file: Some(config_file.clone()),
-            control_socket: ControlSocket::At(socket.clone()),
-            store: Some(store),
-            // Dropped from a view: start again, never act on the machine.
-            self_fence: SelfFenceAction::Callback(Box::new(|_| {})),
-            realtime: false,
-            notify: false,
-        };
-        let node = match vigil_runtime::start(cfg.clone(), WITNESS_NODE_NAME, options) {
+        let started = StateFile::open(&cfg.cluster.state_dir, &state_name)
+            .map_err(|e| e.to_string())
+            .and_then(|store| {
+                let options = Options {
+                    config_file: Some(config_file.clone()),
+                    control_socket: ControlSocket::At(socket.clone()),
+                    store: Some(Box::new(store)),
+                    // Dropped from a view: start again, never act on the machine.
+                    self_fence: SelfFenceAction::Callback(Box::new(|_| {})),
+                    realtime: false,
+                    notify: false,
+                };
+                vigil_runtime::start(cfg.clone(), WITNESS_NODE_NAME, options)
+                    .map_err(|e| e.to_string())
+            });
+        let node = match started {
             Ok(n) => n,
             Err(e) => {
                 let e = format!("cluster {cluster}: {e}");
