@@ -1,29 +1,15 @@
 //! The llt core driven in virtual time through a small test network.
 
-use std::collections::BTreeSet;
+mod common;
+
+use common::{all_up, at, base_config, l, ms, n, Net, Sent, DELAY, HB, INACTIVE, TROUBLE};
 use std::time::Duration;
-use vigil_llt::types::{ClusterId, Incarnation, Instant, LinkId, NodeId, Port};
+use vigil_llt::types::{ClusterId, Incarnation, Instant, NodeId, Port};
 use vigil_llt::wire::{self, FrameKey, Kind};
 use vigil_llt::{DropReason, Event, LinkPriority, LinkSpec, LinkState, Llt, LltConfig, Output};
 
-const HB: Duration = Duration::from_millis(100);
-const TROUBLE: Duration = Duration::from_millis(400);
-const INACTIVE: Duration = Duration::from_millis(800);
-const DELAY: Duration = Duration::from_millis(1);
-
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
-fn at(d: Duration) -> Instant {
-    Instant::ZERO + d
-}
-fn n(i: u8) -> NodeId {
-    NodeId(i)
-}
-fn l(i: u8) -> LinkId {
-    LinkId(i)
-}
-
+/// Nodes 0..`nodes` joined by link a (unicast) and link b (broadcast), keyed with
+/// `key` if any.
 fn config(nodes: u8, key: Option<FrameKey>) -> LltConfig {
     let links = vec![
         LinkSpec {
@@ -37,181 +23,19 @@ fn config(nodes: u8, key: Option<FrameKey>) -> LltConfig {
             broadcast: true,
         },
     ];
-    let mut cfg = LltConfig::with_defaults(ClusterId(7), (0..nodes).map(NodeId).collect(), links);
-    cfg.heartbeat = HB;
-    cfg.heartbeat_lowpri = ms(250);
-    cfg.peer_trouble = TROUBLE;
-    cfg.peer_inactive = INACTIVE;
-    cfg.link_up_count = 3;
-    cfg.listen_window = ms(300);
+    let mut cfg = base_config((0..nodes).map(NodeId).collect(), links);
     cfg.keys = key.into_iter().collect();
     cfg
 }
 
-/// A frame in flight.
-struct Flight {
-    due: Instant,
-    to: usize,
-    from: usize,
-    link: LinkId,
-    bytes: Vec<u8>,
-}
-
-/// Nodes joined by two links with a fixed one-way delay. Any (from, to, link) may be
-/// cut; a node may be stopped (it neither runs nor receives).
-struct Net {
-    nodes: Vec<Llt>,
-    stopped: BTreeSet<usize>,
-    cut: BTreeSet<(usize, usize, u8)>,
-    now: Instant,
-    flights: Vec<Flight>,
-    events: Vec<(Instant, usize, Event)>,
-    delivered: Vec<(usize, NodeId, Port, Vec<u8>)>,
-    /// Every frame sent, for replay tests: (from, to, link, bytes).
-    sent: Vec<(usize, usize, LinkId, Vec<u8>)>,
-}
-
-impl Net {
-    fn new(count: u8, key: Option<FrameKey>) -> Net {
-        Net::with_config(count, config(count, key))
-    }
-
-    fn with_config(count: u8, cfg: LltConfig) -> Net {
-        let nodes = (0..count)
-            .map(|i| {
-                let inc = Incarnation(1000 + u64::from(i));
-                Llt::new(cfg.clone(), n(i), inc, Instant::ZERO, u64::from(i)).unwrap()
-            })
-            .collect();
-        Net {
-            nodes,
-            stopped: BTreeSet::new(),
-            cut: BTreeSet::new(),
-            now: Instant::ZERO,
-            flights: Vec::new(),
-            events: Vec::new(),
-            delivered: Vec::new(),
-            sent: Vec::new(),
-        }
-    }
-
-    fn drain(&mut self, i: usize) {
-        while let Some(out) = self.nodes[i].poll_output() {
-            match out {
-                Output::Transmit(tx) => {
-                    let receivers: Vec<usize> = match tx.to {
-                        Some(to) => vec![to.index()],
-                        None => (0..self.nodes.len()).filter(|j| *j != i).collect(),
-                    };
-                    for to in receivers {
-                        self.sent.push((i, to, tx.link, tx.bytes.clone()));
-                        if !self.cut.contains(&(i, to, tx.link.0)) {
-                            self.flights.push(Flight {
-                                due: self.now + DELAY,
-                                to,
-                                from: i,
-                                link: tx.link,
-                                bytes: tx.bytes.clone(),
-                            });
-                        }
-                    }
-                }
-                Output::Event(e) => self.events.push((self.now, i, e)),
-                Output::Deliver(d) => self.delivered.push((i, d.from, d.port, d.body)),
-            }
-        }
-    }
-
-    /// Run every node until `until`, jumping from one deadline or delivery to the next.
-    fn run_until(&mut self, until: Instant) {
-        loop {
-            for i in 0..self.nodes.len() {
-                self.drain(i);
-            }
-            let mut next: Option<Instant> = self.flights.iter().map(|f| f.due).min();
-            for (i, node) in self.nodes.iter().enumerate() {
-                if self.stopped.contains(&i) {
-                    continue;
-                }
-                if let Some(t) = node.poll_timeout() {
-                    next = Some(next.map_or(t, |x| x.min(t)));
-                }
-            }
-            let Some(next) = next.filter(|t| *t <= until) else {
-                self.now = until;
-                return;
-            };
-            self.now = self.now.max(next);
-            let now = self.now;
-            let (due, rest): (Vec<Flight>, Vec<Flight>) = std::mem::take(&mut self.flights)
-                .into_iter()
-                .partition(|f| f.due <= now);
-            self.flights = rest;
-            for f in due {
-                if !self.stopped.contains(&f.to) && !self.cut.contains(&(f.from, f.to, f.link.0)) {
-                    self.nodes[f.to].handle_frame(now, f.link, None, &f.bytes);
-                }
-            }
-            for i in 0..self.nodes.len() {
-                if self.stopped.contains(&i) {
-                    continue;
-                }
-                if self.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
-                    self.nodes[i].handle_timeout(now);
-                }
-            }
-        }
-    }
-
-    fn cut_both(&mut self, a: usize, b: usize, link: u8) {
-        self.cut.insert((a, b, link));
-        self.cut.insert((b, a, link));
-    }
-    fn heal_both(&mut self, a: usize, b: usize, link: u8) {
-        self.cut.remove(&(a, b, link));
-        self.cut.remove(&(b, a, link));
-    }
-
-    fn events_of(&self, node: usize, pred: impl Fn(&Event) -> bool) -> Vec<Instant> {
-        self.events
-            .iter()
-            .filter(|(_, i, e)| *i == node && pred(e))
-            .map(|(t, _, _)| *t)
-            .collect()
-    }
-
-    fn link_state(&self, node: usize, peer: u8, link: u8) -> LinkState {
-        let st = self.nodes[node].status();
-        let p = st.peers.iter().find(|p| p.id == n(peer)).unwrap();
-        p.links[link as usize].state
-    }
-
-    fn drops(&self, node: usize, link: u8, reason: DropReason) -> u64 {
-        self.nodes[node].status().links[link as usize]
-            .stats
-            .drops
-            .get(reason)
-    }
-
-    fn capture(&self, from: usize, to: usize, link: u8) -> Vec<u8> {
-        self.sent
-            .iter()
-            .rev()
-            .find(|(f, t, li, _)| *f == from && *t == to && li.0 == link)
-            .map(|(_, _, _, b)| b.clone())
-            .unwrap()
-    }
-}
-
-fn all_up(net: &Net) -> bool {
-    net.nodes
-        .iter()
-        .all(|node| node.status().peers.iter().all(|p| p.up && !p.jeopardy))
+/// Nodes 0..`count`, in slots 0..`count`.
+fn cluster(count: u8, key: Option<FrameKey>) -> Net {
+    Net::new(&config(count, key))
 }
 
 #[test]
 fn cluster_comes_up_after_listening_and_hysteresis() {
-    let mut net = Net::new(3, None);
+    let mut net = cluster(3, None);
     net.run_until(at(ms(250)));
     assert!(net.sent.is_empty(), "nothing may be sent while listening");
     net.run_until(at(ms(1000)));
@@ -220,12 +44,12 @@ fn cluster_comes_up_after_listening_and_hysteresis() {
     // nobody, so the first beat is a hello (it echoes no incarnation and only
     // teaches the sender's); the fresh ones follow at 400, 500 and 600 ms.
     let ups = net.events_of(
-        0,
+        n(0),
         |e| matches!(e, Event::PeerUp { peer, .. } if *peer == n(1)),
     );
     assert_eq!(ups, vec![at(ms(600) + DELAY)]);
     assert_eq!(
-        net.drops(0, 0, DropReason::NoEcho),
+        net.drops(n(0), 0, DropReason::NoEcho),
         2,
         "one hello from each peer"
     );
@@ -233,13 +57,13 @@ fn cluster_comes_up_after_listening_and_hysteresis() {
 
 #[test]
 fn silent_peer_goes_trouble_then_down_on_time() {
-    let mut net = Net::new(3, None);
+    let mut net = cluster(3, None);
     net.run_until(at(ms(2000)));
     assert!(all_up(&net));
     let stop = at(ms(2000));
     net.stopped.insert(2);
     net.run_until(at(ms(4000)));
-    for observer in [0usize, 1] {
+    for observer in [n(0), n(1)] {
         let trouble = net.events_of(
             observer,
             |e| matches!(e, Event::LinkTrouble { peer, .. } if *peer == n(2)),
@@ -266,27 +90,27 @@ fn silent_peer_goes_trouble_then_down_on_time() {
                 "DOWN at {t:?}"
             );
         }
-        assert!(!net.nodes[observer].peer_up(n(2)));
-        assert!(net.nodes[observer].peer_up(n(1 - observer as u8)));
+        assert!(!net.node(observer).peer_up(n(2)));
+        assert!(net.node(observer).peer_up(n(1 - observer.0)));
     }
 }
 
 #[test]
 fn losing_one_of_two_links_is_jeopardy_not_down() {
-    let mut net = Net::new(3, None);
+    let mut net = cluster(3, None);
     net.run_until(at(ms(2000)));
     // Links coming up one after the other at start is no jeopardy.
     assert!(net
-        .events_of(0, |e| matches!(e, Event::JeopardyEntered { .. }))
+        .events_of(n(0), |e| matches!(e, Event::JeopardyEntered { .. }))
         .is_empty());
-    net.cut_both(0, 1, 1);
+    net.cut_both(n(0), n(1), 1);
     net.run_until(at(ms(4000)));
-    assert_eq!(net.link_state(0, 1, 1), LinkState::Down);
-    assert_eq!(net.link_state(0, 1, 0), LinkState::Up);
+    assert_eq!(net.link_state(n(0), n(1), 1), LinkState::Down);
+    assert_eq!(net.link_state(n(0), n(1), 0), LinkState::Up);
     assert!(net.nodes[0].peer_up(n(1)));
     assert!(net.nodes[1].peer_up(n(0)));
-    let link_down = net.events_of(0, |e| matches!(e, Event::LinkDown { .. }));
-    let jeopardy = net.events_of(0, |e| {
+    let link_down = net.events_of(n(0), |e| matches!(e, Event::LinkDown { .. }));
+    let jeopardy = net.events_of(n(0), |e| {
         *e == Event::JeopardyEntered {
             peer: n(1),
             link: l(0),
@@ -295,15 +119,15 @@ fn losing_one_of_two_links_is_jeopardy_not_down() {
     assert_eq!(link_down.len(), 1);
     assert_eq!(jeopardy, link_down);
     assert!(net
-        .events_of(0, |e| matches!(e, Event::PeerDown { .. }))
+        .events_of(n(0), |e| matches!(e, Event::PeerDown { .. }))
         .is_empty());
     // Node 2 still has both links to everyone.
     assert!(net.nodes[2].status().peers.iter().all(|p| !p.jeopardy));
     // Losing the last link makes the peer down.
-    net.cut_both(0, 1, 0);
+    net.cut_both(n(0), n(1), 0);
     net.run_until(at(ms(6000)));
     assert_eq!(
-        net.events_of(0, |e| *e == Event::PeerDown { peer: n(1) })
+        net.events_of(n(0), |e| *e == Event::PeerDown { peer: n(1) })
             .len(),
         1
     );
@@ -311,26 +135,26 @@ fn losing_one_of_two_links_is_jeopardy_not_down() {
 
 #[test]
 fn a_returning_link_needs_the_hysteresis_count() {
-    let mut net = Net::new(2, None);
+    let mut net = cluster(2, None);
     net.run_until(at(ms(2000)));
     net.events.clear();
-    net.cut_both(0, 1, 1);
+    net.cut_both(n(0), n(1), 1);
     net.run_until(at(ms(3000)));
-    assert_eq!(net.link_state(0, 1, 1), LinkState::Down);
+    assert_eq!(net.link_state(n(0), n(1), 1), LinkState::Down);
     // Let exactly one heartbeat through, then cut again: not enough to come up.
-    net.heal_both(0, 1, 1);
+    net.heal_both(n(0), n(1), 1);
     net.run_until(at(ms(3050)));
-    net.cut_both(0, 1, 1);
+    net.cut_both(n(0), n(1), 1);
     net.run_until(at(ms(3600)));
-    assert_eq!(net.link_state(0, 1, 1), LinkState::Down);
+    assert_eq!(net.link_state(n(0), n(1), 1), LinkState::Down);
     let link1_up = |e: &Event| matches!(e, Event::LinkUp { link, .. } if *link == l(1));
-    assert!(net.events_of(0, link1_up).is_empty());
+    assert!(net.events_of(n(0), link1_up).is_empty());
     // Healed for good: UP only after 3 consecutive heartbeats.
     let healed = at(ms(4000));
     net.run_until(healed);
-    net.heal_both(0, 1, 1);
+    net.heal_both(n(0), n(1), 1);
     net.run_until(at(ms(5000)));
-    let ups = net.events_of(0, link1_up);
+    let ups = net.events_of(n(0), link1_up);
     assert_eq!(ups.len(), 1);
     assert!(
         ups[0] >= healed + HB * 2,
@@ -339,7 +163,7 @@ fn a_returning_link_needs_the_hysteresis_count() {
     );
     assert!(ups[0] <= healed + HB * 3 + DELAY);
     assert_eq!(
-        net.events_of(0, |e| matches!(e, Event::JeopardyCleared { .. })),
+        net.events_of(n(0), |e| matches!(e, Event::JeopardyCleared { .. })),
         ups
     );
 }
@@ -371,23 +195,23 @@ fn heartbeats_keep_the_clock_when_woken_late() {
 #[test]
 fn bad_frames_are_dropped_and_counted() {
     let key = FrameKey::from_material(b"the cluster key, 32 bytes or so");
-    let mut net = Net::new(3, Some(key.clone()));
+    let mut net = cluster(3, Some(key.clone()));
     // Half-way between beats, so the captured frame has been delivered.
     net.run_until(at(ms(2050)));
     assert!(all_up(&net));
     let now = net.now;
-    let real = net.capture(1, 0, 0);
+    let real = net.capture(n(1), n(0), 0);
     let accepted_before = net.nodes[0].status().links[0].stats.frames_accepted;
 
     // Replay: a frame node 0 already accepted.
     net.nodes[0].handle_frame(now, l(0), None, &real);
-    assert_eq!(net.drops(0, 0, DropReason::Replay), 1);
+    assert_eq!(net.drops(n(0), 0, DropReason::Replay), 1);
 
     // Truncated at several points.
     for cut in [0, 3, 10, 65, real.len() - 1] {
         net.nodes[0].handle_frame(now, l(0), None, &real[..cut]);
     }
-    assert_eq!(net.drops(0, 0, DropReason::Truncated), 5);
+    assert_eq!(net.drops(n(0), 0, DropReason::Truncated), 5);
 
     // Garbage.
     net.nodes[0].handle_frame(
@@ -396,7 +220,7 @@ fn bad_frames_are_dropped_and_counted() {
         None,
         b"GET / HTTP/1.1\r\n\r\nnot a frame, really",
     );
-    assert_eq!(net.drops(0, 0, DropReason::BadMagic), 1);
+    assert_eq!(net.drops(n(0), 0, DropReason::BadMagic), 1);
 
     let mut h = wire::decode(&real).unwrap().header;
     h.seq += 1_000;
@@ -411,44 +235,44 @@ fn bad_frames_are_dropped_and_counted() {
     );
     net.nodes[0].handle_frame(now, l(0), None, &forged);
     net.nodes[0].handle_frame(now, l(0), None, &wire::encode(&h, &[], None));
-    assert_eq!(net.drops(0, 0, DropReason::Auth), 2);
+    assert_eq!(net.drops(n(0), 0, DropReason::Auth), 2);
     // A key this node does not hold.
     let other_key = FrameKey::from_material(b"not the cluster key");
     net.nodes[0].handle_frame(now, l(0), None, &wire::encode(&h, &[], Some(&other_key)));
-    assert_eq!(net.drops(0, 0, DropReason::UnknownKey), 1);
+    assert_eq!(net.drops(n(0), 0, DropReason::UnknownKey), 1);
 
     // Another cluster.
     let mut other = h;
     other.cluster = ClusterId(8);
     net.nodes[0].handle_frame(now, l(0), None, &wire::encode(&other, &[], Some(&key)));
-    assert_eq!(net.drops(0, 0, DropReason::WrongCluster), 1);
+    assert_eq!(net.drops(n(0), 0, DropReason::WrongCluster), 1);
 
     // Stale incarnation of node 1, correctly signed.
     let mut stale = h;
     stale.incarnation = Incarnation(h.incarnation.0 - 1);
     net.nodes[0].handle_frame(now, l(0), None, &wire::encode(&stale, &[], Some(&key)));
-    assert_eq!(net.drops(0, 0, DropReason::StaleIncarnation), 1);
+    assert_eq!(net.drops(n(0), 0, DropReason::StaleIncarnation), 1);
 
     // Claims link 1 while arriving on link 0.
     let mut wrong_link = h;
     wrong_link.link = l(1);
     let bytes = wire::encode(&wrong_link, &[], Some(&key));
     net.nodes[0].handle_frame(now, l(0), None, &bytes);
-    assert_eq!(net.drops(0, 0, DropReason::WrongLink), 1);
+    assert_eq!(net.drops(n(0), 0, DropReason::WrongLink), 1);
 
     // Unknown node; a version from the future; a reserved flag bit set.
     let mut unknown = h;
     unknown.src = n(9);
     net.nodes[0].handle_frame(now, l(0), None, &wire::encode(&unknown, &[], Some(&key)));
-    assert_eq!(net.drops(0, 0, DropReason::UnknownNode), 1);
+    assert_eq!(net.drops(n(0), 0, DropReason::UnknownNode), 1);
     let mut v2 = real.clone();
     v2[2] = 3;
     net.nodes[0].handle_frame(now, l(0), None, &v2);
-    assert_eq!(net.drops(0, 0, DropReason::BadVersion), 1);
+    assert_eq!(net.drops(n(0), 0, DropReason::BadVersion), 1);
     let mut flags = real.clone();
     flags[4] |= 0x80;
     net.nodes[0].handle_frame(now, l(0), None, &flags);
-    assert_eq!(net.drops(0, 0, DropReason::Malformed), 1);
+    assert_eq!(net.drops(n(0), 0, DropReason::Malformed), 1);
 
     let st = net.nodes[0].status();
     // 16 bad frames, and the two hellos of the start.
@@ -462,7 +286,7 @@ fn bad_frames_are_dropped_and_counted() {
     net.run_until(at(ms(4000)));
     assert!(all_up(&net));
     assert!(net
-        .events_of(0, |e| matches!(
+        .events_of(n(0), |e| matches!(
             e,
             Event::PeerDown { .. } | Event::LinkDown { .. }
         ))
@@ -471,16 +295,16 @@ fn bad_frames_are_dropped_and_counted() {
 
 #[test]
 fn a_restarted_peer_is_a_new_incarnation_and_old_frames_are_stale() {
-    let mut net = Net::new(2, None);
+    let mut net = cluster(2, None);
     net.run_until(at(ms(2000)));
-    let old_frame = net.capture(1, 0, 0);
+    let old_frame = net.capture(n(1), n(0), 0);
     // Node 1 restarts quickly with a higher incarnation.
     net.nodes[1] = Llt::new(config(2, None), n(1), Incarnation(5000), net.now, 9).unwrap();
     net.run_until(at(ms(3000)));
     let restarted: Vec<&Event> = net
         .events
         .iter()
-        .filter(|(_, i, e)| *i == 0 && matches!(e, Event::PeerRestarted { .. }))
+        .filter(|(_, i, e)| *i == n(0) && matches!(e, Event::PeerRestarted { .. }))
         .map(|(_, _, e)| e)
         .collect();
     assert_eq!(
@@ -492,21 +316,21 @@ fn a_restarted_peer_is_a_new_incarnation_and_old_frames_are_stale() {
         }]
     );
     assert!(net
-        .events_of(0, |e| matches!(e, Event::PeerDown { .. }))
+        .events_of(n(0), |e| matches!(e, Event::PeerDown { .. }))
         .is_empty());
     let now = net.now;
     net.nodes[0].handle_frame(now, l(0), None, &old_frame);
-    assert_eq!(net.drops(0, 0, DropReason::StaleIncarnation), 1);
+    assert_eq!(net.drops(n(0), 0, DropReason::StaleIncarnation), 1);
 }
 
 #[test]
 fn a_second_process_with_a_live_node_id_refuses_to_start() {
-    let mut net = Net::new(3, None);
+    let mut net = cluster(3, None);
     net.run_until(at(ms(2000)));
     // An impostor for node 1 with its own incarnation, on a segment where it hears
     // node 1's broadcast frames.
     let mut impostor = Llt::new(config(3, None), n(1), Incarnation(9999), net.now, 3).unwrap();
-    let mut h = wire::decode(&net.capture(1, 0, 0)).unwrap().header;
+    let mut h = wire::decode(&net.capture(n(1), n(0), 0)).unwrap().header;
     h.dst = None;
     impostor.handle_frame(net.now, l(0), None, &wire::encode(&h, &[], None));
     assert!(impostor.refused());
@@ -527,7 +351,7 @@ fn a_second_process_with_a_live_node_id_refuses_to_start() {
 
 #[test]
 fn broadcast_heartbeats_let_a_silent_starter_find_its_twin() {
-    let mut net = Net::new(3, None);
+    let mut net = cluster(3, None);
     net.run_until(at(ms(2000)));
     // Listening for its window, the impostor hears what goes to every node on the
     // broadcast link (b), and nothing addressed to others.
@@ -536,10 +360,13 @@ fn broadcast_heartbeats_let_a_silent_starter_find_its_twin() {
     net.run_until(at(ms(2300)));
     let heard: Vec<Vec<u8>> = net.sent[from..]
         .iter()
-        .filter(|(f, to, link, b)| {
-            *f == 1 && *to == 0 && link.0 == 1 && wire::decode(b).unwrap().header.dst.is_none()
+        .filter(|s| {
+            s.from == n(1)
+                && s.reaches(n(0))
+                && s.link == l(1)
+                && wire::decode(&s.bytes).unwrap().header.dst.is_none()
         })
-        .map(|(_, _, _, b)| b.clone())
+        .map(|s| s.bytes.clone())
         .collect();
     assert!(
         !heard.is_empty(),
@@ -555,7 +382,7 @@ fn broadcast_heartbeats_let_a_silent_starter_find_its_twin() {
 
 #[test]
 fn port_data_goes_over_every_link_and_is_delivered_once() {
-    let mut net = Net::new(2, None);
+    let mut net = cluster(2, None);
     net.run_until(at(ms(2000)));
     let now = net.now;
     net.nodes[0].send(now, n(1), Port(b'c'), b"hello").unwrap();
@@ -563,13 +390,13 @@ fn port_data_goes_over_every_link_and_is_delivered_once() {
     net.drain(0);
     let data_frames = net.sent[before..]
         .iter()
-        .filter(|(_, _, _, b)| wire::decode(b).unwrap().header.kind == Kind::Data)
+        .filter(|s| wire::decode(&s.bytes).unwrap().header.kind == Kind::Data)
         .count();
     assert_eq!(data_frames, 2);
     net.run_until(at(ms(2100)));
     assert_eq!(
         net.delivered,
-        vec![(1, n(0), Port(b'c'), b"hello".to_vec())]
+        vec![(n(1), n(0), Port(b'c'), b"hello".to_vec())]
     );
     let dups: u64 = net.nodes[1].status().peers[0]
         .links
@@ -578,7 +405,7 @@ fn port_data_goes_over_every_link_and_is_delivered_once() {
         .sum();
     assert_eq!(dups, 1);
     // With one link cut the message still arrives, once.
-    net.cut_both(0, 1, 0);
+    net.cut_both(n(0), n(1), 0);
     net.nodes[0]
         .send(net.now, n(1), Port(b'c'), b"again")
         .unwrap();
@@ -588,7 +415,7 @@ fn port_data_goes_over_every_link_and_is_delivered_once() {
 
 #[test]
 fn rtt_is_measured_per_link() {
-    let mut net = Net::new(2, None);
+    let mut net = cluster(2, None);
     net.run_until(at(ms(2000)));
     let st = net.nodes[0].status();
     for link in &st.peers[0].links {
@@ -599,15 +426,15 @@ fn rtt_is_measured_per_link() {
 
 /// Plays every recorded frame addressed to `to`, in the order sent and 1 ms apart,
 /// into `to`'s current core.
-fn replay_into(net: &mut Net, recorded: &[(usize, usize, LinkId, Vec<u8>)], to: usize) {
+fn replay_into(net: &mut Net, recorded: &[Sent], to: usize) {
     let mut t = net.now;
-    for (_, dst, link, bytes) in recorded {
-        if *dst != to {
+    for s in recorded {
+        if !s.reaches(net.ids[to]) {
             continue;
         }
         t += ms(1);
         net.nodes[to].handle_timeout(t);
-        net.nodes[to].handle_frame(t, *link, None, bytes);
+        net.nodes[to].handle_frame(t, s.link, None, &s.bytes);
     }
     net.now = t;
     net.drain(to);
@@ -616,14 +443,14 @@ fn replay_into(net: &mut Net, recorded: &[(usize, usize, LinkId, Vec<u8>)], to: 
 #[test]
 fn frames_recorded_before_a_restart_count_for_nothing() {
     let key = FrameKey::from_material(b"the cluster key, 32 bytes or so");
-    let mut net = Net::new(3, Some(key.clone()));
+    let mut net = cluster(3, Some(key.clone()));
     net.run_until(at(ms(3000)));
     assert!(all_up(&net));
     // Everything the peers ever sent to node 0, with valid MACs.
     let recorded: Vec<_> = net
         .sent
         .iter()
-        .filter(|(from, to, _, _)| *from != 0 && *to == 0)
+        .filter(|s| s.reaches(n(0)))
         .cloned()
         .collect();
     assert!(recorded.len() > 50);
@@ -644,13 +471,14 @@ fn frames_recorded_before_a_restart_count_for_nothing() {
         st.peers
     );
     assert!(net
-        .events_of(0, |e| matches!(e, Event::PeerUp { .. }))
+        .events_of(n(0), |e| matches!(e, Event::PeerUp { .. }))
         .is_empty());
     assert!(
         net.delivered.is_empty(),
         "port data delivered from a recording"
     );
-    let stale = net.drops(0, 0, DropReason::StaleEcho) + net.drops(0, 1, DropReason::StaleEcho);
+    let stale =
+        net.drops(n(0), 0, DropReason::StaleEcho) + net.drops(n(0), 1, DropReason::StaleEcho);
     assert!(
         stale > 40,
         "only {stale} replayed frames counted as stale_echo"
@@ -662,12 +490,12 @@ fn the_freshness_sabotage_lets_a_recording_through() {
     // The same attack with the check off: the checker-facing sabotage must really
     // break something, or the simulator's test of it proves nothing.
     let key = FrameKey::from_material(b"the cluster key, 32 bytes or so");
-    let mut net = Net::new(3, Some(key.clone()));
+    let mut net = cluster(3, Some(key.clone()));
     net.run_until(at(ms(3000)));
     let recorded: Vec<_> = net
         .sent
         .iter()
-        .filter(|(from, to, _, _)| *from != 0 && *to == 0)
+        .filter(|s| s.reaches(n(0)))
         .cloned()
         .collect();
     net.stopped.insert(1);
@@ -682,14 +510,14 @@ fn the_freshness_sabotage_lets_a_recording_through() {
 
 #[test]
 fn a_restarted_peer_is_confirmed_by_its_first_fresh_frame() {
-    let mut net = Net::new(3, None);
+    let mut net = cluster(3, None);
     net.run_until(at(ms(2000)));
     assert!(all_up(&net));
     // Node 2 restarts: its new core heard node 0 while listening, so its first
     // frames already echo node 0's incarnation and node 0 sees a restart.
     net.nodes[2] = Llt::new(config(3, None), n(2), Incarnation(7000), net.now, 5).unwrap();
     net.run_until(net.now + ms(600));
-    let restarts = net.events_of(0, |e| {
+    let restarts = net.events_of(n(0), |e| {
         matches!(e, Event::PeerRestarted { peer, new, .. } if *peer == n(2) && *new == Incarnation(7000))
     });
     assert_eq!(restarts.len(), 1);
@@ -702,7 +530,7 @@ fn keys_rotate_without_losing_a_frame() {
     let a = FrameKey::from_material(b"key A: 32 bytes of key material..");
     let b = FrameKey::from_material(b"key B: 32 bytes of key material..");
     assert_ne!(a.id, b.id);
-    let mut net = Net::new(3, Some(a.clone()));
+    let mut net = cluster(3, Some(a.clone()));
     net.run_until(at(ms(2000)));
     assert!(all_up(&net));
     // Step 1, node by node: accept B beside A (still sending with A).
@@ -735,7 +563,7 @@ fn keys_rotate_without_losing_a_frame() {
     // A node still on A alone now hears nothing it accepts.
     net.nodes[1].set_keys(vec![a]);
     net.run_until(net.now + ms(200));
-    assert!(net.drops(1, 0, DropReason::UnknownKey) > 0);
+    assert!(net.drops(n(1), 0, DropReason::UnknownKey) > 0);
 }
 
 /// A caller that stops draining loses nothing: past its bound the queue keeps every
@@ -770,64 +598,36 @@ fn an_undrained_output_queue_drops_nothing_and_counts_the_overflow() {
     assert!(all == seen, "the undrained queue lost or reordered outputs");
 }
 
-/// Heartbeats `from` sent to `to` on `link` in `[start, end)`, by the send time the
-/// test network records (frames are recorded in order, one per drain).
-fn beats(
-    times: &[(Instant, usize, usize, u8)],
-    from: usize,
-    to: usize,
-    link: u8,
-    start: Instant,
-    end: Instant,
-) -> usize {
-    times
-        .iter()
-        .filter(|(t, f, d, li)| *f == from && *d == to && *li == link && *t >= start && *t < end)
-        .count()
-}
-
 #[test]
 fn a_low_priority_link_keeps_the_high_pace_for_a_peer_no_high_link_reaches() {
     let mut cfg = config(2, None);
     cfg.links[1].priority = LinkPriority::Low;
     cfg.links[1].broadcast = false;
-    let mut net = Net::with_config(2, cfg);
-    // Record when each frame was sent: `sent` grows as the network drains.
-    let mut times: Vec<(Instant, usize, usize, u8)> = Vec::new();
-    let step_to = |net: &mut Net, until: Instant, times: &mut Vec<(Instant, usize, usize, u8)>| {
-        while net.now < until {
-            let next = net.now + ms(10);
-            let before = net.sent.len();
-            net.run_until(next);
-            for (f, t, li, _) in &net.sent[before..] {
-                times.push((net.now, *f, *t, li.0));
-            }
-        }
-    };
-    step_to(&mut net, at(ms(3000)), &mut times);
+    let mut net = Net::new(&cfg);
+    net.run_until(at(ms(3000)));
     assert!(all_up(&net));
     // Both links UP: the low-priority link beats every 250 ms.
-    let slow = beats(&times, 0, 1, 1, at(ms(2000)), at(ms(3000)));
+    let slow = net.beats(n(0), n(1), 1, at(ms(2000)), at(ms(3000)));
     assert!(
         (3..=5).contains(&slow),
         "{slow} low-priority beats in 1 s beside an UP high link"
     );
     // The high-priority link fails: once it is TROUBLE (400 ms), the low one beats
     // every heartbeat (100 ms) for that peer.
-    net.cut_both(0, 1, 0);
-    step_to(&mut net, at(ms(5000)), &mut times);
-    assert_eq!(net.link_state(0, 1, 0), LinkState::Down);
-    assert_eq!(net.link_state(0, 1, 1), LinkState::Up);
-    let fast = beats(&times, 0, 1, 1, at(ms(4000)), at(ms(5000)));
+    net.cut_both(n(0), n(1), 0);
+    net.run_until(at(ms(5000)));
+    assert_eq!(net.link_state(n(0), n(1), 0), LinkState::Down);
+    assert_eq!(net.link_state(n(0), n(1), 1), LinkState::Up);
+    let fast = net.beats(n(0), n(1), 1, at(ms(4000)), at(ms(5000)));
     assert!(
         (9..=11).contains(&fast),
         "{fast} low-priority beats in 1 s with the high link down"
     );
     // The high link comes back (three beats of hysteresis): the slow pace again.
-    net.heal_both(0, 1, 0);
-    step_to(&mut net, at(ms(7000)), &mut times);
-    assert_eq!(net.link_state(0, 1, 0), LinkState::Up);
-    let slow = beats(&times, 0, 1, 1, at(ms(6000)), at(ms(7000)));
+    net.heal_both(n(0), n(1), 0);
+    net.run_until(at(ms(7000)));
+    assert_eq!(net.link_state(n(0), n(1), 0), LinkState::Up);
+    let slow = net.beats(n(0), n(1), 1, at(ms(6000)), at(ms(7000)));
     assert!(
         (3..=5).contains(&slow),
         "{slow} low-priority beats in 1 s after the high link returned"
@@ -846,7 +646,7 @@ fn a_confirmation_never_vouches_for_a_frame_the_confirmer_did_not_count() {
         spec.priority = LinkPriority::Low;
     }
     cfg.heartbeat_lowpri = ms(130);
-    let mut net = Net::with_config(2, cfg.clone());
+    let mut net = Net::new(&cfg);
     // Node 1 starts 45 ms later, so its frames do not arrive in the same instant as
     // node 0's (which would hide a confirmation running ahead of what was counted).
     net.nodes[1] = Llt::new(cfg, n(1), Incarnation(1001), at(ms(45)), 1).unwrap();
@@ -884,7 +684,7 @@ fn a_confirmation_never_vouches_for_a_frame_the_confirmer_did_not_count() {
     assert!(checked > 5000, "only {checked} checks");
     assert!(all_up(&net));
     assert!(
-        net.drops(0, 1, DropReason::NoEcho) > 10,
+        net.drops(n(0), 1, DropReason::NoEcho) > 10,
         "no broadcast was sent"
     );
 }

@@ -1,37 +1,22 @@
 //! The witness link: one link of its own joins the nodes to the witness (node 63),
 //! with its own keys and timers, and carries nothing else.
 
-use std::collections::BTreeSet;
+mod common;
+
+use common::{all_up, at, base_config, drop_count, l, ms, n, Net, Sent, DELAY, HB, INACTIVE};
 use std::time::Duration;
 use vigil_llt::types::{ClusterId, Generation, Incarnation, Instant, LinkId, NodeId, Port};
 use vigil_llt::wire::{self, FrameKey, Header, Kind};
 use vigil_llt::{
-    DropReason, Event, LinkPriority, LinkSpec, LinkState, Llt, LltConfig, Output, WitnessLink,
+    DropReason, Event, LinkPriority, LinkSpec, LinkState, Llt, LltConfig, WitnessLink,
 };
 
-const HB: Duration = Duration::from_millis(100);
-const TROUBLE: Duration = Duration::from_millis(400);
-const INACTIVE: Duration = Duration::from_millis(800);
 /// The witness link's timers, chosen so that none of the cluster's would do: its
 /// beats are further apart than the cluster's `peer_trouble`.
 const W_HB: Duration = Duration::from_millis(500);
 const W_TROUBLE: Duration = Duration::from_millis(1500);
 const W_INACTIVE: Duration = Duration::from_millis(3000);
-const DELAY: Duration = Duration::from_millis(1);
 const WITNESS: NodeId = NodeId(63);
-
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
-fn at(d: Duration) -> Instant {
-    Instant::ZERO + d
-}
-fn n(i: u8) -> NodeId {
-    NodeId(i)
-}
-fn l(i: u8) -> LinkId {
-    LinkId(i)
-}
 
 fn spec(name: &str, priority: LinkPriority) -> LinkSpec {
     LinkSpec {
@@ -50,13 +35,7 @@ fn config(nodes: u8, links: &[&str]) -> LltConfig {
         .collect();
     let mut ids: Vec<NodeId> = (0..nodes).map(NodeId).collect();
     ids.push(WITNESS);
-    let mut cfg = LltConfig::with_defaults(ClusterId(7), ids, specs);
-    cfg.heartbeat = HB;
-    cfg.heartbeat_lowpri = ms(250);
-    cfg.peer_trouble = TROUBLE;
-    cfg.peer_inactive = INACTIVE;
-    cfg.link_up_count = 3;
-    cfg.listen_window = ms(300);
+    let mut cfg = base_config(ids, specs);
     cfg.witness = Some(WitnessLink {
         id: WITNESS,
         link: l(links.len() as u8 - 1),
@@ -70,193 +49,6 @@ fn config(nodes: u8, links: &[&str]) -> LltConfig {
 
 fn witness_mut(cfg: &mut LltConfig) -> &mut WitnessLink {
     cfg.witness.as_mut().expect("a witness config")
-}
-
-/// A frame in flight.
-struct Flight {
-    due: Instant,
-    to: usize,
-    link: LinkId,
-    bytes: Vec<u8>,
-}
-
-/// One transmit as a node handed it out.
-#[derive(Clone, Debug)]
-struct Sent {
-    at: Instant,
-    from: NodeId,
-    to: Option<NodeId>,
-    link: LinkId,
-    bytes: Vec<u8>,
-}
-
-/// The cores of `ids`, joined by every link with a fixed one-way delay: a frame goes
-/// to its addressee (a broadcast to every other core), whatever the link, so that
-/// the cores alone decide which links carry what.
-struct Net {
-    ids: Vec<NodeId>,
-    nodes: Vec<Llt>,
-    stopped: BTreeSet<usize>,
-    /// (from, to, link) pairs that lose every frame.
-    cut: BTreeSet<(usize, usize, u8)>,
-    now: Instant,
-    flights: Vec<Flight>,
-    events: Vec<(Instant, NodeId, Event)>,
-    delivered: Vec<(NodeId, NodeId, Port, Vec<u8>)>,
-    sent: Vec<Sent>,
-}
-
-impl Net {
-    fn new(cfg: &LltConfig) -> Net {
-        let ids = cfg.nodes.clone();
-        let nodes = ids
-            .iter()
-            .map(|id| {
-                let inc = Incarnation(1000 + u64::from(id.0));
-                Llt::new(cfg.clone(), *id, inc, Instant::ZERO, u64::from(id.0)).unwrap()
-            })
-            .collect();
-        Net {
-            ids,
-            nodes,
-            stopped: BTreeSet::new(),
-            cut: BTreeSet::new(),
-            now: Instant::ZERO,
-            flights: Vec::new(),
-            events: Vec::new(),
-            delivered: Vec::new(),
-            sent: Vec::new(),
-        }
-    }
-
-    fn index(&self, id: NodeId) -> usize {
-        self.ids.iter().position(|i| *i == id).unwrap()
-    }
-
-    fn node(&self, id: NodeId) -> &Llt {
-        &self.nodes[self.index(id)]
-    }
-
-    fn drain(&mut self, i: usize) {
-        while let Some(out) = self.nodes[i].poll_output() {
-            match out {
-                Output::Transmit(tx) => {
-                    self.sent.push(Sent {
-                        at: self.now,
-                        from: self.ids[i],
-                        to: tx.to,
-                        link: tx.link,
-                        bytes: tx.bytes.clone(),
-                    });
-                    let receivers: Vec<usize> = match tx.to {
-                        Some(to) => vec![self.index(to)],
-                        None => (0..self.nodes.len()).filter(|j| *j != i).collect(),
-                    };
-                    for to in receivers {
-                        if !self.cut.contains(&(i, to, tx.link.0)) {
-                            self.flights.push(Flight {
-                                due: self.now + DELAY,
-                                to,
-                                link: tx.link,
-                                bytes: tx.bytes.clone(),
-                            });
-                        }
-                    }
-                }
-                Output::Event(e) => self.events.push((self.now, self.ids[i], e)),
-                Output::Deliver(d) => self.delivered.push((self.ids[i], d.from, d.port, d.body)),
-            }
-        }
-    }
-
-    fn run_until(&mut self, until: Instant) {
-        loop {
-            for i in 0..self.nodes.len() {
-                self.drain(i);
-            }
-            let mut next: Option<Instant> = self.flights.iter().map(|f| f.due).min();
-            for (i, node) in self.nodes.iter().enumerate() {
-                if self.stopped.contains(&i) {
-                    continue;
-                }
-                if let Some(t) = node.poll_timeout() {
-                    next = Some(next.map_or(t, |x| x.min(t)));
-                }
-            }
-            let Some(next) = next.filter(|t| *t <= until) else {
-                self.now = until;
-                return;
-            };
-            self.now = self.now.max(next);
-            let now = self.now;
-            let (due, rest): (Vec<Flight>, Vec<Flight>) = std::mem::take(&mut self.flights)
-                .into_iter()
-                .partition(|f| f.due <= now);
-            self.flights = rest;
-            for f in due {
-                if !self.stopped.contains(&f.to) {
-                    self.nodes[f.to].handle_frame(now, f.link, None, &f.bytes);
-                }
-            }
-            for i in 0..self.nodes.len() {
-                if self.stopped.contains(&i) {
-                    continue;
-                }
-                if self.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
-                    self.nodes[i].handle_timeout(now);
-                }
-            }
-        }
-    }
-
-    fn cut_both(&mut self, a: NodeId, b: NodeId, link: u8) {
-        let (a, b) = (self.index(a), self.index(b));
-        self.cut.insert((a, b, link));
-        self.cut.insert((b, a, link));
-    }
-
-    fn events_of(&self, node: NodeId, pred: impl Fn(&Event) -> bool) -> Vec<Instant> {
-        self.events
-            .iter()
-            .filter(|(_, i, e)| *i == node && pred(e))
-            .map(|(t, _, _)| *t)
-            .collect()
-    }
-
-    fn link_state(&self, node: NodeId, peer: NodeId, link: u8) -> LinkState {
-        let st = self.node(node).status();
-        let p = st.peers.iter().find(|p| p.id == peer).unwrap();
-        p.links[usize::from(link)].state
-    }
-
-    fn drops(&self, node: NodeId, link: u8, reason: DropReason) -> u64 {
-        self.node(node).status().links[usize::from(link)]
-            .stats
-            .drops
-            .get(reason)
-    }
-
-    /// Heartbeats `from` sent to `to` on `link` in `[start, end)`.
-    fn beats(&self, from: NodeId, to: NodeId, link: u8, start: Instant, end: Instant) -> usize {
-        self.sent
-            .iter()
-            .filter(|s| {
-                s.from == from
-                    && s.to == Some(to)
-                    && s.link == l(link)
-                    && s.at >= start
-                    && s.at < end
-                    && wire::decode(&s.bytes).unwrap().header.kind == Kind::Heartbeat
-            })
-            .count()
-    }
-}
-
-/// Every core sees every peer up, none in jeopardy.
-fn all_up(net: &Net) -> bool {
-    net.nodes
-        .iter()
-        .all(|node| node.status().peers.iter().all(|p| p.up && !p.jeopardy))
 }
 
 /// Whether a frame between `a` and `b` belongs on `link` of `links`: the witness
@@ -409,13 +201,6 @@ fn peer_heard(node: &Llt, peer: NodeId) -> bool {
     let st = node.status();
     let p = st.peers.iter().find(|p| p.id == peer).unwrap();
     p.up || p.incarnation.is_some() || p.links.iter().any(|pl| pl.last_heard.is_some())
-}
-
-fn drop_count(node: &Llt, link: u8, reason: DropReason) -> u64 {
-    node.status().links[usize::from(link)]
-        .stats
-        .drops
-        .get(reason)
 }
 
 #[test]
