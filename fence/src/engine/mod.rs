@@ -442,8 +442,9 @@ impl Fence {
                     .is_some_and(|r| r.up == up && r.ports == ports && r.highest == highest) =>
             {
                 // The same report again (every fourth heartbeat in a quiet
-                // cluster): it changes nothing the step reads.
-                self.now = self.now.max(now);
+                // cluster): it changes nothing the step reads. Not even the core's
+                // clock moves: the timer table is read against it, and a deadline
+                // passed without a step would drop out of it unhandled.
             }
             Ok(msg) => {
                 self.loopback.push_back((from, msg));

@@ -21,6 +21,10 @@ pub(crate) struct Timers {
     pub(crate) settle_end: Option<Instant>,
     /// The lease lapses and with it the authority (only while authority is held).
     pub(crate) lease_end: Option<Instant>,
+    /// Half the lease is left (or, past that, half a heartbeat on): the
+    /// confirmations that came since extend it, so a lease held by a quiet cluster
+    /// (whose frames do not step the core) does not lapse while they keep coming.
+    pub(crate) lease_refresh: Option<Instant>,
     /// The reachability report is due again.
     pub(crate) reach_report: Option<Instant>,
     /// While leaving, `Leave` is sent again.
@@ -47,6 +51,7 @@ impl Timers {
             self.stale_generation,
             self.settle_end,
             self.lease_end,
+            self.lease_refresh,
             self.reach_report,
             self.leave_retransmit,
             self.join_retry,
@@ -94,6 +99,17 @@ impl Fence {
         t.settle_end = self.pending_settle();
         if self.lease.authority {
             t.lease_end = self.lease.lease_until;
+            // At half the lease, or (once past it) half a heartbeat later, as long
+            // as that is before the lease ends: confirmations come every heartbeat.
+            let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            let (half_lease, half_beat) = (nanos(self.cfg.lease / 2), nanos(hb / 2));
+            t.lease_refresh = self.lease.lease_until.and_then(|l| {
+                let at = l
+                    .as_nanos()
+                    .saturating_sub(half_lease)
+                    .max(self.now.as_nanos().saturating_add(half_beat));
+                (at < l.as_nanos()).then(|| Instant::from_nanos(at))
+            });
         }
         t.reach_report = self.reach.last_reach.map(|(at, ..)| at + hb * 4);
         if self.leave_requested {
