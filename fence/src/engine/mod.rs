@@ -348,9 +348,14 @@ impl Fence {
 
     /// The transport's view of every peer, before a step.
     pub fn observe(&mut self, peers: impl IntoIterator<Item = (NodeId, PeerInfo)>) {
-        self.deadline.set(None);
         for (id, info) in peers {
             if id != self.me {
+                // The timer table reads a peer's up state and generation (catch-up,
+                // join retries): the cached deadline is stale only when one changes.
+                let timed = |i: &PeerInfo| (i.up, i.generation);
+                if self.peers.get(&id).map(timed) != Some(timed(&info)) {
+                    self.deadline.set(None);
+                }
                 self.peers.insert(id, info);
             }
         }
