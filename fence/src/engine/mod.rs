@@ -39,6 +39,7 @@ use peers::PeerTable;
 use racer::RaceState;
 use reach::ReachState;
 use seeding::SeedState;
+use timers::Timers;
 
 /// Past this many queued outputs the driver has stopped draining: each one more is
 /// counted as an overflow (and still kept).
@@ -111,6 +112,9 @@ pub struct Fence {
     /// Messages to ourselves (our own promise and accept), handled within the step
     /// that queued them: at most a few per step, so bounded by construction.
     loopback: VecDeque<(NodeId, Msg)>,
+    /// A peer's up state, incarnation, generation or quietness changed since the
+    /// last step (what the step decides on, besides time and messages).
+    news: bool,
     outputs: VecDeque<FenceOutput>,
     /// Outputs queued beyond [`MAX_OUTPUTS`] (kept, never dropped).
     output_overflows: u64,
@@ -161,6 +165,7 @@ impl Fence {
             leave_requested: false,
             last_leave: None,
             loopback: VecDeque::new(),
+            news: true,
             outputs: VecDeque::new(),
             output_overflows: 0,
             persisted: durable,
@@ -353,8 +358,13 @@ impl Fence {
                 // The timer table reads a peer's up state and generation (catch-up,
                 // join retries): the cached deadline is stale only when one changes.
                 let timed = |i: &PeerInfo| (i.up, i.generation);
-                if self.peers.get(&id).map(timed) != Some(timed(&info)) {
+                let known = self.peers.get(&id);
+                if known.map(timed) != Some(timed(&info)) {
                     self.deadline.set(None);
+                }
+                let decides = |i: &PeerInfo| (i.up, i.incarnation, i.generation, i.quiet);
+                if known.map(decides) != Some(decides(&info)) {
+                    self.news = true;
                 }
                 self.peers.insert(id, info);
             }
@@ -462,6 +472,22 @@ impl Fence {
     /// Timers: race retransmits and deadlines, settle, leases, reports.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.deadline.set(None);
+        let t = self.timers();
+        let refresh_due = t.lease_refresh.is_some_and(|r| r <= now);
+        let other_due = Timers {
+            lease_refresh: None,
+            ..t
+        }
+        .next()
+        .is_some_and(|d| d <= now);
+        if refresh_due && !other_due && !self.news && self.loopback.is_empty() {
+            // Only the lease's refresh is due and no peer changed: recompute the
+            // lease from the confirmations that came, nothing else.
+            self.now = self.now.max(now);
+            let now = self.now;
+            self.authority_step(now);
+            return;
+        }
         self.step(now);
     }
 
@@ -479,6 +505,7 @@ impl Fence {
     // ----- the step ------------------------------------------------------------
 
     fn step(&mut self, now: Instant) {
+        self.news = false;
         self.now = self.now.max(now);
         let now = self.now;
         // Bounded: every message handled may queue replies to ourselves.
