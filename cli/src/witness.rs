@@ -256,23 +256,14 @@ async fn serve_cluster(
                     "cluster {cluster}: the witness was dropped from the cluster's view ({name}, generation {generation}); starting again as a new incarnation"
                 );
             }
-            Ending::Refused(message) => {
-                error!(
-                    event = "witness.refused",
-                    ts_us = wall_us(),
-                    cluster_id = cfg.cluster.id.0,
-                    "cluster {cluster}: {message}"
-                );
-                if wait_or_stop(&mut stop, RETRY).await {
-                    return true;
-                }
-            }
-            Ending::Failed(message) => {
+            Ending::Refused(message) | Ending::Failed(message) => {
+                // Refused: another live process answers as ID 63 in this cluster.
                 error!(
                     event = "witness.failed",
                     ts_us = wall_us(),
                     cluster_id = cfg.cluster.id.0,
-                    "cluster {cluster}: {message}; starting again"
+                    "cluster {cluster}: {message}; starting again in {} s",
+                    RETRY.as_secs()
                 );
                 if wait_or_stop(&mut stop, RETRY).await {
                     return true;
