@@ -7,8 +7,7 @@ use crate::fault::{Fault, Scenario, Tap};
 use crate::profile::{legacy_config, SimConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use vigil::config::ClusterConfig;
 use vigil::health::{OnFailure, ProbeId};
@@ -102,21 +101,52 @@ struct Flight {
     injected: bool,
 }
 
-// Frames in flight are ordered by arrival, then by the order they were sent.
-impl PartialEq for Flight {
-    fn eq(&self, other: &Flight) -> bool {
-        (self.due, self.seq) == (other.due, other.seq)
-    }
+/// Frames in flight, in the order they arrive: by arrival time, then in the order
+/// they were sent. One bucket per arrival time: most frames of a drill share a few
+/// (the links' fixed delay), so a frame is appended to a vector rather than sifted
+/// through a heap of all, and a whole instant's frames leave at once.
+#[derive(Default)]
+struct FlightQueue {
+    buckets: BTreeMap<Instant, Vec<Flight>>,
+    len: usize,
+    /// Emptied buckets, kept for their capacity.
+    spare: Vec<Vec<Flight>>,
 }
-impl Eq for Flight {}
-impl PartialOrd for Flight {
-    fn partial_cmp(&self, other: &Flight) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+
+impl FlightQueue {
+    fn len(&self) -> usize {
+        self.len
     }
-}
-impl Ord for Flight {
-    fn cmp(&self, other: &Flight) -> std::cmp::Ordering {
-        (self.due, self.seq).cmp(&(other.due, other.seq))
+
+    /// Frames are pushed in the order they were sent (`seq` grows), so each bucket
+    /// stays in that order.
+    fn push(&mut self, f: Flight) {
+        self.len += 1;
+        let spare = &mut self.spare;
+        let bucket = self
+            .buckets
+            .entry(f.due)
+            .or_insert_with(|| spare.pop().unwrap_or_default());
+        debug_assert!(bucket.last().is_none_or(|l| l.seq < f.seq));
+        bucket.push(f);
+    }
+
+    /// When the next frame arrives.
+    fn next_due(&self) -> Option<Instant> {
+        self.buckets.first_key_value().map(|(t, _)| *t)
+    }
+
+    /// Move every frame arriving by `now` to `out`, in arrival order.
+    fn take_due(&mut self, now: Instant, out: &mut Vec<Flight>) {
+        while let Some(entry) = self.buckets.first_entry() {
+            if *entry.key() > now {
+                break;
+            }
+            let mut bucket = entry.remove();
+            self.len -= bucket.len();
+            out.append(&mut bucket);
+            self.spare.push(bucket);
+        }
     }
 }
 
@@ -247,7 +277,11 @@ pub struct World {
     link_down: BTreeSet<(usize, u8)>,
     quality: Vec<LinkQuality>,
     /// Frames in flight, the next to arrive on top.
-    flights: BinaryHeap<Reverse<Flight>>,
+    flights: FlightQueue,
+    /// The frames arriving at the current instant (kept for its capacity).
+    due: Vec<Flight>,
+    /// A node's outputs being carried out (kept for its capacity).
+    outs: Vec<Output>,
     /// `Fault::SlowNode`: the extra delay and jitter of the frames from or to a
     /// slot.
     slow: BTreeMap<usize, (Duration, Duration)>,
@@ -361,7 +395,9 @@ impl World {
             cut: BTreeSet::new(),
             link_down: BTreeSet::new(),
             quality: vec![LinkQuality::default(); links],
-            flights: BinaryHeap::new(),
+            flights: FlightQueue::default(),
+            due: Vec::new(),
+            outs: Vec::new(),
             slow: BTreeMap::new(),
             flight_seq: 0,
             checker: Checker::new(n, timers.lease, timers.max_drift_ppm)
@@ -939,7 +975,7 @@ impl World {
                 }
             }
             self.flight_seq += 1;
-            self.flights.push(Reverse(Flight {
+            self.flights.push(Flight {
                 due: self.now + delay,
                 seq: self.flight_seq,
                 from: sender,
@@ -951,7 +987,7 @@ impl World {
                     std::mem::take(&mut bytes)
                 },
                 injected: false,
-            }));
+            });
         }
     }
 
@@ -994,13 +1030,17 @@ impl World {
 
     fn drain(&mut self, i: usize) {
         let restarts = self.slots[i].restarts;
-        let mut outs = Vec::new();
+        let mut outs = std::mem::take(&mut self.outs);
         if let Some(node) = self.slots[i].node.as_mut() {
             while let Some(o) = node.poll_output() {
                 outs.push(o);
             }
         }
-        for o in outs {
+        if outs.is_empty() {
+            self.outs = outs;
+            return;
+        }
+        for o in outs.drain(..) {
             if self.slots[i].node.is_none() {
                 // The process ended at an earlier output: the rest never happens.
                 break;
@@ -1101,6 +1141,8 @@ impl World {
                 }
             }
         }
+        outs.clear();
+        self.outs = outs;
     }
 
     /// Node `i`'s process starts again in place as a new incarnation, state file
@@ -1174,7 +1216,7 @@ impl World {
                 self.drain(i);
             }
             self.check();
-            let mut next: Option<Instant> = self.flights.peek().map(|f| f.0.due);
+            let mut next: Option<Instant> = self.flights.next_due();
             let mut take = |t: Instant| next = Some(next.map_or(t, |x: Instant| x.min(t)));
             for (t, ..) in &self.flaps {
                 take(*t);
@@ -1281,12 +1323,8 @@ impl World {
                 }
                 self.drain(i);
             }
-            let mut due: Vec<Flight> = Vec::new();
-            while self.flights.peek().is_some_and(|f| f.0.due <= now) {
-                if let Some(Reverse(f)) = self.flights.pop() {
-                    due.push(f);
-                }
-            }
+            let mut due = std::mem::take(&mut self.due);
+            self.flights.take_due(now, &mut due);
             // Replayed frames due, at their receivers (whose link must be up).
             for r in &mut self.replays {
                 while let Some(at) = r.due().filter(|t| *t <= now) {
@@ -1308,7 +1346,7 @@ impl World {
             }
             self.replays.retain(|r| r.due().is_some());
             due.sort_by_key(|f| (f.due, f.seq));
-            for f in due {
+            for f in due.drain(..) {
                 let to = f.to;
                 if !f.injected && self.recording.is_some() && self.slots[to].node.is_some() {
                     self.record(Tap::Receiver, f.from, to, f.link, &f.bytes);
@@ -1323,6 +1361,7 @@ impl World {
                 self.hand(to, local, &f);
                 self.drain(to);
             }
+            self.due = due;
             for i in 0..self.slots.len() {
                 let s = &self.slots[i];
                 if s.frozen_until.is_some_and(|t| now < t) {
