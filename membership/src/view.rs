@@ -116,6 +116,10 @@ impl View {
 
     /// Same members, incarnations and ports (generations aside).
     pub fn same_members(&self, other: &[Member]) -> bool {
+        if other.is_sorted() {
+            // The usual case (a clique comes out sorted): no copy to sort.
+            return self.members == other;
+        }
         let mut o = other.to_vec();
         o.sort();
         self.members == o

@@ -82,7 +82,13 @@ impl Fence {
                 let settle_us = self
                     .pending_settle()
                     .map_or(0, |t| micros(t.saturating_since(now)));
-                self.send(from, Msg::Decided { view: v, settle_us });
+                self.send(
+                    from,
+                    Msg::Decided {
+                        view: (*v).clone(),
+                        settle_us,
+                    },
+                );
                 return;
             }
         }

@@ -100,22 +100,28 @@ impl Fence {
         // once they accept a value for the next generation, so every quorum of our
         // view holds a confirmer that stopped before that value was decided.
         let own = self.acceptor.accepted_at.map_or(now, |t| t.min(now));
-        let mut conf: Vec<(Instant, NodeId)> = vec![(own, self.me)];
+        // At most one per node ID: on the stack, as this runs at every step.
+        let mut buf = [(Instant::ZERO, NodeId(0)); 64];
+        buf[0] = (own, self.me);
+        let mut len = 1;
         for m in v.members.iter().filter(|m| m.id != self.me) {
             if let Some(info) = self.peers.get(&m.id) {
                 if let Some((t, g)) = info.confirmed {
-                    if info.incarnation == Some(m.incarnation) && g <= v.generation {
-                        conf.push((t, m.id));
+                    if info.incarnation == Some(m.incarnation) && g <= v.generation && len < 64 {
+                        buf[len] = (t, m.id);
+                        len += 1;
                     }
                 }
             }
         }
-        conf.sort_by(|a, b| b.cmp(a));
+        let conf = &mut buf[..len];
+        // Node IDs are distinct: no two entries tie, an unstable sort is exact.
+        conf.sort_unstable_by(|a, b| b.cmp(a));
         // The lease is what a quorum of *this* view confirmed: never carried over
         // from an earlier view, whose quorums need not meet the next race's.
         let mut who = NodeSet::EMPTY;
         self.lease.lease_until = None;
-        for (t, id) in &conf {
+        for (t, id) in conf.iter() {
             who.insert(*id);
             if has_weighted_quorum(&self.cfg.weights, v.node_set(), who) {
                 self.lease.lease_until = Some(*t + self.cfg.lease);

@@ -18,6 +18,7 @@ use crate::types::{
 };
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 use vigil_llt::types::{Generation, Incarnation, Instant, NodeId};
 use vigil_membership::{Ballot, Msg, NodeSet, PortMask, View};
@@ -87,7 +88,9 @@ pub struct Fence {
     peers: PeerTable,
     /// What peers report they reach; our own reports and catch-ups.
     reach: ReachState,
-    installed: Option<View>,
+    /// Shared, so that a step reads it while it changes the rest of the core
+    /// without copying its members.
+    installed: Option<Arc<View>>,
     /// When the installed view was installed here.
     installed_at: Instant,
     /// What survives a restart: the highest generation, the last view installed
@@ -194,7 +197,7 @@ impl Fence {
     }
 
     pub fn installed(&self) -> Option<&View> {
-        self.installed.as_ref()
+        self.installed.as_deref()
     }
 
     pub fn client_view(&self) -> Option<&View> {
@@ -206,7 +209,7 @@ impl Fence {
             state: self.state(),
             authority: self.lease.authority,
             self_fence: self.cfg.self_fence,
-            installed: self.installed.clone(),
+            installed: self.installed.as_deref().cloned(),
             client_view: self.lease.client_view.clone(),
             highest_generation: self.durable.highest,
             durable: self.durable,
@@ -673,7 +676,7 @@ impl Fence {
             Some(t) if self.cfg.sabotage != Some(Sabotage::ZeroSettle) => settle_until.max(t),
             _ => settle_until,
         };
-        self.installed = Some(view.clone());
+        self.installed = Some(Arc::new(view.clone()));
         self.event(FenceEvent::ViewInstalled { view: view.clone() });
         if now >= settle_until {
             self.lease.pending_client = None;

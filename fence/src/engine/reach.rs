@@ -132,7 +132,7 @@ impl Fence {
             self.send(
                 p,
                 Msg::Decided {
-                    view: v.clone(),
+                    view: (*v).clone(),
                     settle_us,
                 },
             );

@@ -89,6 +89,12 @@ impl Fence {
                 })
             })
             .collect();
+        // The group is drawn from the candidates: too few of them, and no clique of
+        // theirs can seed (the clique below is the step's costliest part while a
+        // large cluster comes up).
+        if !self.seeding.manual_seed && candidates.len() < self.cfg.seed {
+            return;
+        }
         let group = self.clique(&candidates, NodeSet::EMPTY);
         let ids: NodeSet = group.iter().map(|m| m.id).collect();
         if ids.min() != Some(self.me) {
