@@ -181,13 +181,12 @@ impl Fence {
         }
         let reach = |x: NodeId| table[x.index() % 64];
         // Us first, then the others in the order given (members before joiners).
-        let mut ordered: Vec<Member> = candidates
+        let ordered = candidates
             .iter()
             .filter(|m| m.id == self.me)
-            .copied()
-            .collect();
-        ordered.extend(candidates.iter().filter(|m| m.id != self.me).copied());
-        let mut chosen: Vec<Member> = Vec::new();
+            .chain(candidates.iter().filter(|m| m.id != self.me))
+            .copied();
+        let mut chosen: Vec<Member> = Vec::with_capacity(candidates.len());
         // The chosen nodes (the witness aside) and the nodes every one of them
         // reaches: a candidate joins if it reaches all of the first and is in the
         // second, which is the pairwise check against every node chosen before it,
