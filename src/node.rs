@@ -708,9 +708,9 @@ impl Node {
             // before the lease runs out) need no step.
             let print = self.llt.peers_fingerprint();
             let due = self.fence.poll_timeout().is_some_and(|t| t <= now);
-            // A node waiting for authority steps on every frame: a confirmation may
-            // be what it waits for.
-            let waiting = !self.fence.authority() && !self.fence.fenced();
+            // A member waiting for authority steps on every frame: a confirmation
+            // may be what it waits for.
+            let waiting = self.fence.steps_on_frames();
             if news || due || waiting || print != self.peer_print || self.fresh {
                 self.peer_print = print;
                 self.fresh = false;

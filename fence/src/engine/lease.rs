@@ -26,6 +26,20 @@ impl Fence {
         self.lease.authority
     }
 
+    /// Whether a frame that changed no peer's facts should still step the core: a
+    /// member without authority waits for lease confirmations, which come on any
+    /// frame and do not step the core by themselves; a core that queued a
+    /// message to itself (its own promise or accept) handles it. An unseeded
+    /// node otherwise has nothing a plain frame can change: what can (a peer's
+    /// facts, a message, a timer) steps it anyway. At 64 nodes, stepping every
+    /// unseeded node on each of the ~126 frames a heartbeat brings was most of
+    /// the work of bringing a cluster up.
+    pub fn steps_on_frames(&self) -> bool {
+        !self.lease.authority
+            && self.fenced.is_none()
+            && (self.installed.is_some() || !self.loopback.is_empty())
+    }
+
     /// Whether the node holds authority at `now`: it held it at its last step and
     /// its lease has not lapsed since.
     pub fn authority_at(&self, now: Instant) -> bool {
