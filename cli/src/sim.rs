@@ -808,14 +808,16 @@ fn replay(args: &ReplayArgs) -> u8 {
 fn bench(args: &BenchArgs) -> u8 {
     let budget = Duration::from_secs_f64(args.seconds);
     println!(
-        "{:<7}{:<8}{:<10}node-s/s (simulated node-seconds per wall second)",
-        "nodes", "drills", "drills/s"
+        "{:<7}{:<8}{:<10}{:<10}{:<14}{:<10}node-s/s (simulated node-seconds per wall second)",
+        "nodes", "drills", "drills/s", "per core", "frames/drill", "ns/frame"
     );
     flush();
     for &k in &args.sizes {
         let started = Instant::now();
         let mut drills = 0u64;
         let mut node_seconds = 0.0;
+        let mut frames = 0u64;
+        let cpu0 = thread_cpu();
         loop {
             let seed = drills;
             let o = match guarded(|| {
@@ -831,19 +833,37 @@ fn bench(args: &BenchArgs) -> u8 {
             };
             drills += 1;
             node_seconds += o.node_seconds;
+            frames += o.frames;
             if started.elapsed() >= budget {
                 break;
             }
         }
         let wall = started.elapsed().as_secs_f64().max(1e-9);
+        // Per core: the drills run on this thread, so its CPU time is what they
+        // cost (on a busy machine wall time overstates it).
+        let cpu = match (cpu0, thread_cpu()) {
+            (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
+            _ => wall,
+        };
         println!(
-            "{:<7}{:<8}{:<10}{:.0}",
+            "{:<7}{:<8}{:<10}{:<10}{:<14}{:<10}{:.0}",
             k,
             drills,
             format!("{:.1}", drills as f64 / wall),
+            format!("{:.1}", drills as f64 / cpu),
+            frames / drills.max(1),
+            format!("{:.0}", cpu * 1e9 / frames.max(1) as f64),
             node_seconds / wall
         );
         flush();
     }
     exit::OK
+}
+
+/// CPU time this thread has run, from `/proc/thread-self/schedstat` (its first
+/// field, in ns); `None` where that cannot be read.
+fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }

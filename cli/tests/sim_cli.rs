@@ -214,6 +214,17 @@ fn bench_prints_a_row_per_cluster_size() {
     assert_eq!(rows.len(), 2, "{text}");
     assert_eq!(rows[0][0], "3");
     assert_eq!(rows[1][0], "5");
+    // nodes, drills, drills/s, per core, frames/drill, ns/frame, node-s/s: a drill
+    // sends frames, and more of them at 5 nodes than at 3.
+    let frames = |r: &[&str]| -> u64 { r[4].parse().unwrap_or(0) };
+    assert!(rows.iter().all(|r| r.len() == 7), "{text}");
+    assert!(frames(&rows[0]) > 0, "{text}");
+    assert!(frames(&rows[1]) > frames(&rows[0]), "{text}");
+    assert!(
+        rows.iter()
+            .all(|r| r[5].parse::<f64>().is_ok_and(|ns| ns > 0.0)),
+        "{text}"
+    );
 }
 
 /// The default sizes. One 64-node drill takes about 15 s in a release build and many

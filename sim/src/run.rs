@@ -23,6 +23,9 @@ pub struct Outcome {
     pub fault_to_decision: Option<Duration>,
     /// Simulated node-seconds.
     pub node_seconds: f64,
+    /// Frames the nodes sent, one per destination, whatever became of them
+    /// (cut, lost, duplicated).
+    pub frames: u64,
     /// Random drills: nodes holding authority at the end of the fault phase
     /// against the largest quorum-holding clique then (a report, not a property).
     pub availability: Option<Availability>,
@@ -132,6 +135,7 @@ fn finish(w: World, name: String, cutoff: Option<Instant>) -> Outcome {
         trace_hash: w.trace_hash(),
         fault_to_decision: decision,
         node_seconds,
+        frames: w.frames_sent(),
         availability: None,
         needless_fences: 0,
         needless_strict: 0,
@@ -812,6 +816,7 @@ fn refused(name: String, why: String) -> Outcome {
         trace_hash: 0,
         fault_to_decision: None,
         node_seconds: 0.0,
+        frames: 0,
         availability: None,
         needless_fences: 0,
         needless_strict: 0,
