@@ -1,8 +1,8 @@
 //! Reachability: the reports nodes exchange (`Reach`), the clique of nodes that see
 //! each other, and catch-up for peers behind our view.
 
+use super::peers::IdTable;
 use super::{micros, Fence};
-use std::collections::BTreeMap;
 use vigil_llt::types::{Generation, Instant, NodeId};
 use vigil_membership::{Member, Msg, NodeSet, PortMask};
 
@@ -37,11 +37,11 @@ impl Report {
 /// Reachability: peers' reports, ours, and catch-ups sent.
 #[derive(Clone, Debug, Default)]
 pub(super) struct ReachState {
-    pub(super) reports: BTreeMap<NodeId, Report>,
+    pub(super) reports: IdTable<Report>,
     /// When our report was last sent, and what it said.
     pub(super) last_reach: Option<(Instant, NodeSet, PortMask, Generation)>,
     /// When each peer behind our view was last sent it.
-    pub(super) catchup: BTreeMap<NodeId, Instant>,
+    pub(super) catchup: IdTable<Instant>,
 }
 
 impl Fence {
