@@ -860,10 +860,8 @@ fn bench(args: &BenchArgs) -> u8 {
     exit::OK
 }
 
-/// CPU time this thread has run, from `/proc/thread-self/schedstat` (its first
-/// field, in ns); `None` where that cannot be read.
+/// CPU time this thread has run; `None` where the kernel does not keep it.
 fn thread_cpu() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(ns))
+    vigil_lab::bench::common::schedstat_ns(std::path::Path::new("/proc/thread-self/schedstat"))
+        .map(Duration::from_nanos)
 }

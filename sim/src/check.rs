@@ -206,9 +206,8 @@ impl Checker {
         // S1: one view, or one line of views: the older holder is a member of every
         // view decided since its own. (A holder's token is its client view's
         // generation.) Holders on one token (the usual case) have no pair to check.
-        let lowest = holders.iter().map(|h| h.token).min();
-        let highest = holders.iter().map(|h| h.token).max();
-        for hi in holders.iter().filter(|_| lowest != highest) {
+        let one_token = holders.windows(2).all(|w| w[0].token == w[1].token);
+        for hi in holders.iter().filter(|_| !one_token) {
             for hj in holders {
                 let (i, j) = (hi.node, hj.node);
                 let (gi, gj) = (hi.token, hj.token);

@@ -243,30 +243,28 @@ impl Slot {
         }
     }
 
-    // Both conversions divide in 64 bits when the product fits (hours of virtual
-    // time), which gives the same quotient as 128 bits at a fraction of the cost
-    // (they run for every frame delivered and every timer polled).
     fn local(&self, global: Instant) -> Instant {
         let (g0, l0) = self.clock_base;
         let d = global.as_nanos().saturating_sub(g0.as_nanos()) as i128;
-        let skew = i128::from(self.skew_ppm);
-        let drift = match i64::try_from(d * skew) {
-            Ok(p) => i128::from(p / 1_000_000),
-            Err(_) => d * skew / 1_000_000,
-        };
-        let l = l0.as_nanos() as i128 + d + drift;
+        let l = l0.as_nanos() as i128 + d + div(d * i128::from(self.skew_ppm), 1_000_000);
         Instant::from_nanos(l.max(0) as u64)
     }
     fn global(&self, local: Instant) -> Instant {
         let (g0, l0) = self.clock_base;
         let d = local.as_nanos() as i128 - l0.as_nanos() as i128;
-        let rate = 1_000_000 + i128::from(self.skew_ppm);
-        let g = match (i64::try_from(d * 1_000_000), i64::try_from(rate)) {
-            (Ok(p), Ok(r)) => i128::from(p / r),
-            _ => d * 1_000_000 / rate,
-        };
+        let g = div(d * 1_000_000, 1_000_000 + i128::from(self.skew_ppm));
         // Round up so that local(global(t)) >= t.
         Instant::from_nanos((g0.as_nanos() as i128 + g + 1).max(0) as u64)
+    }
+}
+
+/// `n / d` (truncated, as `/` does), in 64 bits when both fit: the clock
+/// conversions run for every frame delivered and every timer polled, and 128-bit
+/// division costs several times more (hours of virtual time fit).
+fn div(n: i128, d: i128) -> i128 {
+    match (i64::try_from(n), i64::try_from(d)) {
+        (Ok(n), Ok(d)) => i128::from(n / d),
+        _ => n / d,
     }
 }
 
@@ -1163,7 +1161,6 @@ impl World {
                 }
             }
         }
-        outs.clear();
         self.outs = outs;
     }
 

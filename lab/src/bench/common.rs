@@ -36,6 +36,14 @@ pub fn burn() -> Exit {
     }
 }
 
+/// On-CPU nanoseconds from a `schedstat` file of /proc (its first field): a
+/// thread's (`/proc/thread-self/schedstat`, `/proc/PID/task/TID/schedstat`).
+/// `None` when the kernel does not keep them.
+pub fn schedstat_ns(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// The number of cores this process may run on.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

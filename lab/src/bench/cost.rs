@@ -272,8 +272,7 @@ fn proc_sched_ns(pid: u32) -> Option<u64> {
     let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut sum = 0u64;
     for entry in dir.flatten() {
-        let text = std::fs::read_to_string(entry.path().join("schedstat")).ok()?;
-        sum += text.split_whitespace().next()?.parse::<u64>().ok()?;
+        sum += common::schedstat_ns(&entry.path().join("schedstat"))?;
     }
     Some(sum)
 }
